@@ -1,0 +1,758 @@
+"""The config file: its TOML schema, defaults, validation and environment overrides.
+
+Owns turning ``boothsync.toml`` (or a mapping built in code) into frozen dataclasses, every check
+on the values, and ``$BOOTHSYNC_API_KEY``. Each section is one declarative option table (name,
+kind, default, allowed values, help); the tables drive validation, and
+``boothsync.toml.example`` documents every entry (a test keeps the two in step). A new section is
+one table plus its dataclass; a new destination type is one entry in ``DESTINATION_TYPES``.
+
+Must not read any file but the config (and the system's time zone), create folders, or put an
+API key into a message, a log line or a repr. Every problem is one ``ConfigError`` line:
+``boothsync.toml: watch[0].after_upload: must be one of keep, move, delete (got "archive")``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import logging
+import math
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from types import MappingProxyType
+from typing import Any, Final, Literal, TypeAlias
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from boothsync.errors import ConfigError
+from boothsync.paths import CONFIG_FILE_NAME, user_config_file
+
+__all__ = [
+    "API_KEY_ENV",
+    "CONFIG_ENV",
+    "DESTINATION_TYPES",
+    "SECTIONS",
+    "BoothConfig",
+    "Config",
+    "DestinationConfig",
+    "EventPicsConfig",
+    "Option",
+    "StateConfig",
+    "UploadConfig",
+    "WatchConfig",
+    "find_config",
+    "load_config",
+    "parse_config",
+]
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV: Final = "BOOTHSYNC_CONFIG"
+API_KEY_ENV: Final = "BOOTHSYNC_API_KEY"
+
+DEFAULT_PATTERNS: Final = ("*.jpg", "*.jpeg", "*.png", "*.gif")
+DEFAULT_BASE_URL: Final = "https://api.eventpics.net"
+MAX_CONCURRENCY: Final = 16
+
+Kind: TypeAlias = Literal["str", "bool", "int", "float", "path", "strings"]
+"""What a key holds: a string, true/false, a whole number, a number, a path, a list of strings."""
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Final = _Missing()
+
+
+class _Invalid(Exception):
+    """A value failed a check; the table reader adds file and key and renders one line."""
+
+    def __init__(self, problem: str, got: object = _MISSING, *, at: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.got = got
+        self.at = at  # a suffix for the key, e.g. "[2]" for one element of a list
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key of a config table: what it holds, its default, and how it is checked.
+
+    ``default`` is used when the key is absent; ``None`` there means "none", or a default that
+    depends on other values (the help text says which). ``check`` gets the value after the kind
+    and ``choices`` checks and returns it, possibly normalised, or raises ``_Invalid``.
+    """
+
+    name: str
+    kind: Kind
+    help: str
+    default: Any = None
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    check: Callable[[Any], Any] | None = None
+    env: str | None = None  # an environment variable whose value overrides the file's
+    secret: bool = False  # the value never appears in a message
+
+
+# -- value checks the option tables refer to ----------------------------------------------------
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise _Invalid("must be greater than 0", value)
+    return value
+
+
+def _concurrency(value: int) -> int:
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise _Invalid(f"must be between 1 and {MAX_CONCURRENCY}", value)
+    return value
+
+
+def _not_empty(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        raise _Invalid("must name at least one entry", [])
+    return value
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        # Listing the zones walks the tz database: only worth it when something is wrong.
+        close = difflib.get_close_matches(value, sorted(available_timezones()), n=1)
+        hint = f'; did you mean "{close[0]}"?' if close else ' (an IANA name like "Europe/Berlin")'
+        raise _Invalid(f"unknown time zone {_show(value)}{hint}") from None
+    return value
+
+
+def _base_url(value: str) -> str:
+    url = value.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is what validates it
+    except ValueError:
+        raise _Invalid("is not a valid URL", value) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise _Invalid("must be an https:// address", value)
+    if parts.query or parts.fragment:
+        raise _Invalid("must not have a query (?) or fragment (#)", value)
+    # The API key travels in every request: plain http only where it cannot leave the machine.
+    if scheme == "http" and not _is_loopback(parts.hostname):
+        raise _Invalid("must use https:// (http:// only for localhost, 127.0.0.0/8 or ::1)", value)
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- the option tables, one per section, in the order boothsync.toml.example documents them -----
+
+BOOTH_OPTIONS: Final[tuple[Option, ...]] = (
+    Option("name", "str", "The booth's name in logs and status. Default: the host name."),
+    Option(
+        "timezone",
+        "str",
+        "IANA time zone for EXIF capture times that carry no offset. Default: the system zone.",
+        check=_time_zone,
+    ),
+)
+
+WATCH_OPTIONS: Final[tuple[Option, ...]] = (
+    Option(
+        "path",
+        "path",
+        "The folder the booth software writes pictures into. Required. ~ is expanded; a "
+        "relative path is relative to the config file's folder.",
+        required=True,
+    ),
+    Option(
+        "patterns",
+        "strings",
+        "Which files to upload: case-insensitive globs on the file name.",
+        default=DEFAULT_PATTERNS,
+        check=_not_empty,
+    ),
+    Option(
+        "ignore",
+        "strings",
+        "Globs on the file name to skip, on top of the built-in temporary and hidden files.",
+        default=(),
+    ),
+    Option(
+        "album_id",
+        "str",
+        "The album for this folder's pictures, instead of the destination's album_id. "
+        "Default: none.",
+    ),
+    Option(
+        "poll",
+        "bool",
+        "Scan the folder instead of waiting for file system events; true for network shares.",
+        default=False,
+    ),
+    Option(
+        "poll_interval",
+        "float",
+        "Seconds between scans when poll = true. Greater than 0.",
+        default=2.0,
+        check=_positive,
+    ),
+    Option(
+        "settle_seconds",
+        "float",
+        "A file counts as complete once its size and time stamp stayed unchanged this many "
+        "seconds. Greater than 0.",
+        default=2.0,
+        check=_positive,
+    ),
+    Option(
+        "after_upload",
+        "str",
+        "What to do with a file once every destination has it: keep, move or delete.",
+        default="keep",
+        choices=("keep", "move", "delete"),
+    ),
+    Option(
+        "move_to",
+        "path",
+        'Where after_upload = "move" puts uploaded files; only allowed with "move". '
+        'Default: the "uploaded" folder inside path.',
+    ),
+    Option(
+        "destinations",
+        "strings",
+        "Names of the destinations this folder's pictures go to. Default: every destination.",
+        check=_not_empty,
+    ),
+)
+
+EVENTPICS_OPTIONS: Final[tuple[Option, ...]] = (
+    Option(
+        "type",
+        "str",
+        "The kind of destination. Required.",
+        required=True,
+        choices=("eventpics",),
+    ),
+    Option(
+        "api_key",
+        "str",
+        f"The EventPics API key. Required, here or in ${API_KEY_ENV}, which wins. Never logged.",
+        required=True,
+        env=API_KEY_ENV,
+        secret=True,
+    ),
+    Option("link_id", "str", "The gallery's link id. Required.", required=True),
+    Option("album_id", "str", "The album pictures go to. Default: none (the gallery itself)."),
+    Option(
+        "base_url",
+        "str",
+        "The API address; https://, or http:// for this machine only.",
+        default=DEFAULT_BASE_URL,
+        check=_base_url,
+    ),
+    Option(
+        "timeout",
+        "float",
+        "Seconds to wait for the API on each request. Greater than 0.",
+        default=30.0,
+        check=_positive,
+    ),
+)
+
+UPLOAD_OPTIONS: Final[tuple[Option, ...]] = (
+    Option(
+        "concurrency",
+        "int",
+        f"How many files upload at the same time, 1 to {MAX_CONCURRENCY}.",
+        default=2,
+        check=_concurrency,
+    ),
+)
+
+STATE_OPTIONS: Final[tuple[Option, ...]] = (
+    Option(
+        "dir",
+        "path",
+        "The folder for the queue database and the logs. Default: $STATE_DIRECTORY under "
+        "systemd, else the user's state folder.",
+    ),
+)
+
+
+# -- the dataclasses -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class BoothConfig:
+    """``[booth]``: who this booth is and which time zone its camera clock runs in."""
+
+    name: str
+    timezone: str | None = None
+    tz: ZoneInfo = field(compare=False)  # ``timezone`` resolved; the system zone when None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchConfig:
+    """One ``[[watch]]`` folder and what happens to its files."""
+
+    path: Path
+    patterns: tuple[str, ...] = DEFAULT_PATTERNS
+    ignore: tuple[str, ...] = ()
+    album_id: str | None = None
+    poll: bool = False
+    poll_interval: float = 2.0
+    settle_seconds: float = 2.0
+    after_upload: Literal["keep", "move", "delete"] = "keep"
+    move_to: Path | None = None  # set exactly when after_upload == "move"
+    destinations: tuple[str, ...]  # names; parse_config fills in every destination by default
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventPicsConfig:
+    """``[destinations.NAME]`` with ``type = "eventpics"``. The repr leaves out the API key."""
+
+    name: str
+    type: Literal["eventpics"] = "eventpics"
+    api_key: str = field(repr=False)
+    link_id: str
+    album_id: str | None = None
+    base_url: str = DEFAULT_BASE_URL  # no trailing slash
+    timeout: float = 30.0
+
+
+DestinationConfig: TypeAlias = EventPicsConfig
+"""Any destination's config; a union once there is more than one type."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class UploadConfig:
+    """``[upload]``: how hard to push."""
+
+    concurrency: int = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateConfig:
+    """``[state]``: where the queue and the logs live (see boothsync.paths for the defaults)."""
+
+    dir: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The whole configuration; ``source`` is the file it came from, None when built in code."""
+
+    source: Path | None
+    booth: BoothConfig
+    watches: tuple[WatchConfig, ...]
+    destinations: Mapping[str, DestinationConfig]
+    upload: UploadConfig = field(default_factory=UploadConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+
+
+SECTIONS: Final[Mapping[str, tuple[Option, ...]]] = MappingProxyType(
+    {
+        "booth": BOOTH_OPTIONS,
+        "watch": WATCH_OPTIONS,
+        "upload": UPLOAD_OPTIONS,
+        "state": STATE_OPTIONS,
+    }
+)
+"""The option table of every top-level section except ``destinations`` (see below)."""
+
+DESTINATION_TYPES: Final[Mapping[str, tuple[tuple[Option, ...], type[DestinationConfig]]]] = (
+    MappingProxyType({"eventpics": (EVENTPICS_OPTIONS, EventPicsConfig)})
+)
+"""``{type: (option table, dataclass)}`` for the tables under ``[destinations]``."""
+
+_TOP_LEVEL: Final = (*SECTIONS, "destinations")
+
+
+# -- finding and loading --------------------------------------------------------------------------
+
+
+def find_config(
+    explicit: Path | str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Path:
+    """The config file to use: ``-c FILE``, ``$BOOTHSYNC_CONFIG``, ./boothsync.toml, the user's.
+
+    A file named by ``-c`` or the environment must exist; otherwise the first that exists wins.
+    """
+    env = _env(environ)
+    if explicit is not None:
+        return _existing(Path(explicit).expanduser(), "config file not found")
+    named = env.get(CONFIG_ENV, "")
+    if named:
+        # Named on purpose: falling back to another file would run with the wrong settings.
+        return _existing(
+            Path(named).expanduser(), f"config file not found (named by ${CONFIG_ENV})"
+        )
+    candidates = [(Path.cwd() if cwd is None else cwd) / CONFIG_FILE_NAME, user_config_file()]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(candidate) for candidate in candidates)
+    raise ConfigError(
+        f"no config file found (looked for ${CONFIG_ENV}, {looked}); pass -c FILE "
+        "or copy boothsync.toml.example"
+    )
+
+
+def _existing(path: Path, problem: str) -> Path:
+    if path.is_file():
+        return path
+    raise ConfigError(problem if not path.exists() else "not a file", file=str(path))
+
+
+def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, parse and check one config file. Raises ConfigError naming the file and the key."""
+    shown = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("config file not found", file=shown) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror or exc}", file=shown) from exc
+    try:
+        # utf-8-sig: Windows editors like to start a UTF-8 file with a byte order mark.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 text (line {line}); save it as UTF-8", file=shown) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        hint = ""
+        if "\\" in str(exc) or "escape" in str(exc).lower():
+            hint = "; write Windows paths with / or in 'single quotes'"
+        raise ConfigError(f"not valid TOML: {exc}{hint}", file=shown) from None
+    source = Path(os.path.abspath(path))
+    return _parse(data, _Context(file=shown, base=source.parent, environ=_env(environ)), source)
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    source: Path | None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Check a config given as a mapping (what tomllib returns, or one built in code).
+
+    Relative paths are resolved against ``source``'s folder, or the current folder when None.
+    """
+    base = Path(os.path.abspath(source)).parent if source is not None else Path.cwd()
+    ctx = _Context(
+        file=str(source) if source is not None else None, base=base, environ=_env(environ)
+    )
+    return _parse(data, ctx, source)
+
+
+def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+@dataclass(frozen=True)
+class _Context:
+    file: str | None
+    base: Path  # the folder relative paths are resolved against
+    environ: Mapping[str, str]
+
+    def error(self, message: str, key: str | None) -> ConfigError:
+        return ConfigError(message, file=self.file, key=key or None)
+
+
+# -- the sections --------------------------------------------------------------------------------
+
+
+def _parse(data: Mapping[str, Any], ctx: _Context, source: Path | None) -> Config:
+    top = _table(data, "", ctx)
+    for name in top:
+        if name not in _TOP_LEVEL:
+            raise ctx.error(_unknown_key(name, _TOP_LEVEL), _join("", name))
+    booth = _booth(top.get("booth", {}), ctx)
+    destinations = _destinations(top.get("destinations", {}), ctx)
+    watches = _watches(top.get("watch", _MISSING), destinations, ctx)
+    upload = UploadConfig(**_read_table(top.get("upload", {}), UPLOAD_OPTIONS, "upload", ctx))
+    state = StateConfig(**_read_table(top.get("state", {}), STATE_OPTIONS, "state", ctx))
+    return Config(
+        source=source,
+        booth=booth,
+        watches=watches,
+        destinations=MappingProxyType(destinations),
+        upload=upload,
+        state=state,
+    )
+
+
+def _booth(raw: object, ctx: _Context) -> BoothConfig:
+    values = _read_table(raw, BOOTH_OPTIONS, "booth", ctx)
+    timezone: str | None = values["timezone"]
+    return BoothConfig(
+        name=values["name"] or socket.gethostname() or "booth",
+        timezone=timezone,
+        tz=ZoneInfo(timezone) if timezone else _system_zone(ctx.environ),
+    )
+
+
+def _destinations(raw: object, ctx: _Context) -> dict[str, DestinationConfig]:
+    result: dict[str, DestinationConfig] = {}
+    for name, body in _table(raw, "destinations", ctx).items():
+        key = _join("destinations", name)
+        table = _table(body, key, ctx)
+        type_name = table.get("type", _MISSING)
+        known = ", ".join(DESTINATION_TYPES)
+        if type_name is _MISSING:
+            raise ctx.error(f"required but missing (one of {known})", f"{key}.type")
+        if not isinstance(type_name, str):
+            raise ctx.error(f"must be a string (got {_show(type_name)})", f"{key}.type")
+        if type_name not in DESTINATION_TYPES:
+            close = difflib.get_close_matches(type_name, list(DESTINATION_TYPES), n=1)
+            hint = f'; did you mean "{close[0]}"?' if close else f" (known: {known})"
+            raise ctx.error(f"unknown destination type {_show(type_name)}{hint}", f"{key}.type")
+        options, cls = DESTINATION_TYPES[type_name]
+        result[name] = cls(name=name, **_read_table(table, options, key, ctx))
+    if not result:
+        raise ctx.error(
+            "no destination configured; add a [destinations.NAME] table with a type", "destinations"
+        )
+    return result
+
+
+def _watches(
+    raw: object, destinations: Mapping[str, DestinationConfig], ctx: _Context
+) -> tuple[WatchConfig, ...]:
+    if raw is _MISSING or (isinstance(raw, list | tuple) and not raw):
+        raise ctx.error("no folder to watch; add at least one [[watch]] table with a path", "watch")
+    if isinstance(raw, Mapping):
+        raise ctx.error("must be an array of tables: write [[watch]], not [watch]", "watch")
+    if not isinstance(raw, list | tuple):
+        raise ctx.error(f"must be an array of tables (got {_show(raw)})", "watch")
+    watches: list[WatchConfig] = []
+    for index, body in enumerate(raw):
+        watch = _watch(body, f"watch[{index}]", destinations, ctx)
+        for other_index, other in enumerate(watches):
+            if other.path == watch.path:
+                raise ctx.error(f"same folder as watch[{other_index}]", f"watch[{index}].path")
+        watches.append(watch)
+    return tuple(watches)
+
+
+def _watch(
+    raw: object, key: str, destinations: Mapping[str, DestinationConfig], ctx: _Context
+) -> WatchConfig:
+    values = _read_table(raw, WATCH_OPTIONS, key, ctx)
+    path: Path = values["path"]
+    move_to: Path | None = values["move_to"]
+    if values["after_upload"] == "move":
+        move_to = move_to or path / "uploaded"
+        if move_to == path:
+            raise ctx.error("must not be the watched folder itself", f"{key}.move_to")
+    elif move_to is not None:
+        raise ctx.error('only allowed with after_upload = "move"', f"{key}.move_to")
+    names: tuple[str, ...] | None = values["destinations"]
+    if names is None:
+        names = tuple(destinations)
+    for index, name in enumerate(names):
+        if name not in destinations:
+            close = difflib.get_close_matches(name, list(destinations), n=1)
+            hint = f'; did you mean "{close[0]}"?' if close else ""
+            configured = ", ".join(destinations)
+            raise ctx.error(
+                f"unknown destination {_show(name)}{hint} (configured: {configured})",
+                f"{key}.destinations[{index}]",
+            )
+    return WatchConfig(
+        **{**values, "move_to": move_to, "destinations": tuple(dict.fromkeys(names))}
+    )
+
+
+def _system_zone(environ: Mapping[str, str]) -> ZoneInfo:
+    """The machine's time zone as a ZoneInfo, for EXIF times when [booth] timezone is unset."""
+    name = environ.get("TZ", "").removeprefix(":")
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            log.debug("TZ=%s is not an IANA zone name, asking the system", name)
+    # /etc/localtime is the system's zone on Linux and macOS, usually a link into the tz database.
+    localtime = "/etc/localtime"
+    target = os.path.realpath(localtime)
+    if "/zoneinfo/" in target:
+        try:
+            return ZoneInfo(target.rsplit("/zoneinfo/", 1)[1])
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    try:
+        with open(localtime, "rb") as file:
+            return ZoneInfo.from_file(file, key="localtime")
+    except (OSError, ValueError):
+        pass
+    log.warning(
+        "cannot tell the system time zone; EXIF times without an offset are read as UTC. "
+        'Set [booth] timezone, e.g. "Europe/Berlin"'
+    )
+    return ZoneInfo("UTC")
+
+
+# -- reading one table against its options -------------------------------------------------------
+
+
+def _read_table(raw: object, options: Sequence[Option], key: str, ctx: _Context) -> dict[str, Any]:
+    """Check ``raw`` against an option table: ``{option name: checked value or default}``."""
+    table = _table(raw, key, ctx)
+    names = [option.name for option in options]
+    for name in table:
+        if name not in names:
+            raise ctx.error(_unknown_key(name, names), _join(key, name))
+    return {option.name: _value(option, table, _join(key, option.name), ctx) for option in options}
+
+
+def _value(option: Option, table: Mapping[str, Any], key: str, ctx: _Context) -> Any:
+    value = table.get(option.name, _MISSING)
+    if option.env and ctx.environ.get(option.env):
+        value = ctx.environ[option.env]
+        key = f"${option.env}"
+    if value is _MISSING:
+        if option.required:
+            alternative = f" (or set ${option.env})" if option.env else ""
+            raise ctx.error(f"required but missing{alternative}", key)
+        return option.default
+    written = value
+    try:
+        value = _KINDS[option.kind](value, ctx)
+        if option.choices and value not in option.choices:
+            raise _Invalid(f"must be one of {', '.join(option.choices)}", value)
+        if option.check is not None:
+            value = option.check(value)
+    except _Invalid as exc:
+        message = exc.problem
+        if exc.got is not _MISSING and not option.secret:
+            # Show what the file says (0), not the converted value (0.0), except for one
+            # element of a list.
+            message += f" (got {_show(exc.got if exc.at else written)})"
+        raise ctx.error(message, key + exc.at) from None
+    return value
+
+
+def _table(raw: object, key: str, ctx: _Context) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ctx.error(f"must be a table (got {_show(raw)})", key)
+    return raw
+
+
+def _as_str(value: object, ctx: _Context) -> str:
+    if not isinstance(value, str):
+        raise _Invalid("must be a string", value)
+    if not value.strip():
+        raise _Invalid("must not be empty", value)
+    return value
+
+
+def _as_bool(value: object, ctx: _Context) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("must be true or false", value)
+    return value
+
+
+def _as_int(value: object, ctx: _Context) -> int:
+    # bool is an int subclass in Python, but `concurrency = true` is a mistake, not a 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid("must be a whole number", value)
+    return value
+
+
+def _as_float(value: object, ctx: _Context) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid("must be a number", value)
+    if not math.isfinite(value):
+        raise _Invalid("must be a finite number", value)
+    return float(value)
+
+
+def _as_path(value: object, ctx: _Context) -> Path:
+    if isinstance(value, str):
+        _as_str(value, ctx)
+    elif not isinstance(value, PurePath):
+        raise _Invalid("must be a path string", value)
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = ctx.base / path
+    # normpath, not resolve(): resolving would turn a mapped network drive into its UNC path.
+    return Path(os.path.normpath(path))
+
+
+def _as_strings(value: object, ctx: _Context) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise _Invalid("must be a list of strings", value)
+    for index, item in enumerate(value):
+        try:
+            _as_str(item, ctx)
+        except _Invalid as exc:
+            raise _Invalid(exc.problem, exc.got, at=f"[{index}]") from None
+    return tuple(value)
+
+
+_KINDS: Final[Mapping[Kind, Callable[[object, _Context], Any]]] = MappingProxyType(
+    {
+        "str": _as_str,
+        "bool": _as_bool,
+        "int": _as_int,
+        "float": _as_float,
+        "path": _as_path,
+        "strings": _as_strings,
+    }
+)
+
+
+# -- messages ------------------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _join(prefix: str, name: str) -> str:
+    part = name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+    return f"{prefix}.{part}" if prefix else part
+
+
+def _unknown_key(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f'unknown key; did you mean "{close[0]}"?'
+    return f"unknown key (known: {', '.join(known)})"
+
+
+def _show(value: object) -> str:
+    """A short, one-line rendering of a value as it would look in the TOML file."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | PurePath):
+        text = json.dumps(str(value), ensure_ascii=False)
+        return text if len(text) <= 80 else text[:76] + '..."'
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return "an empty array" if not value else "an array"
+    # datetime, date, time: TOML has them, no option takes them.
+    return f"a {type(value).__name__}"

@@ -1,0 +1,161 @@
+"""Wires the watcher, the outbox and the uploader together, and takes them apart.
+
+The stages never call each other: the watcher writes rows, the uploader claims
+them, and the engine only connects the wake-up signal between the two. It also
+owns what happens to a picture once every destination has it
+(``after_upload``: keep, move or delete) and the snapshot the CLI, the tray and
+the service read.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from boothsync.config import Config, WatchConfig
+from boothsync.destinations import Destination, create
+from boothsync.outbox import Job, Outbox, Stats
+from boothsync.paths import outbox_path
+from boothsync.uploader import DestinationHealth, Uploader, UploadReport
+from boothsync.watcher import Watcher
+
+__all__ = ["Engine", "Snapshot"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    stats: Stats
+    health: dict[str, DestinationHealth]
+
+
+class Engine:
+    """One running boothsync: watch every folder, upload to every destination."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        on_report: Callable[[UploadReport], None] | None = None,
+        destinations: Mapping[str, Destination] | None = None,
+        rescan_interval: float = 300.0,
+    ) -> None:
+        self.config = config
+        self._on_report = on_report
+        self._given_destinations = destinations
+        self._rescan_interval = rescan_interval
+        self._watches = {str(w.path): w for w in config.watches}
+        self._outbox: Outbox | None = None
+        self._destinations: dict[str, Destination] = {}
+        self._uploader: Uploader | None = None
+        self._watcher: Watcher | None = None
+
+    @property
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            raise RuntimeError("the engine is not started")
+        return self._outbox
+
+    def start(self) -> None:
+        """Open the queue, put back what a crash left in flight, then upload and watch."""
+        outbox = Outbox(outbox_path(self.config))
+        self._outbox = outbox
+        outbox.recover()
+        if self._given_destinations is not None:
+            self._destinations = dict(self._given_destinations)
+        else:
+            self._destinations = {
+                name: create(cfg) for name, cfg in self.config.destinations.items()
+            }
+        self._uploader = Uploader(
+            outbox,
+            self._destinations,
+            tz=self.config.booth.tz,
+            concurrency=self.config.upload.concurrency,
+            on_report=self._on_report,
+            on_file_done=self._after_upload,
+        )
+        self._uploader.start()
+        self._watcher = Watcher(
+            self.config.watches,
+            outbox,
+            on_enqueued=self._uploader.wake,
+            rescan_interval=self._rescan_interval,
+        )
+        self._watcher.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until every folder is watched and has been scanned once."""
+        watcher = self._watcher
+        return watcher is not None and watcher.ready.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop watching and claiming; give in-flight uploads ``timeout`` seconds.
+
+        Returns True when every upload finished in time.
+        """
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        finished = True
+        if self._uploader is not None:
+            finished = self._uploader.stop(timeout)
+            self._uploader = None
+        if finished:
+            # Closing under a running upload would turn its "done" into an
+            # error; a process that exits lets the next start recover it.
+            for destination in self._destinations.values():
+                destination.close()
+            if self._outbox is not None:
+                self._outbox.close()
+        self._outbox = None
+        return finished
+
+    @property
+    def alive(self) -> bool:
+        return self._uploader is not None and self._uploader.alive
+
+    def snapshot(self) -> Snapshot:
+        uploader = self._uploader
+        return Snapshot(
+            stats=self.outbox.stats(),
+            health=uploader.health() if uploader is not None else {},
+        )
+
+    def scan(self) -> None:
+        if self._watcher is not None:
+            self._watcher.scan()
+
+    def _after_upload(self, job: Job) -> None:
+        watch = self._watches.get(job.watch)
+        if watch is None or watch.after_upload == "keep":
+            return
+        try:
+            if watch.after_upload == "delete":
+                job.path.unlink(missing_ok=True)
+                log.info("deleted %s after upload", job.path)
+            else:
+                target = _free_name(_move_dir(watch) / job.path.name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(job.path, target)
+                log.info("moved %s to %s after upload", job.path.name, target.parent)
+        except OSError as exc:
+            log.error("%s: uploaded, but %s failed: %s", job.path, watch.after_upload, exc)
+
+
+def _move_dir(watch: WatchConfig) -> Path:
+    return watch.move_to if watch.move_to is not None else watch.path / "uploaded"
+
+
+def _free_name(target: Path) -> Path:
+    """``target``, or ``name (1).ext``, ``name (2).ext``... if it is taken."""
+    candidate = target
+    counter = 1
+    while candidate.exists():
+        candidate = target.with_name(f"{target.stem} ({counter}){target.suffix}")
+        counter += 1
+    return candidate

@@ -1,0 +1,623 @@
+"""The queue database: the only hand-off between the watcher and the uploader.
+
+Owns the SQLite file (schema, migrations recorded in ``PRAGMA user_version``)
+and every state change of a job: one row per (file version, destination),
+waiting → uploading → uploaded | failed, and back to waiting for a retry.
+A row is written before anything is uploaded and marked uploaded only after
+the destination said yes, so a crash at any moment loses nothing: the next
+start calls :meth:`Outbox.recover`.
+
+Must not know about HTTP, destinations or the filesystem beyond its own
+database file; callers decide what a failure means, this module only records it.
+Every ``sqlite3`` error leaves here as :class:`~boothsync.errors.OutboxError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from boothsync.errors import OutboxError
+
+__all__ = ["Event", "Job", "JobState", "Outbox", "Stats"]
+
+log = logging.getLogger(__name__)
+
+
+class JobState(StrEnum):
+    """Where one file stands with one destination."""
+
+    WAITING = "waiting"
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed job with everything the uploader needs about its file."""
+
+    id: int
+    file_id: int
+    path: Path
+    size: int
+    mtime_ns: int
+    watch: str
+    destination: str
+    album_id: str | None
+    attempts: int
+    state: JobState
+    last_error: str | None
+    taken_at_ms: int | None
+    taken_at_source: str | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """The latest upload or error, for status output."""
+
+    path: str
+    destination: str
+    at: float
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Job counts per destination and state (every state present), and the latest events."""
+
+    destinations: dict[str, dict[str, int]]
+    totals: dict[str, int]
+    last_upload: Event | None
+    last_error: Event | None
+
+
+# Each entry moves the schema from version i to i + 1 and is applied in the
+# transaction that records the new version, so a crash mid-migration leaves the
+# old schema intact. Append only: never edit a migration that has shipped.
+# State names are written out literally (not bound) where a partial index
+# needs them: SQLite only uses a partial index when the query repeats its
+# WHERE terms verbatim.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            watch TEXT NOT NULL,
+            added_at REAL NOT NULL,
+            taken_at_ms INTEGER,
+            taken_at_source TEXT,
+            UNIQUE (path, size, mtime_ns)
+        )
+        """,
+        # AUTOINCREMENT: a job id is never reused, so a late call about an old
+        # job can never act on a newer one.
+        """
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+            destination TEXT NOT NULL,
+            album_id TEXT,
+            state TEXT NOT NULL
+                CHECK (state IN ('waiting', 'uploading', 'uploaded', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            claimed_at REAL,
+            finished_at REAL,
+            last_error TEXT,
+            updated_at REAL NOT NULL,
+            UNIQUE (file_id, destination)
+        )
+        """,
+        # claim() and next_due(): the rowid rides along, so "ORDER BY
+        # next_attempt_at, id" is read straight from the index.
+        "CREATE INDEX jobs_due ON jobs (state, next_attempt_at)",
+        # stats(): the GROUP BY is answered from this index alone.
+        "CREATE INDEX jobs_destination_state ON jobs (destination, state)",
+        "CREATE INDEX jobs_finished ON jobs (state, finished_at)",
+        """
+        CREATE INDEX jobs_errors ON jobs (updated_at)
+            WHERE last_error IS NOT NULL AND state IN ('waiting', 'failed')
+        """,
+        # Written by the running uploader, read by `boothsync status` in
+        # another process: the queue database is the one place both can see.
+        """
+        CREATE TABLE destinations (
+            name TEXT PRIMARY KEY,
+            health TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            updated_at REAL NOT NULL
+        )
+        """,
+    ),
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_JOB_SELECT = """
+    SELECT j.id, j.file_id, f.path, f.size, f.mtime_ns, f.watch, j.destination, j.album_id,
+           j.attempts, j.state, j.last_error, f.taken_at_ms, f.taken_at_source
+    FROM jobs AS j JOIN files AS f ON f.id = j.file_id
+    WHERE j.id = ?
+"""
+
+# INDEXED BY makes the plan part of the contract: stats() stays two index
+# lookups on a queue of any size, and a lost index fails loudly instead of
+# turning into a sort of the whole table (the planner does not pick the partial
+# index on its own without ANALYZE statistics).
+_LAST_UPLOAD = """
+    SELECT f.path, j.destination, j.finished_at AS at, NULL AS error
+    FROM jobs AS j INDEXED BY jobs_finished JOIN files AS f ON f.id = j.file_id
+    WHERE j.state = 'uploaded'
+    ORDER BY j.finished_at DESC, j.id DESC
+    LIMIT 1
+"""
+
+_LAST_ERROR = """
+    SELECT f.path, j.destination, j.updated_at AS at, j.last_error AS error
+    FROM jobs AS j INDEXED BY jobs_errors JOIN files AS f ON f.id = j.file_id
+    WHERE j.last_error IS NOT NULL AND j.state IN ('waiting', 'failed')
+    ORDER BY j.updated_at DESC, j.id DESC
+    LIMIT 1
+"""
+
+
+def _note_stale(cur: sqlite3.Cursor, job_id: int) -> None:
+    # Only a job still uploading may move (the UPDATEs say "AND state = 'uploading'"):
+    # a late call about a job that recover() already handed back must not undo that.
+    if cur.rowcount == 0:
+        log.debug("ignoring a late update of job %d: it is not uploading", job_id)
+
+
+def _not_in(column: str, values: Collection[str]) -> tuple[str, list[str]]:
+    """An ``AND column NOT IN (?, ...)`` clause (placeholders only) and its parameters."""
+    if not values:
+        return "", []
+    # Only "?" marks are formatted in; the values themselves are bound.
+    placeholders = ", ".join("?" * len(values))
+    return f" AND {column} NOT IN ({placeholders})", list(values)
+
+
+class Outbox:
+    """The SQLite job queue.
+
+    One connection, shared by the caller's threads behind a lock. Every write
+    runs in ``BEGIN IMMEDIATE`` so that two processes, or two outboxes on the
+    same file, never hand out the same job. ``readonly=True`` opens an existing
+    database without creating, migrating or writing anything (for ``status``
+    while the daemon runs).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        readonly: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._path = Path(path)
+        self._readonly = readonly
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        if readonly:
+            # mode=ro would fail with SQLite's vague "unable to open database
+            # file"; say what the operator needs to know instead.
+            if not self._path.is_file():
+                raise OutboxError(f"no queue database at {self._path} yet")
+        else:
+            try:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutboxError(
+                    f"queue database {self._path}: cannot create its folder: {exc}"
+                ) from exc
+        conn = self._connect()
+        try:
+            with self._translate("open"):
+                self._setup(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    # -- writes ---------------------------------------------------------------
+
+    def add(
+        self,
+        path: Path,
+        *,
+        size: int,
+        mtime_ns: int,
+        watch: str,
+        destinations: Mapping[str, str | None],
+    ) -> int:
+        """Record one version of a file with a job per destination (name → album id).
+
+        Idempotent: adding the same (path, size, mtime_ns) again adds only the
+        destinations it did not have yet. Returns how many jobs are new.
+        """
+        with self._write("add a file") as conn:
+            now = self._clock()
+            conn.execute(
+                "INSERT OR IGNORE INTO files (path, size, mtime_ns, watch, added_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (str(path), size, mtime_ns, watch, now),
+            )
+            file_id = self._file_id(conn, path, size, mtime_ns)
+            assert file_id is not None  # inserted or already there, inside this transaction
+            new = 0
+            for destination, album_id in destinations.items():
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO jobs (file_id, destination, album_id, state,"
+                    " attempts, next_attempt_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, 0, ?, ?)",
+                    (file_id, destination, album_id, JobState.WAITING, now, now),
+                )
+                new += cur.rowcount
+        if new:
+            log.debug("queued %s for %d destination(s)", path, new)
+        return new
+
+    def claim(self, *, exclude: Collection[str] = (), now: float | None = None) -> Job | None:
+        """Take the waiting job due longest ago (skipping ``exclude`` destinations), or None.
+
+        The job becomes uploading and its attempt is counted. Never hands the
+        same job to two callers, whether threads or processes.
+        """
+        with self._write("claim a job") as conn:
+            at = self._clock() if now is None else now
+            clause, params = _not_in("destination", exclude)
+            row = conn.execute(
+                "SELECT id FROM jobs WHERE state = ? AND next_attempt_at <= ?"
+                + clause
+                + " ORDER BY next_attempt_at, id LIMIT 1",
+                [JobState.WAITING, at, *params],
+            ).fetchone()
+            if row is None:
+                return None
+            job_id: int = row[0]
+            conn.execute(
+                "UPDATE jobs SET state = ?, attempts = attempts + 1, claimed_at = ?,"
+                " updated_at = ? WHERE id = ?",
+                (JobState.UPLOADING, at, at, job_id),
+            )
+            return self._job(conn, job_id)
+
+    def complete(
+        self,
+        job_id: int,
+        *,
+        taken_at_ms: int | None = None,
+        taken_at_source: str | None = None,
+    ) -> bool:
+        """Mark an uploading job uploaded; store the capture time on its file when given.
+
+        Returns True when every job of that file is now uploaded (the caller
+        then applies ``after_upload``). A call for a job that is not uploading
+        changes nothing and returns False, so ``after_upload`` runs once at most.
+        """
+        with self._write("complete a job") as conn:
+            now = self._clock()
+            cur = conn.execute(
+                "UPDATE jobs SET state = ?, finished_at = ?, last_error = NULL, updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (JobState.UPLOADED, now, now, job_id, JobState.UPLOADING),
+            )
+            if cur.rowcount == 0:
+                _note_stale(cur, job_id)
+                return False
+            if taken_at_ms is not None:
+                conn.execute(
+                    "UPDATE files SET taken_at_ms = ?, taken_at_source = ?"
+                    " WHERE id = (SELECT file_id FROM jobs WHERE id = ?)",
+                    (taken_at_ms, taken_at_source, job_id),
+                )
+            (remaining,) = conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state != ?"
+                " AND file_id = (SELECT file_id FROM jobs WHERE id = ?)",
+                (JobState.UPLOADED, job_id),
+            ).fetchone()
+            return bool(remaining == 0)
+
+    def retry_later(self, job_id: int, *, delay: float, error: str) -> None:
+        """Put an uploading job back to waiting, due after ``delay`` seconds, noting the error."""
+        with self._write("reschedule a job") as conn:
+            now = self._clock()
+            cur = conn.execute(
+                "UPDATE jobs SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (JobState.WAITING, now + delay, error, now, job_id, JobState.UPLOADING),
+            )
+            _note_stale(cur, job_id)
+
+    def release(self, job_id: int) -> None:
+        """Hand an uploading job back untried (shutdown, paused destination).
+
+        It is due at once and the attempt is not counted.
+        """
+        with self._write("release a job") as conn:
+            now = self._clock()
+            cur = conn.execute(
+                "UPDATE jobs SET state = ?, next_attempt_at = ?,"
+                " attempts = MAX(attempts - 1, 0), updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (JobState.WAITING, now, now, job_id, JobState.UPLOADING),
+            )
+            _note_stale(cur, job_id)
+
+    def fail(self, job_id: int, *, error: str) -> None:
+        """Give up on an uploading job for good (until :meth:`retry_failed`)."""
+        with self._write("fail a job") as conn:
+            now = self._clock()
+            cur = conn.execute(
+                "UPDATE jobs SET state = ?, finished_at = ?, last_error = ?, updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (JobState.FAILED, now, error, now, job_id, JobState.UPLOADING),
+            )
+            _note_stale(cur, job_id)
+
+    def recover(self) -> int:
+        """Return jobs left uploading by a crash to waiting, due now; returns how many.
+
+        Only call it at start, before any worker claims: it cannot tell a
+        crashed upload from one still running.
+        """
+        with self._write("recover interrupted jobs") as conn:
+            now = self._clock()
+            cur = conn.execute(
+                "UPDATE jobs SET state = ?, next_attempt_at = ?, updated_at = ? WHERE state = ?",
+                (JobState.WAITING, now, now, JobState.UPLOADING),
+            )
+            count = cur.rowcount
+        if count:
+            log.info("%d interrupted upload(s) queued again", count)
+        return count
+
+    def retry_failed(self, *, destination: str | None = None) -> int:
+        """Queue failed jobs again from scratch (all, or one destination's); returns how many."""
+        with self._write("retry failed jobs") as conn:
+            now = self._clock()
+            sql = (
+                "UPDATE jobs SET state = ?, attempts = 0, next_attempt_at = ?, finished_at = NULL,"
+                # The old error is cleared so status stops reporting it as the latest.
+                " last_error = NULL, updated_at = ? WHERE state = ?"
+            )
+            params: list[object] = [JobState.WAITING, now, now, JobState.FAILED]
+            if destination is not None:
+                sql += " AND destination = ?"
+                params.append(destination)
+            count = conn.execute(sql, params).rowcount
+        if count:
+            log.info("%d failed upload(s) queued again", count)
+        return count
+
+    # -- reads ----------------------------------------------------------------
+
+    def is_known(self, path: Path, size: int, mtime_ns: int) -> bool:
+        """Whether this version of the file (path, size, mtime) has been added."""
+        with self._read("look up a file") as conn:
+            return self._file_id(conn, path, size, mtime_ns) is not None
+
+    def next_due(self, *, exclude: Collection[str] = ()) -> float | None:
+        """Unix time at which the earliest waiting job (not in ``exclude``) is due, or None."""
+        with self._read("find the next due job") as conn:
+            clause, params = _not_in("destination", exclude)
+            # ORDER BY ... LIMIT 1 rather than MIN(): walks the index and stops
+            # at the first row that is not excluded.
+            row = conn.execute(
+                "SELECT next_attempt_at FROM jobs WHERE state = ?"
+                + clause
+                + " ORDER BY next_attempt_at LIMIT 1",
+                [JobState.WAITING, *params],
+            ).fetchone()
+            return None if row is None else float(row[0])
+
+    def stats(self) -> Stats:
+        """Counts per destination and state, totals, and the latest upload and error."""
+        with self._read("read statistics") as conn:
+            # One read transaction, so the counts and events are one snapshot.
+            conn.execute("BEGIN")
+            try:
+                rows = conn.execute(
+                    "SELECT destination, state, COUNT(*) FROM jobs GROUP BY destination, state"
+                ).fetchall()
+                last_upload = self._event(conn.execute(_LAST_UPLOAD).fetchone())
+                last_error = self._event(conn.execute(_LAST_ERROR).fetchone())
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        destinations: dict[str, dict[str, int]] = {}
+        totals = {state.value: 0 for state in JobState}
+        for destination, state, count in rows:
+            counts = destinations.setdefault(destination, {s.value: 0 for s in JobState})
+            counts[state] = count
+            totals[state] += count
+        return Stats(
+            destinations=destinations,
+            totals=totals,
+            last_upload=last_upload,
+            last_error=last_error,
+        )
+
+    def set_health(self, destination: str, health: str, detail: str = "") -> None:
+        """Record a destination's health (online, offline, ...) for other processes to read."""
+        with self._write("record destination health") as conn:
+            conn.execute(
+                "INSERT INTO destinations (name, health, detail, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET"
+                " health = excluded.health, detail = excluded.detail,"
+                " updated_at = excluded.updated_at",
+                (destination, health, detail, self._clock()),
+            )
+
+    def health(self) -> dict[str, tuple[str, str]]:
+        """The last recorded health of each destination: ``{name: (health, detail)}``."""
+        with self._read("read destination health") as conn:
+            rows = conn.execute("SELECT name, health, detail FROM destinations").fetchall()
+        return {str(name): (str(health), str(detail)) for name, health, detail in rows}
+
+    def close(self) -> None:
+        """Close the database; later calls do nothing."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error as exc:
+                raise OutboxError(f"queue database {self._path}: close failed: {exc}") from exc
+
+    # -- internals ------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: the sqlite3 module must not open transactions
+        # behind our back; every write says BEGIN IMMEDIATE itself.
+        try:
+            if self._readonly:
+                return sqlite3.connect(
+                    f"{self._path.absolute().as_uri()}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            return sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"queue database {self._path}: cannot open: {exc}") from exc
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        conn.row_factory = sqlite3.Row
+        # First, so every later statement waits for another process's lock
+        # instead of failing at once with "database is locked".
+        conn.execute("PRAGMA busy_timeout = 5000")
+        self._check_version(conn)
+        conn.execute("PRAGMA foreign_keys = ON")
+        if self._readonly:
+            conn.execute("PRAGMA query_only = ON")
+            return
+        # WAL lets `status` read while the daemon writes; the mode is stored in
+        # the file, so a read-only opener inherits it.
+        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if str(mode).lower() != "wal":
+            log.warning(
+                "queue database %s: journal mode is %s, not WAL (network drive?);"
+                " status may wait for the daemon",
+                self._path,
+                mode,
+            )
+        # FULL: a job marked uploaded (or added) survives a power cut at the booth.
+        conn.execute("PRAGMA synchronous = FULL")
+        self._migrate(conn)
+
+    def _check_version(self, conn: sqlite3.Connection) -> int:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise OutboxError(
+                f"queue database {self._path} has schema version {version}, newer than"
+                f" this boothsync knows ({SCHEMA_VERSION}); upgrade boothsync"
+            )
+        if self._readonly and version < SCHEMA_VERSION:
+            raise OutboxError(
+                f"queue database {self._path} has schema version {version}, this boothsync"
+                f" expects {SCHEMA_VERSION}; start boothsync once to upgrade it"
+            )
+        return int(version)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        for target, statements in enumerate(_MIGRATIONS, start=1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Read inside the write lock: another process may have just
+                # migrated the same file.
+                if self._check_version(conn) < target:
+                    for statement in statements:
+                        conn.execute(statement)
+                    # PRAGMA takes no bound parameters; target is our own int.
+                    conn.execute(f"PRAGMA user_version = {int(target)}")
+                    log.info("queue database %s: schema version %d", self._path, target)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _translate(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            raise OutboxError(f"queue database {self._path}: {action} failed: {message}") from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise OutboxError(f"queue database {self._path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _read(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._translate(action):
+            yield self._connection()
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        if self._readonly:
+            raise OutboxError(f"queue database {self._path} is open read-only: cannot {action}")
+        with self._lock, self._translate(action):
+            conn = self._connection()
+            # IMMEDIATE takes the write lock up front, so the SELECT that picks
+            # a job and the UPDATE that claims it cannot interleave with another
+            # process doing the same.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # SQLite may already have rolled back on its own (disk full, I/O error).
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _file_id(conn: sqlite3.Connection, path: Path, size: int, mtime_ns: int) -> int | None:
+        row = conn.execute(
+            "SELECT id FROM files WHERE path = ? AND size = ? AND mtime_ns = ?",
+            (str(path), size, mtime_ns),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    @staticmethod
+    def _job(conn: sqlite3.Connection, job_id: int) -> Job:
+        row = conn.execute(_JOB_SELECT, (job_id,)).fetchone()
+        return Job(
+            id=row["id"],
+            file_id=row["file_id"],
+            path=Path(row["path"]),
+            size=row["size"],
+            mtime_ns=row["mtime_ns"],
+            watch=row["watch"],
+            destination=row["destination"],
+            album_id=row["album_id"],
+            attempts=row["attempts"],
+            state=JobState(row["state"]),
+            last_error=row["last_error"],
+            taken_at_ms=row["taken_at_ms"],
+            taken_at_source=row["taken_at_source"],
+        )
+
+    @staticmethod
+    def _event(row: sqlite3.Row | None) -> Event | None:
+        if row is None:
+            return None
+        return Event(
+            path=row["path"], destination=row["destination"], at=row["at"], error=row["error"]
+        )

@@ -1,0 +1,979 @@
+"""An EventPics-compatible local server for the demo and the tests, with fault injection.
+
+Owns the far side of the EventPics protocol (DESIGN.md), answered the way the
+service and its storage answer: ``POST /getuploadurl`` hands out presigned
+upload URLs, ``PUT /upload/<token>`` stores the bytes, ``GET
+/geteventsandalbums`` lists a key's events. Every stored file lands at
+``directory/<linkId>/<albumId or _no-album>/<fileName>`` with a
+``<name>.json`` sidecar beside it. Faults (forced answers, error and reset
+rates, delays, short-lived URLs) are injected from :class:`Faults`, which tests
+change while the server runs. A receiver in another process is driven through
+``POST /_control/faults`` (fields merged in) and read through ``GET
+/_control/received`` and ``GET /_control/counts``; faults never touch these.
+
+Must not: import the rest of boothsync (it stands in for the other end of the
+network, so it must not share the client's mistakes), hold a whole upload in
+memory, write to stderr per request, or let one bad request stop the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import http.server
+import json
+import logging
+import math
+import os
+import random
+import re
+import secrets
+import socket
+import socketserver
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path, PurePath
+from types import TracebackType
+from typing import Any, Final, Literal, cast
+from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
+
+__all__ = [
+    "DEMO_API_KEY",
+    "ENDPOINTS",
+    "MAX_UPLOAD_BYTES",
+    "OTHER",
+    "AlbumSpec",
+    "EventSpec",
+    "Faults",
+    "ReceivedFile",
+    "Receiver",
+    "demo_events",
+]
+
+logger = logging.getLogger(__name__)
+
+DEMO_API_KEY: Final = "demo-key"
+ENDPOINTS: Final = ("getuploadurl", "put", "geteventsandalbums")
+"""The API endpoints faults apply to; also the keys of :meth:`Receiver.counts`."""
+OTHER: Final = "other"
+"""The :meth:`Receiver.counts` key for requests that no endpoint took (404)."""
+MAX_UPLOAD_BYTES: Final = 200 * 1024 * 1024
+
+_CHUNK = 256 * 1024
+_MAX_JSON_BYTES = 1024 * 1024
+_NO_ALBUM = "_no-album"
+_UPLOAD_PREFIX = "/upload/"
+# A client that stops talking holds a thread; stop() cuts idle ones at once anyway.
+_IDLE_SECONDS = 60.0
+# After an answer sent before a body we will not read, keep reading (and dropping) it for a
+# while: closing with unread data makes the kernel send a reset, which can destroy the
+# answer before the client reads it.
+_LINGER_SECONDS = 5.0
+_JOIN_SECONDS = 5.0
+_HOST_HEADER = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+_S3_CODES: Final = {
+    400: "BadRequest",
+    403: "AccessDenied",
+    404: "NoSuchKey",
+    500: "InternalError",
+    503: "SlowDown",
+}
+
+
+@dataclass(frozen=True)
+class AlbumSpec:
+    """An album inside a gallery event."""
+
+    id: str
+    title: str
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """A gallery event (an EventPics link) and its albums."""
+
+    title: str
+    link_id: str
+    albums: list[AlbumSpec] = field(default_factory=list)
+
+
+def demo_events() -> list[EventSpec]:
+    """The events that :data:`DEMO_API_KEY` sees unless a receiver is given other keys."""
+    return [
+        EventSpec("Demo Wedding", "demo", [AlbumSpec("a1", "Ceremony"), AlbumSpec("a2", "Party")])
+    ]
+
+
+@dataclass
+class Faults:
+    """What to get wrong on purpose. Mutable: change it while the receiver runs.
+
+    Forced answers go first, then ``reset_rate``, then ``error_rate``; they apply to the
+    three API endpoints only, never to ``/_control``. A ``fail_next`` entry is taken by the
+    next request to its endpoint (the first entry naming that endpoint); status 0 closes the
+    connection without an answer.
+    """
+
+    error_rate: float = 0.0
+    """Share of getuploadurl and PUT requests answered with ``error_status``."""
+    error_status: int = 503
+    retry_after: str | None = None
+    """Retry-After header sent with every injected error."""
+    reset_rate: float = 0.0
+    """Share of API requests where the connection is closed with no answer at all."""
+    delay: float = 0.0
+    """Seconds to wait after the headers arrive and before anything else; stop() cuts it."""
+    url_lifetime: float = 300.0
+    """How long a presigned upload URL is valid, in seconds."""
+    fail_next: list[tuple[str, int]] = field(default_factory=list)
+    """Forced answers ``(endpoint, status)``, endpoint one of :data:`ENDPOINTS`."""
+    seed: int | None = None
+    """Seed of the random generator behind the rates; changing it reseeds."""
+
+
+@dataclass(frozen=True)
+class ReceivedFile:
+    """One upload the receiver stored."""
+
+    file_name: str
+    """The name the client asked for; ``path`` may carry a `` (n)`` suffix."""
+    link_id: str
+    album_id: str | None
+    taken_at: int | None
+    content_type: str
+    size: int
+    sha256: str
+    path: Path
+    received_at: float
+    """Unix time in seconds."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as ``/_control/received`` sends it (``path`` as a string)."""
+        data = dataclasses.asdict(self)
+        data["path"] = str(self.path)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReceivedFile:
+        """The inverse of :meth:`to_json`."""
+        values = dict(data)
+        values["path"] = Path(values["path"])
+        return cls(**values)
+
+
+@dataclass
+class _Grant:
+    """What a presigned upload URL was issued for."""
+
+    link_id: str
+    album_id: str | None
+    file_name: str
+    taken_at: int | None
+    expires_at: float  # time.monotonic()
+    used: bool = False
+
+
+class _Reject(Exception):
+    """A request the receiver refuses with ``status`` and a one-line ``message``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _ClientGone(Exception):
+    """The client hung up or went silent before its request was complete."""
+
+
+class Receiver:
+    """An EventPics-compatible server on a local port, storing uploads under ``directory``.
+
+    The socket is bound by the constructor (port 0 picks a free one), so :attr:`base_url` is
+    known before serving. Use :meth:`start` (or ``with``) for a background thread, or
+    :meth:`serve_forever` to serve on the calling thread; :meth:`stop` ends either.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        keys: Mapping[str, Sequence[EventSpec]] | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.faults = faults if faults is not None else Faults()
+        if keys is None:
+            keys = {DEMO_API_KEY: demo_events()}
+        self._keys: dict[str, tuple[EventSpec, ...]] = {k: tuple(v) for k, v in keys.items()}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._grants: dict[str, _Grant] = {}
+        self._received: list[ReceivedFile] = []
+        self._counts: dict[str, dict[int, int]] = {}
+        self._url_reuses = 0
+        self._rng_seed = self.faults.seed
+        self._rng = random.Random(self._rng_seed)
+        self._thread: threading.Thread | None = None
+        self._serving = False
+        self._stopped = False
+        self._server = _Server((host, port), self)
+        url_host = f"[{host}]" if ":" in host else host
+        self.base_url = f"http://{url_host}:{self._server.server_port}"
+
+    def __repr__(self) -> str:
+        return f"Receiver(base_url={self.base_url!r}, directory={str(self.directory)!r})"
+
+    def __enter__(self) -> Receiver:
+        """Start serving in the background unless already started."""
+        with self._lock:
+            started = self._thread is not None
+        return self if started else self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> Receiver:
+        """Serve in a background thread named ``receiver``; a receiver starts once."""
+        with self._lock:
+            if self._thread is not None or self._stopped:
+                raise RuntimeError("a Receiver can be started only once")
+            self._thread = threading.Thread(target=self.serve_forever, name="receiver", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on the calling thread until :meth:`stop` is called from another thread.
+
+        A KeyboardInterrupt leaves this method; the caller then calls :meth:`stop`.
+        """
+        with self._lock:
+            if self._stopped:
+                return
+            if self._serving:
+                raise RuntimeError("this Receiver is already serving")
+            self._serving = True
+        logger.debug("receiver serving %s on %s", self.directory, self.base_url)
+        # The poll interval bounds how long stop() waits for the loop to notice.
+        self._server.serve_forever(poll_interval=0.05)
+
+    def stop(self) -> None:
+        """Stop serving, cut open connections, join every thread, close the socket.
+
+        Idempotent. Uploads still in flight are dropped and leave no file behind.
+        """
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            serving = self._serving
+        self._stopping.set()
+        if serving:
+            # socketserver's shutdown() waits for serve_forever to notice; calling it when
+            # serve_forever never ran would wait forever.
+            self._server.shutdown()
+        threads = self._server.close_connections()
+        deadline = time.monotonic() + _JOIN_SECONDS
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._server.server_close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in (*threads, self._thread) if t is not None and t.is_alive()]
+        if alive:
+            logger.warning("receiver stopped, but threads still run: %s", ", ".join(alive))
+        logger.debug("receiver on %s stopped", self.base_url)
+
+    def received(self) -> list[ReceivedFile]:
+        """Every stored upload, in the order they completed."""
+        with self._lock:
+            return list(self._received)
+
+    def counts(self) -> dict[str, dict[int, int]]:
+        """Answers given, ``{endpoint: {status: n}}``; injected faults included, 0 for resets.
+
+        Keys are :data:`ENDPOINTS` and :data:`OTHER`; ``/_control`` requests are not counted.
+        """
+        with self._lock:
+            return {endpoint: dict(statuses) for endpoint, statuses in self._counts.items()}
+
+    @property
+    def url_reuses(self) -> int:
+        """PUTs to an upload URL that had already taken a successful PUT."""
+        with self._lock:
+            return self._url_reuses
+
+    # The handler's side: state and rules, no HTTP.
+
+    def _count(self, endpoint: str, status: int) -> None:
+        with self._lock:
+            statuses = self._counts.setdefault(endpoint, {})
+            statuses[status] = statuses.get(status, 0) + 1
+
+    def _fault_delay(self) -> float:
+        with self._lock:
+            return float(self.faults.delay)
+
+    def _draw_fault(self, endpoint: str) -> tuple[int, str | None] | None:
+        """The injected answer for this request, ``(status, retry_after)``, or None."""
+        with self._lock:
+            faults = self.faults
+            for index, (name, status) in enumerate(faults.fail_next):
+                if name == endpoint:
+                    del faults.fail_next[index]
+                    return status, faults.retry_after
+            if faults.seed != self._rng_seed:
+                self._rng_seed = faults.seed
+                self._rng = random.Random(faults.seed)
+            if faults.reset_rate > 0 and self._rng.random() < faults.reset_rate:
+                return 0, None
+            if (
+                endpoint != "geteventsandalbums"
+                and faults.error_rate > 0
+                and self._rng.random() < faults.error_rate
+            ):
+                return faults.error_status, faults.retry_after
+        return None
+
+    def _update_faults(self, changes: Any) -> dict[str, Any]:
+        if not isinstance(changes, dict):
+            raise _Reject(400, "faults must be a JSON object")
+        checked = {str(name): _check_fault(str(name), value) for name, value in changes.items()}
+        with self._lock:
+            for name, value in checked.items():
+                setattr(self.faults, name, value)
+            return dataclasses.asdict(self.faults)
+
+    def _events_for(self, key: str | None) -> tuple[EventSpec, ...] | None:
+        return None if key is None else self._keys.get(key)
+
+    def _issue_upload_url(self, request: Any) -> str:
+        """Check a getuploadurl body and return the token of a new upload URL."""
+        if not isinstance(request, dict):
+            raise _Reject(400, "request body must be a JSON object")
+        api_key = request.get("apiKey")
+        events = self._events_for(api_key) if isinstance(api_key, str) else None
+        if events is None:
+            raise _Reject(401, "missing or unknown apiKey")
+        link_id = request.get("linkId")
+        event = next((e for e in events if e.link_id == link_id), None)
+        if event is None:
+            raise _Reject(404, f"unknown linkId {link_id!r}")
+        album_id = request.get("albumId")
+        if album_id is not None and not any(a.id == album_id for a in event.albums):
+            raise _Reject(404, f"unknown albumId {album_id!r} in event {event.link_id!r}")
+        file_name = request.get("fileName")
+        if not isinstance(file_name, str) or not file_name:
+            raise _Reject(400, "fileName must be a non-empty string")
+        if any(c in file_name for c in "/\\\0") or file_name in (".", ".."):
+            raise _Reject(400, f"fileName {file_name!r} must be a plain file name")
+        taken_at = request.get("takenAt")
+        if "takenAt" in request and (not isinstance(taken_at, int) or isinstance(taken_at, bool)):
+            raise _Reject(400, f"takenAt must be an integer (Unix milliseconds), not {taken_at!r}")
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            expires_at = time.monotonic() + self.faults.url_lifetime
+            self._grants[token] = _Grant(event.link_id, album_id, file_name, taken_at, expires_at)
+        return token
+
+    def _grant_for(self, token: str) -> _Grant | None:
+        """The grant behind an upload URL; counts the PUT as a reuse if it already succeeded."""
+        with self._lock:
+            grant = self._grants.get(token)
+            if grant is not None and grant.used:
+                self._url_reuses += 1
+            return grant
+
+    def _store(
+        self, temp: Path, grant: _Grant, *, content_type: str, size: int, sha256: str
+    ) -> ReceivedFile:
+        """Move a complete upload into place under a free name and record it."""
+        received_at = time.time()
+        with self._lock:
+            # Naming, renaming and the sidecar happen under the lock so that two uploads of
+            # the same name never pick the same free name.
+            final = _free_name(temp.parent, grant.file_name)
+            os.replace(temp, final)
+            grant.used = True
+            sidecar = {
+                "fileName": grant.file_name,
+                "linkId": grant.link_id,
+                "albumId": grant.album_id,
+                "takenAt": grant.taken_at,
+                "contentType": content_type,
+                "size": size,
+                "sha256": sha256,
+                "receivedAt": received_at,
+            }
+            final.with_name(final.name + ".json").write_text(
+                json.dumps(sidecar, indent=2) + "\n", encoding="utf-8"
+            )
+            record = ReceivedFile(
+                file_name=grant.file_name,
+                link_id=grant.link_id,
+                album_id=grant.album_id,
+                taken_at=grant.taken_at,
+                content_type=content_type,
+                size=size,
+                sha256=sha256,
+                path=final,
+                received_at=received_at,
+            )
+            self._received.append(record)
+        logger.debug("receiver stored %s (%d bytes)", final, size)
+        return record
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """``name`` in ``folder``, or ``stem (n).ext`` with the first n that is free."""
+    pure = PurePath(name)
+    candidate, n = name, 0
+    while (folder / candidate).exists() or (folder / f"{candidate}.json").exists():
+        n += 1
+        candidate = f"{pure.stem} ({n}){pure.suffix}"
+    return folder / candidate
+
+
+def _as_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _Reject(400, f"{name} must be a number")
+    return float(value)
+
+
+def _as_status(name: str, value: Any, *, allow_reset: bool) -> int:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if is_int and (200 <= value <= 599 or (allow_reset and value == 0)):
+        return cast(int, value)
+    raise _Reject(400, f"{name} must be an HTTP status 200-599" + (" or 0" if allow_reset else ""))
+
+
+def _check_fault(name: str, value: Any) -> Any:
+    """A value for ``Faults.<name>`` from JSON, checked; raises _Reject."""
+    if name in ("error_rate", "reset_rate"):
+        rate = _as_number(name, value)
+        if not 0.0 <= rate <= 1.0:
+            raise _Reject(400, f"{name} must be between 0 and 1")
+        return rate
+    if name in ("delay", "url_lifetime"):
+        seconds = _as_number(name, value)
+        if seconds < 0:
+            raise _Reject(400, f"{name} must not be negative")
+        return seconds
+    if name == "error_status":
+        return _as_status(name, value, allow_reset=False)
+    if name == "retry_after":
+        if value is None or isinstance(value, str):
+            return value
+        raise _Reject(400, "retry_after must be a string or null")
+    if name == "seed":
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise _Reject(400, "seed must be an integer or null")
+    if name == "fail_next":
+        if not isinstance(value, list):
+            raise _Reject(400, "fail_next must be a list of [endpoint, status] pairs")
+        entries: list[tuple[str, int]] = []
+        for entry in value:
+            if not isinstance(entry, list) or len(entry) != 2 or entry[0] not in ENDPOINTS:
+                raise _Reject(400, f"fail_next entry {entry!r} is not [endpoint, status]")
+            entries.append((entry[0], _as_status("fail_next status", entry[1], allow_reset=True)))
+        return entries
+    raise _Reject(400, f"unknown fault {name!r}")
+
+
+def _s3_error(code: str, message: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+        f"<RequestId>{secrets.token_hex(8).upper()}</RequestId></Error>"
+    ).encode()
+
+
+def _s3_code(status: int) -> str:
+    if status in _S3_CODES:
+        return _S3_CODES[status]
+    try:
+        return HTTPStatus(status).phrase.replace(" ", "")
+    except ValueError:
+        return "InjectedFault"
+
+
+def _event_json(event: EventSpec) -> dict[str, Any]:
+    return {
+        "title": event.title,
+        "linkId": event.link_id,
+        "albums": [{"id": album.id, "title": album.title} for album in event.albums],
+    }
+
+
+def _abort(conn: socket.socket) -> None:
+    """Close so that the peer sees a reset, not an orderly end."""
+    try:
+        linger = struct.pack("hh" if os.name == "nt" else "ii", 1, 0)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+    except OSError:
+        pass
+    conn.close()
+
+
+def _linger_close(conn: socket.socket, stopping: threading.Event) -> None:
+    """Send our end, drop what the client still sends for a while, then close."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(0.2)
+        sink = bytearray(_CHUNK)
+        deadline = time.monotonic() + _LINGER_SECONDS
+        while time.monotonic() < deadline and not stopping.is_set():
+            try:
+                if not conn.recv_into(sink):
+                    break
+            except TimeoutError:
+                continue
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its connections, so stop() can cut and join them."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], receiver: Receiver) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.receiver = receiver
+        self._conn_lock = threading.Lock()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._resets: set[socket.socket] = set()
+        self._lingers: set[socket.socket] = set()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host's FQDN, which can stall on a bad resolver.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def process_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        conn = cast(socket.socket, request)
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(conn, client_address),
+            name="receiver-conn",
+            daemon=True,
+        )
+        with self._conn_lock:
+            self._connections[conn] = thread
+        try:
+            thread.start()
+        except BaseException:
+            with self._conn_lock:
+                del self._connections[conn]
+            raise
+
+    def _serve_connection(self, conn: socket.socket, client_address: Any) -> None:
+        try:
+            self.process_request_thread(conn, client_address)
+        finally:
+            with self._conn_lock:
+                self._connections.pop(conn, None)
+
+    def mark_reset(self, conn: socket.socket) -> None:
+        with self._conn_lock:
+            self._resets.add(conn)
+
+    def mark_linger(self, conn: socket.socket) -> None:
+        with self._conn_lock:
+            self._lingers.add(conn)
+
+    def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
+        conn = cast(socket.socket, request)
+        with self._conn_lock:
+            reset = conn in self._resets
+            linger = conn in self._lingers
+            self._resets.discard(conn)
+            self._lingers.discard(conn)
+        if reset:
+            _abort(conn)
+        elif linger:
+            _linger_close(conn, self.receiver._stopping)
+        else:
+            super().shutdown_request(request)
+
+    def close_connections(self) -> list[threading.Thread]:
+        """Cut every open connection (blocked reads return at once); their threads."""
+        with self._conn_lock:
+            items = list(self._connections.items())
+        for conn, _ in items:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        return [thread for _, thread in items]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The default prints a traceback to stderr. Requests are answered inside the handler,
+        # so what gets here is a connection that broke between requests.
+        logger.debug("receiver: connection from %s broke", client_address, exc_info=True)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """One connection: answers its requests in turn while the client keeps it open."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "boothsync-receiver"
+    sys_version = ""
+    # An answer is two writes (headers, body); Nagle would hold the second back.
+    disable_nagle_algorithm = True
+    timeout = _IDLE_SECONDS
+
+    _framing: Literal["none", "length", "chunked", "invalid"]
+    _length: int
+    _body_pending: bool
+    _body_partial: bool
+    _answered: bool
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def setup(self) -> None:
+        super().setup()
+        self._scratch = memoryview(bytearray(_CHUNK))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("receiver: %s " + format, self.client_address[0], *args)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PUT = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+
+    @property
+    def _server(self) -> _Server:
+        return cast(_Server, self.server)
+
+    @property
+    def _receiver(self) -> Receiver:
+        return self._server.receiver
+
+    # Routing and errors
+
+    def _dispatch(self) -> None:
+        self._answered = False
+        self._body_partial = False
+        self._framing, self._length = self._body_framing()
+        self._body_pending = self._framing != "none" and not (
+            self._framing == "length" and self._length == 0
+        )
+        path = urlsplit(self.path).path
+        endpoint: str | None = OTHER
+        try:
+            endpoint, action = self._route(self.command, path)
+            if endpoint in ENDPOINTS and self._inject_fault(endpoint):
+                return
+            action()
+        except (_ClientGone, ConnectionError, TimeoutError) as exc:
+            logger.debug("receiver: %s %s: the client went away (%r)", self.command, path, exc)
+            self.close_connection = True
+        except Exception as exc:
+            logger.exception("receiver: unexpected error answering %s %s", self.command, path)
+            self._internal_error(endpoint, exc)
+
+    def _route(self, method: str, path: str) -> tuple[str | None, Callable[[], None]]:
+        """(counts key or None for /_control, action) for a request."""
+        if method == "POST" and path == "/getuploadurl":
+            return "getuploadurl", self._get_upload_url
+        if method == "PUT" and path.startswith(_UPLOAD_PREFIX):
+            token = path[len(_UPLOAD_PREFIX) :]
+            return "put", lambda: self._put(token)
+        if method == "GET" and path == "/geteventsandalbums":
+            return "geteventsandalbums", self._events
+        if method == "POST" and path == "/_control/faults":
+            return None, self._control_faults
+        if method == "GET" and path == "/_control/received":
+            return None, self._control_received
+        if method == "GET" and path == "/_control/counts":
+            return None, self._control_counts
+        return OTHER, self._not_found
+
+    def _internal_error(self, endpoint: str | None, exc: Exception) -> None:
+        if self._answered:
+            self.close_connection = True
+            return
+        try:
+            error = f"internal error: {type(exc).__name__}: {exc}"
+            self._reply_json(endpoint, 500, {"error": error})
+        except (_ClientGone, OSError):
+            self.close_connection = True
+
+    def _inject_fault(self, endpoint: str) -> bool:
+        """Answer with an injected fault if one is due; True when the request is done."""
+        receiver = self._receiver
+        delay = receiver._fault_delay()
+        if delay > 0 and receiver._stopping.wait(delay):
+            self._reset(None)  # shutting down: no answer, and none counted
+            return True
+        fault = receiver._draw_fault(endpoint)
+        if fault is None:
+            return False
+        status, retry_after = fault
+        if status == 0:
+            self._reset(endpoint)
+            return True
+        headers = [] if retry_after is None else [("Retry-After", retry_after)]
+        if endpoint == "put":
+            self._reply_xml(endpoint, status, _s3_code(status), "Injected fault", headers)
+        else:
+            self._reply_json(endpoint, status, {"error": f"injected fault {status}"}, headers)
+        return True
+
+    # Endpoints
+
+    def _get_upload_url(self) -> None:
+        try:
+            token = self._receiver._issue_upload_url(self._read_json())
+        except _Reject as exc:
+            self._reply_json("getuploadurl", exc.status, {"error": exc.message})
+            return
+        url = f"{self._origin()}{_UPLOAD_PREFIX}{token}"
+        self._reply_json("getuploadurl", 200, {"uploadUrl": url})
+
+    def _put(self, token: str) -> None:
+        grant = self._receiver._grant_for(token)
+        if grant is None:
+            self._reply_xml(
+                "put",
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            )
+            return
+        if time.monotonic() >= grant.expires_at:
+            self._reply_xml("put", 403, "AccessDenied", "Request has expired")
+            return
+        if self._framing in ("chunked", "none"):
+            message = "You must provide the Content-Length HTTP header."
+            self._reply_xml("put", 411, "MissingContentLength", message)
+            return
+        if self._framing == "invalid":
+            self._reply_xml("put", 400, "InvalidArgument", "Content-Length is not a byte count.")
+            return
+        content_type = (self.headers.get("Content-Type") or "").strip()
+        if not content_type:
+            self._reply_xml("put", 400, "InvalidArgument", "A Content-Type header is required.")
+            return
+        if self._length > MAX_UPLOAD_BYTES:
+            message = "Your proposed upload exceeds the maximum allowed size."
+            self._reply_xml("put", 413, "EntityTooLarge", message)
+            return
+        folder = self._receiver.directory / grant.link_id / (grant.album_id or _NO_ALBUM)
+        folder.mkdir(parents=True, exist_ok=True)
+        # Received into a hidden temp file beside the target and renamed when complete, so a
+        # broken upload never shows up as a file.
+        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
+        temp = Path(temp_name)
+        try:
+            with open(fd, "wb") as out:
+                sha256 = self._receive_body(out)
+            record = self._receiver._store(
+                temp, grant, content_type=content_type, size=self._length, sha256=sha256
+            )
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        self._reply("put", 200, headers=[("ETag", f'"{record.sha256}"')])
+
+    def _events(self) -> None:
+        key = self._api_key()
+        events = self._receiver._events_for(key)
+        if events is None:
+            error = "missing API key" if key is None else "unknown API key"
+            headers = [("WWW-Authenticate", "Bearer")]
+            self._reply_json("geteventsandalbums", 401, {"error": error}, headers)
+            return
+        body = {"events": [_event_json(event) for event in events]}
+        self._reply_json("geteventsandalbums", 200, body)
+
+    def _control_faults(self) -> None:
+        try:
+            faults = self._receiver._update_faults(self._read_json())
+        except _Reject as exc:
+            self._reply_json(None, exc.status, {"error": exc.message})
+            return
+        self._reply_json(None, 200, faults)
+
+    def _control_received(self) -> None:
+        self._reply_json(None, 200, [record.to_json() for record in self._receiver.received()])
+
+    def _control_counts(self) -> None:
+        counts = {
+            endpoint: {str(status): n for status, n in statuses.items()}
+            for endpoint, statuses in self._receiver.counts().items()
+        }
+        self._reply_json(None, 200, {"counts": counts, "urlReuses": self._receiver.url_reuses})
+
+    def _not_found(self) -> None:
+        self._reply_json(OTHER, 404, {"error": f"no such endpoint: {self.command} {self.path}"})
+
+    # Request bodies
+
+    def _body_framing(self) -> tuple[Literal["none", "length", "chunked", "invalid"], int]:
+        if self.headers.get("Transfer-Encoding") is not None:
+            return "chunked", 0
+        values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+        if not values:
+            return "none", 0
+        value = values.pop()
+        if values or not (value.isascii() and value.isdigit()):
+            return "invalid", 0
+        return "length", int(value)
+
+    def _read_json(self) -> Any:
+        if self._framing == "chunked":
+            raise _Reject(411, "send the body with a Content-Length, not chunked")
+        if self._framing == "invalid":
+            raise _Reject(400, "invalid Content-Length")
+        if self._length > _MAX_JSON_BYTES:
+            raise _Reject(413, "request body too large")
+        self._body_partial = True
+        try:
+            raw = self.rfile.read(self._length)
+        except OSError as exc:
+            raise _ClientGone(str(exc)) from exc
+        if len(raw) < self._length:
+            raise _ClientGone("body ended early")
+        self._body_pending = self._body_partial = False
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise _Reject(400, "request body is not valid JSON") from None
+
+    def _receive_body(self, out: Any) -> str:
+        """Copy the declared body to ``out`` chunk by chunk; its sha256 in hex."""
+        digest = hashlib.sha256()
+        self._body_partial = True
+        remaining = self._length
+        while remaining:
+            chunk = self._read_chunk(remaining)
+            digest.update(chunk)
+            out.write(chunk)
+            remaining -= len(chunk)
+        self._body_pending = self._body_partial = False
+        return digest.hexdigest()
+
+    def _read_chunk(self, remaining: int) -> memoryview:
+        view = self._scratch[: min(_CHUNK, remaining)]
+        try:
+            n = self.rfile.readinto(view)
+        except OSError as exc:
+            raise _ClientGone(str(exc)) from exc
+        if not n:
+            raise _ClientGone("body ended early")
+        return view[:n]
+
+    def _settle_body(self) -> None:
+        """Before answering: read away a body nobody used, or give up the connection."""
+        if not self._body_pending:
+            return
+        if self._body_partial or self._framing != "length" or self._length > MAX_UPLOAD_BYTES:
+            self.close_connection = True
+            self._server.mark_linger(self.connection)
+            return
+        self._body_partial = True
+        remaining = self._length
+        while remaining:
+            remaining -= len(self._read_chunk(remaining))
+        self._body_pending = self._body_partial = False
+
+    # Answers
+
+    def _reply(
+        self,
+        endpoint: str | None,
+        status: int,
+        body: bytes = b"",
+        content_type: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self._settle_body()
+        # Counted before sending, so a client that has the answer also sees it counted.
+        if endpoint is not None:
+            self._receiver._count(endpoint, status)
+        self._answered = True
+        self.send_response(status)
+        if content_type is not None:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if body and self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _reply_json(
+        self,
+        endpoint: str | None,
+        status: int,
+        data: Any,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        body = json.dumps(data).encode()
+        self._reply(endpoint, status, body, "application/json", headers)
+
+    def _reply_xml(
+        self,
+        endpoint: str,
+        status: int,
+        code: str,
+        message: str,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self._reply(endpoint, status, _s3_error(code, message), "application/xml", headers)
+
+    def _reset(self, endpoint: str | None) -> None:
+        """Leave the request unanswered and the connection reset."""
+        if endpoint is not None:
+            self._receiver._count(endpoint, 0)
+        self._answered = True
+        self.close_connection = True
+        self._server.mark_reset(self.connection)
+
+    # Helpers
+
+    def _api_key(self) -> str | None:
+        authorization = self.headers.get("Authorization")
+        if authorization:
+            scheme, _, value = authorization.strip().partition(" ")
+            if scheme.lower() == "bearer" and value.strip():
+                return value.strip()
+        key = self.headers.get("X-API-Key")
+        return key.strip() if key and key.strip() else None
+
+    def _origin(self) -> str:
+        # Upload URLs point where the client reached us, so a receiver bound to 0.0.0.0
+        # hands out URLs that work from the booth PC, not http://0.0.0.0/...
+        host = (self.headers.get("Host") or "").strip()
+        if _HOST_HEADER.fullmatch(host):
+            return f"http://{host}"
+        return self._receiver.base_url

@@ -1,0 +1,176 @@
+"""When to try again, and how long to wait first.
+
+Owns the classification of HTTP answers into the error tree of
+:mod:`boothsync.errors` (the same rule for every destination: retry, pause the
+destination, or fail the one file), the job-level backoff with jitter, the
+parsing of ``Retry-After``, and the per-attempt tenacity policy whose sleeps a
+shutdown interrupts. Knows nothing of HTTP libraries or of the queue.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import tenacity
+
+from boothsync.errors import (
+    FileRejected,
+    NetworkError,
+    RetryableError,
+    ServerBusy,
+    Unauthorized,
+    UnknownTarget,
+    UploadError,
+    UploadUrlRejected,
+)
+
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "Phase",
+    "attempt_policy",
+    "backoff",
+    "classify_status",
+    "parse_retry_after",
+]
+
+Phase = Literal["url", "put", "list"]
+
+# Statuses that say "not now" rather than "not this": the request may succeed
+# unchanged later (rclone's retryErrorCodes, plus 408 for slow venue links).
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+# A Retry-After longer than this is treated as this: a gallery that asks for a
+# day's pause must not stop a wedding's uploads for a day.
+RETRY_AFTER_CAP = 3600.0
+
+# A quick in-attempt retry only waits for servers that ask for a short pause;
+# a longer wish goes back to the queue so the worker can serve other files.
+_QUICK_RETRY_AFTER = 5.0
+
+
+def classify_status(status: int, *, phase: Phase) -> type[UploadError]:
+    """The error type for an HTTP status that is not a success.
+
+    ``phase`` is where it happened: ``url`` (asking the API for an upload URL),
+    ``put`` (sending the bytes to the presigned storage URL) or ``list``
+    (reading events and albums).
+    """
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return ServerBusy
+    if phase == "put":
+        # The storage answers 403 for an expired URL or a signature it no
+        # longer accepts, and 400 for some of the same; a new URL fixes both.
+        if status in (400, 403):
+            return UploadUrlRejected
+        return FileRejected
+    if status in (401, 403):
+        return Unauthorized
+    if status == 404:
+        return UnknownTarget
+    return FileRejected
+
+
+def backoff(
+    attempts: int,
+    *,
+    base: float = 2.0,
+    cap: float = 600.0,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds before a job that failed ``attempts`` times is due again.
+
+    Capped exponential growth with "equal jitter": half the step is fixed so a
+    retry never comes back at once, the other half is random so that files
+    failed together by one outage do not all return together.
+    """
+    step = min(cap, base * 2.0 ** max(0, attempts - 1))
+    return step / 2.0 + rand() * step / 2.0
+
+
+def parse_retry_after(
+    value: str | None,
+    *,
+    date: str | None = None,
+    now: float | None = None,
+    cap: float = RETRY_AFTER_CAP,
+) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header, clamped to ``[0, cap]``.
+
+    Both forms are accepted: delta-seconds, and an HTTP-date, which is read
+    relative to the response's own ``Date`` header when there is one (so a
+    booth PC whose clock is off still waits the right time), else to ``now``.
+    Returns None when the header is absent or unreadable.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        when = _http_date(value)
+        if when is None:
+            return None
+        reference = _http_date(date) if date else None
+        if reference is None:
+            reference = time.time() if now is None else now
+        seconds = when - reference
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, min(cap, seconds))
+
+
+def _http_date(value: str) -> float | None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.timestamp()
+
+
+def _quick_retry(exc: BaseException) -> bool:
+    if isinstance(exc, NetworkError | UploadUrlRejected):
+        return True
+    if isinstance(exc, ServerBusy) and exc.status != 429:
+        return exc.retry_after is None or exc.retry_after <= _QUICK_RETRY_AFTER
+    return False
+
+
+def _wait_for_server(retry_state: tenacity.RetryCallState) -> float:
+    outcome = retry_state.outcome
+    exc = outcome.exception() if outcome is not None else None
+    if isinstance(exc, RetryableError) and exc.retry_after is not None:
+        return exc.retry_after
+    return 0.0
+
+
+def attempt_policy(
+    stop: threading.Event, *, attempts: int = 3, max_wait: float = 4.0
+) -> tenacity.Retrying:
+    """Tenacity policy for one upload attempt: a few quick tries, then give up to the queue.
+
+    Network errors, rejected URLs and short server hiccups are tried again at
+    once with full-jitter exponential waits (or the server's short
+    Retry-After). Every wait is on ``stop``, so a shutdown never waits out a
+    backoff, and no new try starts once ``stop`` is set. The last error is
+    re-raised for the caller to put the job back in the queue.
+    """
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_quick_retry),
+        wait=tenacity.wait_combine(
+            tenacity.wait_random_exponential(multiplier=0.25, max=max_wait), _wait_for_server
+        ),
+        stop=tenacity.stop_any(
+            tenacity.stop_after_attempt(attempts), tenacity.stop_when_event_set(stop)
+        ),
+        sleep=tenacity.nap.sleep_using_event(stop),
+        reraise=True,
+    )

@@ -1,0 +1,349 @@
+"""Worker threads that turn queued jobs into uploaded pictures.
+
+Each worker claims one job from the outbox, reads the capture time, hands the
+file to its destination and records what happened: uploaded, waiting (try
+again later, with backoff), or failed (the gallery refused this file). A
+destination that rejects the key or the event is paused as a whole instead of
+failing every file in turn. This module only claims rows; it never looks at
+folders and never speaks HTTP itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from boothsync.capture import Capture, capture_time, content_type
+from boothsync.destinations.base import Destination, UploadItem
+from boothsync.errors import (
+    DestinationUnavailable,
+    FileRejected,
+    NetworkError,
+    OutboxError,
+    RetryableError,
+    SourceFileError,
+    UploadError,
+)
+from boothsync.outbox import Job, Outbox
+from boothsync.retry import attempt_policy, backoff
+
+__all__ = ["DestinationHealth", "Health", "UploadReport", "Uploader"]
+
+log = logging.getLogger(__name__)
+
+# An idle worker looks at the queue at least this often, so a job whose
+# backoff ran out is picked up even if nobody wakes the worker.
+_IDLE_CHECK = 5.0
+
+
+class Health(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    UNAUTHORIZED = "unauthorized"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class DestinationHealth:
+    health: Health
+    detail: str = ""
+    paused_until: float | None = None
+
+
+@dataclass(frozen=True)
+class UploadReport:
+    """What became of one job; given to ``on_report`` after every try."""
+
+    job: Job
+    outcome: str  # "uploaded" | "waiting" | "failed" | "paused"
+    seconds: float
+    capture: Capture | None = None
+    error: str | None = None
+
+
+class Uploader:
+    """``concurrency`` worker threads over one outbox and a set of destinations."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        destinations: Mapping[str, Destination],
+        *,
+        tz: ZoneInfo,
+        concurrency: int = 2,
+        on_report: Callable[[UploadReport], None] | None = None,
+        on_file_done: Callable[[Job], None] | None = None,
+        pause_seconds: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._outbox = outbox
+        self._destinations = dict(destinations)
+        self._tz = tz
+        self._concurrency = concurrency
+        self._on_report = on_report
+        self._on_file_done = on_file_done
+        self._pause_seconds = pause_seconds
+        self._clock = clock
+        self._stopping = threading.Event()
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._threads: list[threading.Thread] = []
+        self._health_lock = threading.Lock()
+        self._health = {name: DestinationHealth(Health.UNKNOWN) for name in self._destinations}
+
+    def start(self) -> None:
+        for name, health in self._health.items():
+            self._store_health(name, health)
+        for index in range(self._concurrency):
+            thread = threading.Thread(target=self._work, name=f"uploader-{index + 1}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        """New jobs are in the queue: idle workers look now instead of at their next check."""
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop claiming; give in-flight uploads up to ``timeout`` seconds to finish.
+
+        Returns True when every worker ended in time. An upload still running
+        after that keeps its job in ``uploading``; the next start puts it back.
+        """
+        self._stopping.set()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            log.warning(
+                "uploads still running after %.0f s; they resume at the next start", timeout
+            )
+        return not alive
+
+    @property
+    def alive(self) -> bool:
+        """Every worker thread is running (for the service watchdog)."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def health(self) -> dict[str, DestinationHealth]:
+        with self._health_lock:
+            return dict(self._health)
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            with self._cond:
+                generation = self._generation
+            try:
+                job = self._outbox.claim(exclude=self._paused())
+            except OutboxError as exc:
+                log.error("%s", exc)
+                self._idle(generation, _IDLE_CHECK)
+                continue
+            if job is None:
+                self._idle(generation, self._until_next_due())
+                continue
+            self._process(job)
+
+    def _idle(self, generation: int, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._generation != generation or self._stopping.is_set(), timeout
+            )
+
+    def _until_next_due(self) -> float:
+        try:
+            due = self._outbox.next_due(exclude=self._paused())
+        except OutboxError:
+            return _IDLE_CHECK
+        wait = _IDLE_CHECK if due is None else due - self._clock()
+        with self._health_lock:
+            for state in self._health.values():
+                if state.paused_until is not None:
+                    wait = min(wait, state.paused_until - self._clock())
+        return min(_IDLE_CHECK, max(0.01, wait))
+
+    def _paused(self) -> list[str]:
+        now = self._clock()
+        with self._health_lock:
+            paused = [
+                name
+                for name, state in self._health.items()
+                if state.paused_until is not None and state.paused_until > now
+            ]
+        return paused
+
+    def _process(self, job: Job) -> None:
+        started = time.monotonic()
+        destination = self._destinations.get(job.destination)
+        capture: Capture | None = None
+        if destination is None:
+            # The config no longer names this destination: keep the job for
+            # when it does, without counting this as an attempt.
+            self._outbox.release(job.id)
+            return
+        try:
+            capture = self._capture(job)
+            item = self._item(job, capture)
+            for attempt in attempt_policy(self._stopping):
+                with attempt:
+                    destination.upload(item)
+        except DestinationUnavailable as exc:
+            self._release(job)
+            self._pause(job.destination, exc)
+            self._report(job, "paused", started, capture, str(exc))
+        except RetryableError as exc:
+            self._retry_later(job, exc, started, capture)
+        except (FileRejected, SourceFileError, UploadError) as exc:
+            self._fail(job, exc, started, capture)
+        except OutboxError as exc:
+            log.error("%s", exc)
+        except Exception as exc:
+            # A bug, not a gallery's answer: keep the file queued and say so.
+            log.exception("unexpected error uploading %s to %s", job.path, job.destination)
+            self._retry_later(job, exc, started, capture)
+        else:
+            self._complete(job, capture, started)
+
+    def _capture(self, job: Job) -> Capture:
+        if job.taken_at_ms is not None and job.taken_at_source:
+            return Capture(taken_at_ms=job.taken_at_ms, source=job.taken_at_source)
+        return capture_time(job.path, self._tz)
+
+    def _item(self, job: Job, capture: Capture) -> UploadItem:
+        try:
+            size = os.stat(job.path).st_size
+        except FileNotFoundError as exc:
+            raise SourceFileError(f"{job.path}: vanished before it was uploaded") from exc
+        except OSError as exc:
+            raise SourceFileError(f"{job.path}: cannot be read: {exc.strerror or exc}") from exc
+        return UploadItem(
+            path=job.path,
+            file_name=job.path.name,
+            size=size,
+            content_type=content_type(job.path),
+            taken_at_ms=capture.taken_at_ms,
+            album_id=job.album_id,
+        )
+
+    def _complete(self, job: Job, capture: Capture | None, started: float) -> None:
+        try:
+            done = self._outbox.complete(
+                job.id,
+                taken_at_ms=capture.taken_at_ms if capture else None,
+                taken_at_source=capture.source if capture else None,
+            )
+        except OutboxError as exc:
+            log.error("%s", exc)
+            return
+        self._set_health(job.destination, DestinationHealth(Health.ONLINE))
+        log.info("uploaded %s to %s", job.path.name, job.destination)
+        self._report(job, "uploaded", started, capture, None)
+        if done and self._on_file_done is not None:
+            try:
+                self._on_file_done(job)
+            except Exception:
+                log.exception("after-upload step failed for %s", job.path)
+
+    def _retry_later(
+        self, job: Job, exc: Exception, started: float, capture: Capture | None
+    ) -> None:
+        if self._stopping.is_set():
+            self._release(job)
+            return
+        delay = backoff(job.attempts)
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        message = str(exc) or type(exc).__name__
+        try:
+            self._outbox.retry_later(job.id, delay=delay, error=message)
+        except OutboxError as db_exc:
+            log.error("%s", db_exc)
+        if isinstance(exc, NetworkError):
+            self._set_health(job.destination, DestinationHealth(Health.OFFLINE, message))
+        log.warning(
+            "%s to %s: %s; trying again in %.0f s", job.path.name, job.destination, message, delay
+        )
+        self._report(job, "waiting", started, capture, message)
+
+    def _fail(self, job: Job, exc: Exception, started: float, capture: Capture | None) -> None:
+        message = str(exc)
+        try:
+            self._outbox.fail(job.id, error=message)
+        except OutboxError as db_exc:
+            log.error("%s", db_exc)
+        log.error("%s not uploaded to %s: %s", job.path.name, job.destination, message)
+        self._report(job, "failed", started, capture, message)
+
+    def _release(self, job: Job) -> None:
+        try:
+            self._outbox.release(job.id)
+        except OutboxError as exc:
+            log.error("%s", exc)
+
+    def _pause(self, name: str, exc: DestinationUnavailable) -> None:
+        until = self._clock() + self._pause_seconds
+        with self._health_lock:
+            before = self._health.get(name)
+        if before is None or before.health is not Health.UNAUTHORIZED:
+            log.error("%s; uploads to %s are paused, files wait in the queue", exc, name)
+        else:
+            log.warning("%s still rejects boothsync: %s", name, exc)
+        self._set_health(name, DestinationHealth(Health.UNAUTHORIZED, str(exc), paused_until=until))
+
+    def _set_health(self, name: str, health: DestinationHealth) -> None:
+        with self._health_lock:
+            before = self._health.get(name)
+            self._health[name] = health
+        if before is None or before.health is not health.health:
+            if health.health is Health.OFFLINE:
+                log.warning(
+                    "%s is offline: %s; pictures wait and go when it is back", name, health.detail
+                )
+            elif (
+                health.health is Health.ONLINE
+                and before is not None
+                and before.health
+                in (
+                    Health.OFFLINE,
+                    Health.UNAUTHORIZED,
+                )
+            ):
+                log.info("%s is online again", name)
+            self._store_health(name, health)
+
+    def _store_health(self, name: str, health: DestinationHealth) -> None:
+        try:
+            self._outbox.set_health(name, health.health.value, health.detail)
+        except OutboxError as exc:
+            log.error("%s", exc)
+
+    def _report(
+        self,
+        job: Job,
+        outcome: str,
+        started: float,
+        capture: Capture | None,
+        error: str | None,
+    ) -> None:
+        if self._on_report is None:
+            return
+        report = UploadReport(
+            job=job,
+            outcome=outcome,
+            seconds=time.monotonic() - started,
+            capture=capture,
+            error=error,
+        )
+        try:
+            self._on_report(report)
+        except Exception:
+            log.exception("report callback failed")

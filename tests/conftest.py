@@ -1,0 +1,26 @@
+"""Fixtures shared by the test suite."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers import wait_for
+
+
+@pytest.fixture(autouse=True)
+def no_thread_leaks() -> Iterator[None]:
+    """Every test stops the threads it started."""
+    before = set(threading.enumerate())
+    yield
+
+    def leaked() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t not in before and t.is_alive()]
+
+    try:
+        wait_for(lambda: not leaked(), timeout=10, what="threads to stop")
+    except AssertionError:
+        names = ", ".join(t.name for t in leaked())
+        pytest.fail(f"threads still running after the test: {names}")

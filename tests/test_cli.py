@@ -1,0 +1,411 @@
+"""The boothsync command as an operator runs it: real processes, real signals, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from boothsync import __version__
+from boothsync.demo import write_sample_jpeg
+from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
+from tests.helpers import wait_for
+
+BOOTHSYNC = [sys.executable, "-m", "boothsync"]
+SECRET = "s3cr3t-key-that-must-never-show"
+
+
+def write_config(
+    tmp_path: Path, base_url: str, *, api_key: str = DEMO_API_KEY, extra: str = ""
+) -> Path:
+    hot = tmp_path / "hot"
+    hot.mkdir(exist_ok=True)
+    config = tmp_path / "boothsync.toml"
+    config.write_text(
+        f"""
+[booth]
+name = "cli-booth"
+timezone = "Europe/Berlin"
+
+[[watch]]
+path = "{hot.as_posix()}"
+settle_seconds = 0.3
+{extra}
+
+[destinations.eventpics]
+type = "eventpics"
+api_key = "{api_key}"
+link_id = "demo"
+album_id = "a1"
+base_url = "{base_url}"
+
+[state]
+dir = "{(tmp_path / "state").as_posix()}"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def env(**extra: str) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BOOTHSYNC_")}
+    environ.update(extra)
+    return environ
+
+
+def boothsync(
+    *args: str, cwd: Path | None = None, **environ: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BOOTHSYNC, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=env(**environ),
+        check=False,
+    )
+
+
+class Daemon:
+    """A `boothsync run` process whose output is collected as it comes."""
+
+    def __init__(self, *args: str, **environ: str) -> None:
+        self.process = subprocess.Popen(
+            [*BOOTHSYNC, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(**environ),
+        )
+        self.lines: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream,), daemon=True)
+            for stream in (self.process.stdout, self.process.stderr)
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream: IO[str] | None) -> None:
+        assert stream is not None
+        for line in stream:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=30)
+        for reader in self._readers:
+            reader.join(5)
+        return code
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Receiver]:
+    with Receiver(tmp_path / "received", faults=Faults(seed=3)) as server:
+        yield server
+
+
+def status(config: Path) -> dict[str, Any]:
+    result = boothsync("status", "-c", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_version_from_the_script_and_the_module() -> None:
+    """`boothsync --version` and `python -m boothsync --version` print the same version."""
+    script = Path(sys.executable).parent / ("boothsync.exe" if os.name == "nt" else "boothsync")
+    by_module = boothsync("--version")
+    assert by_module.returncode == 0
+    assert by_module.stdout.strip() == f"boothsync {__version__}"
+    by_script = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, check=False
+    )
+    assert by_script.stdout == by_module.stdout
+
+
+def test_run_uploads_reports_status_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """`boothsync run` uploads dropped pictures, `status --json` counts them while it runs,
+    and SIGTERM ends it with exit code 0 and no traceback."""
+    config = write_config(tmp_path, receiver.base_url)
+    daemon = Daemon("run", "-c", str(config))
+    try:
+        wait_for(lambda: "ready" in daemon.output, timeout=30, what="the daemon to be ready")
+        for index in range(3):
+            write_sample_jpeg(
+                tmp_path / "hot" / f"IMG_{index}.jpg",
+                datetime(2026, 6, 1, 20, index),
+                "x",
+                (1, 2, 3),
+            )
+        wait_for(lambda: len(receiver.received()) == 3, timeout=30)
+        report = wait_for(lambda: (s := status(config))["totals"]["uploaded"] == 3 and s)
+        assert report["destinations"]["eventpics"]["uploaded"] == 3
+        assert report["destinations"]["eventpics"]["health"] == "online"
+        assert report["last_upload"]["file"].startswith("IMG_")
+    finally:
+        code = daemon.stop(signal.SIGTERM)
+    assert code == 0, daemon.output
+    assert "Traceback" not in daemon.output
+
+
+def test_sigint_stops_gracefully_too(tmp_path: Path, receiver: Receiver) -> None:
+    """Ctrl+C (SIGINT) is a graceful stop with exit code 0."""
+    config = write_config(tmp_path, receiver.base_url)
+    daemon = Daemon("run", "-c", str(config))
+    wait_for(lambda: "ready" in daemon.output, timeout=30)
+    assert daemon.stop(signal.SIGINT) == 0
+    assert "Traceback" not in daemon.output
+
+
+def test_stop_during_a_slow_upload_is_bounded_and_nothing_is_lost(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A stop while an upload hangs ends the process within the grace time with exit 0;
+    the next run uploads the picture."""
+    config = write_config(tmp_path, receiver.base_url)
+    receiver.faults.delay = 60.0
+    daemon = Daemon("run", "-c", str(config))
+    wait_for(lambda: "ready" in daemon.output, timeout=30)
+    write_sample_jpeg(tmp_path / "hot" / "stuck.jpg", datetime(2026, 6, 1, 20, 0), "x", (1, 2, 3))
+    wait_for(lambda: status(config)["totals"]["uploading"] == 1, timeout=30)
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert "Traceback" not in daemon.output
+
+    receiver.faults.delay = 0.0
+    second = Daemon("run", "-c", str(config))
+    try:
+        wait_for(lambda: [r.file_name for r in receiver.received()] == ["stuck.jpg"], timeout=30)
+    finally:
+        assert second.stop() == 0
+
+
+def test_killed_daemon_loses_nothing(tmp_path: Path, receiver: Receiver) -> None:
+    """A daemon killed (SIGKILL) mid-upload leaves the picture queued; the next run sends it."""
+    config = write_config(tmp_path, receiver.base_url)
+    receiver.faults.delay = 60.0
+    daemon = Daemon("run", "-c", str(config))
+    wait_for(lambda: "ready" in daemon.output, timeout=30)
+    write_sample_jpeg(tmp_path / "hot" / "crash.jpg", datetime(2026, 6, 1, 20, 0), "x", (1, 2, 3))
+    wait_for(lambda: status(config)["totals"]["uploading"] == 1, timeout=30)
+    daemon.stop(signal.SIGKILL)
+    assert receiver.received() == []
+
+    receiver.faults.delay = 0.0
+    second = Daemon("run", "-c", str(config))
+    try:
+        wait_for(lambda: [r.file_name for r in receiver.received()] == ["crash.jpg"], timeout=30)
+        wait_for(
+            lambda: (
+                status(config)["totals"]
+                == {"waiting": 0, "uploading": 0, "uploaded": 1, "failed": 0}
+            )
+        )
+    finally:
+        assert second.stop() == 0
+
+
+def test_retry_puts_failed_files_back(tmp_path: Path, receiver: Receiver) -> None:
+    """`boothsync retry` re-queues a file the gallery refused; once accepted it is uploaded."""
+    config = write_config(tmp_path, receiver.base_url)
+    receiver.faults.fail_next = [("getuploadurl", 415)]
+    daemon = Daemon("run", "-c", str(config))
+    try:
+        wait_for(lambda: "ready" in daemon.output, timeout=30)
+        write_sample_jpeg(
+            tmp_path / "hot" / "refused.jpg", datetime(2026, 6, 1, 20, 0), "x", (1, 2, 3)
+        )
+        failed = wait_for(lambda: (s := status(config))["totals"]["failed"] == 1 and s, timeout=30)
+        assert "415" in failed["last_error"]["error"]
+        result = boothsync("retry", "-c", str(config))
+        assert result.returncode == 0 and "1 failed upload(s) queued again" in result.stdout
+        wait_for(lambda: [r.file_name for r in receiver.received()] == ["refused.jpg"], timeout=30)
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_events_lists_events_and_albums(tmp_path: Path, receiver: Receiver) -> None:
+    """`boothsync events` shows each event's link_id and its album ids and titles."""
+    config = write_config(tmp_path, receiver.base_url)
+    result = boothsync("events", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    assert 'link_id = "demo"' in result.stdout
+    assert 'album_id = "a1"  Ceremony' in result.stdout
+    assert 'album_id = "a2"  Party' in result.stdout
+
+
+def test_check_passes_for_a_good_config(tmp_path: Path, receiver: Receiver) -> None:
+    """`boothsync check` confirms config, folder, key, link and album, and exits 0."""
+    config = write_config(tmp_path, receiver.base_url)
+    result = boothsync("check", "-c", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[FAIL]" not in result.stdout
+    assert "eventpics: album 'a1' exists" in result.stdout
+    assert "all good" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("edit", "expect"),
+    [
+        ({"api_key": "wrong"}, "API key accepted"),
+        ({"link_id": "nope"}, "link_id 'nope' exists"),
+        ({"album": "zz"}, "album 'zz' exists"),
+    ],
+)
+def test_check_fails_and_says_what_is_wrong(
+    tmp_path: Path, receiver: Receiver, edit: dict[str, str], expect: str
+) -> None:
+    """A wrong key, link or album is one failed line and a non-zero exit."""
+    config = write_config(tmp_path, receiver.base_url, api_key=edit.get("api_key", DEMO_API_KEY))
+    text = config.read_text()
+    if "link_id" in edit:
+        text = text.replace('link_id = "demo"', f'link_id = "{edit["link_id"]}"')
+    if "album" in edit:
+        text = text.replace('album_id = "a1"', f'album_id = "{edit["album"]}"')
+    config.write_text(text)
+    result = boothsync("check", "-c", str(config))
+    assert result.returncode == 1
+    assert f"[FAIL] eventpics: {expect}" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_check_fails_when_the_api_is_unreachable(tmp_path: Path) -> None:
+    """An unreachable API is reported as such, with a non-zero exit and no traceback."""
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    result = boothsync("check", "-c", str(config))
+    assert result.returncode == 1
+    assert "[FAIL] eventpics: API reachable" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+GOOD_DESTINATION = """
+[destinations.eventpics]
+type = "eventpics"
+api_key = "k"
+link_id = "demo"
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[[watch]]\npath = 1\n" + GOOD_DESTINATION, "watch[0].path"),
+        (
+            "[booth]\ntimezone = 'Mars/Olympus'\n[[watch]]\npath = 'x'\n" + GOOD_DESTINATION,
+            "booth.timezone",
+        ),
+        (
+            "[[watch]]\npath = 'x'\nafter_upload = 'archive'\n" + GOOD_DESTINATION,
+            "watch[0].after_upload",
+        ),
+        (
+            "[[watch]]\npath = 'x'\n" + GOOD_DESTINATION + "colour = 'red'\n",
+            "destinations.eventpics.colour",
+        ),
+        (
+            "[[watch]]\npath = 'x'\n[upload]\nconcurrency = 0\n" + GOOD_DESTINATION,
+            "upload.concurrency",
+        ),
+        ("this is = = not toml", ""),
+    ],
+)
+def test_config_errors_are_one_line_with_exit_code_2(tmp_path: Path, text: str, key: str) -> None:
+    """A broken config is one line naming the file and the key, exit code 2, no traceback."""
+    config = tmp_path / "broken.toml"
+    config.write_text(text)
+    result = boothsync("run", "-c", str(config))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "broken.toml" in lines[0] and key in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_is_one_line_with_exit_code_2(tmp_path: Path) -> None:
+    """Without any config file, every command says where it looked, in one line."""
+    result = boothsync("status", cwd=tmp_path, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_config_found_through_the_environment(tmp_path: Path, receiver: Receiver) -> None:
+    """$BOOTHSYNC_CONFIG is used when -c is not given."""
+    config = write_config(tmp_path, receiver.base_url)
+    result = boothsync("status", "--json", cwd=tmp_path / "hot", BOOTHSYNC_CONFIG=str(config))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["totals"]["uploaded"] == 0
+
+
+def test_the_api_key_never_shows_in_any_output(tmp_path: Path, receiver: Receiver) -> None:
+    """Even at debug level, with a rejected key, the key appears in no log line or output."""
+    config = write_config(tmp_path, receiver.base_url, api_key=SECRET)
+    daemon = Daemon("run", "-c", str(config), "--log-level", "debug")
+    try:
+        wait_for(lambda: "ready" in daemon.output, timeout=30)
+        write_sample_jpeg(tmp_path / "hot" / "k.jpg", datetime(2026, 6, 1, 20, 0), "x", (1, 2, 3))
+        wait_for(lambda: "api_key" in daemon.output, timeout=30, what="the rejected-key line")
+    finally:
+        assert daemon.stop() == 0
+    outputs = [daemon.output]
+    for command in ("status", "check", "events"):
+        result = boothsync(command, "-c", str(config), "--log-level", "debug")
+        outputs.append(result.stdout + result.stderr)
+    assert all(SECRET not in output for output in outputs)
+
+
+def test_log_level_from_the_environment_is_validated(tmp_path: Path, receiver: Receiver) -> None:
+    """An unknown $BOOTHSYNC_LOG_LEVEL is a one-line error naming the variable."""
+    config = write_config(tmp_path, receiver.base_url)
+    result = boothsync("status", "-c", str(config), BOOTHSYNC_LOG_LEVEL="loud")
+    assert result.returncode == 2
+    assert "BOOTHSYNC_LOG_LEVEL" in result.stderr
+
+
+def test_receiver_command_serves_the_protocol(tmp_path: Path) -> None:
+    """`boothsync receiver --port 0 --dir D` serves EventPics on a free port until Ctrl+C."""
+    import httpx
+
+    daemon = Daemon("receiver", "--port", "0", "--dir", str(tmp_path / "recv"))
+    try:
+        line = wait_for(
+            lambda: next((ln for ln in daemon.lines if "receiver on http" in ln), None), timeout=30
+        )
+        base = line.split(" on ", 1)[1].strip()
+        answer = httpx.get(f"{base}/geteventsandalbums", headers={"X-API-Key": DEMO_API_KEY})
+        assert answer.status_code == 200
+        assert answer.json()["events"][0]["linkId"] == "demo"
+    finally:
+        assert daemon.stop(signal.SIGINT) == 0
+
+
+def test_demo_uploads_samples_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    """`boothsync demo` writes samples, shows each upload with time and album, stops on Ctrl+C."""
+    folder = tmp_path / "demo"
+    daemon = Daemon("demo", "--dir", str(folder))
+    try:
+        wait_for(lambda: daemon.output.count("uploaded  demo-") == 3, timeout=60, what="3 uploads")
+        wait_for(lambda: "Ctrl+C" in daemon.output, timeout=10)
+    finally:
+        code = daemon.stop(signal.SIGINT)
+    assert code == 0, daemon.output
+    assert "album a1" in daemon.output
+    assert "Traceback" not in daemon.output
+    received = list((folder / "received").rglob("demo-*.jpg"))
+    assert len(received) == 3

@@ -1,0 +1,782 @@
+"""The config file: lookup, parsing, defaults, checks, and the example that documents it."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from boothsync.config import (
+    API_KEY_ENV,
+    CONFIG_ENV,
+    DESTINATION_TYPES,
+    SECTIONS,
+    BoothConfig,
+    Config,
+    EventPicsConfig,
+    StateConfig,
+    UploadConfig,
+    WatchConfig,
+    find_config,
+    load_config,
+    parse_config,
+)
+from boothsync.errors import ConfigError
+from boothsync.paths import user_config_file
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "boothsync.toml.example"
+SECRET = "k-9f3b-do-not-print-me"
+
+
+def config_text(*, head: str = "", watch: str = "", destination: str = "", tail: str = "") -> str:
+    """A small valid config, with extra lines put into its top level, watch, destination or end."""
+    return f"""{head}
+[[watch]]
+path = "prints"
+{watch}
+
+[destinations.eventpics]
+type = "eventpics"
+api_key = "{SECRET}"
+link_id = "abcd1234"
+{destination}
+
+{tail}
+"""
+
+
+def write(folder: Path, text: str, name: str = "boothsync.toml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_error(path: Path, environ: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={} if environ is None else environ)
+    error = caught.value
+    assert SECRET not in str(error)
+    assert "\n" not in str(error)
+    return error
+
+
+def minimal(**destination: Any) -> dict[str, Any]:
+    return {
+        "watch": [{"path": "prints"}],
+        "destinations": {
+            "eventpics": {"type": "eventpics", "api_key": SECRET, "link_id": "l1", **destination}
+        },
+    }
+
+
+# -- the example config ---------------------------------------------------------------------------
+
+HEADER = re.compile(r"^\[\[?\s*([^\]]+?)\s*\]\]?\s*$")
+KEY_LINE = re.compile(r"^(?:#\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+
+
+def example_keys() -> dict[str, list[tuple[str, int]]]:
+    """``{table header: [(key, line number)]}`` for every key line, set or commented out."""
+    keys: dict[str, list[tuple[str, int]]] = {}
+    section = ""
+    for number, line in enumerate(EXAMPLE.read_text(encoding="utf-8").splitlines()):
+        header = HEADER.match(line)
+        if header:
+            section = header.group(1)
+            keys.setdefault(section, [])
+            continue
+        key = KEY_LINE.match(line)
+        if key and section:
+            keys[section].append((key.group(1), number))
+    return keys
+
+
+def test_example_parses_as_a_valid_config() -> None:
+    """boothsync.toml.example, copied as it is, is a config boothsync accepts."""
+    config = load_config(EXAMPLE, environ={})
+    assert config.watches[0].path == Path.home() / "Pictures" / "booth"
+    assert config.destinations["eventpics"].api_key == "your-eventpics-api-key"
+
+
+def test_example_documents_every_key_in_table_order() -> None:
+    """Every key of every option table is in the example, in the table's order, and no other."""
+    found = example_keys()
+    for section, options in SECTIONS.items():
+        assert [name for name, _ in found[section]] == [o.name for o in options], section
+    raw = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    for type_name, (options, _) in DESTINATION_TYPES.items():
+        names = [n for n, table in raw["destinations"].items() if table.get("type") == type_name]
+        assert names, f"the example has no destination of type {type_name}"
+        section = f"destinations.{names[0]}"
+        assert [name for name, _ in found[section]] == [o.name for o in options], section
+    documented = {f"destinations.{name}" for name in raw["destinations"]} | set(SECTIONS)
+    assert set(found) == documented
+
+
+def test_example_explains_every_key_in_a_comment() -> None:
+    """Each key in the example sits under a comment that says what it does."""
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    for section, keys in example_keys().items():
+        for name, number in keys:
+            above = lines[number - 1]
+            assert above.startswith("#") and not KEY_LINE.match(above), f"{section}.{name}"
+
+
+def test_example_values_are_the_documented_defaults() -> None:
+    """Where the example sets a key that has a default, it sets the default."""
+    config = load_config(EXAMPLE, environ={})
+    targets: dict[str, object] = {
+        "booth": config.booth,
+        "watch": config.watches[0],
+        "upload": config.upload,
+        "state": config.state,
+    }
+    for section, options in SECTIONS.items():
+        for option in options:
+            if option.default is not None:
+                assert getattr(targets[section], option.name) == option.default, option.name
+    for option in DESTINATION_TYPES["eventpics"][0]:
+        if option.default is not None:
+            value = getattr(config.destinations["eventpics"], option.name)
+            assert value == option.default, option.name
+
+
+def test_dataclass_defaults_match_the_option_tables() -> None:
+    """A dataclass built in code gets the same defaults as a config file."""
+    classes: dict[str, type[Any]] = {
+        "booth": BoothConfig,
+        "watch": WatchConfig,
+        "upload": UploadConfig,
+        "state": StateConfig,
+    }
+    tables = [(classes[s], options) for s, options in SECTIONS.items()]
+    tables += [(cls, options) for options, cls in DESTINATION_TYPES.values()]
+    for cls, options in tables:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for option in options:
+            assert option.name in fields, f"{cls.__name__}.{option.name}"
+            if option.required:
+                continue
+            default = fields[option.name].default
+            if default is not dataclasses.MISSING or option.default is not None:
+                assert default == option.default, f"{cls.__name__}.{option.name}"
+
+
+# -- defaults and values --------------------------------------------------------------------------
+
+
+def test_defaults(tmp_path: Path) -> None:
+    """A config with only the required keys gets the documented defaults."""
+    path = write(tmp_path, config_text())
+    config = load_config(path, environ={})
+
+    assert config.source == path
+    assert config.booth.name == socket.gethostname()
+    assert config.booth.timezone is None
+    assert isinstance(config.booth.tz, ZoneInfo)
+    (watch,) = config.watches
+    assert watch == WatchConfig(path=tmp_path / "prints", destinations=("eventpics",))
+    assert watch.patterns == ("*.jpg", "*.jpeg", "*.png", "*.gif")
+    assert watch.ignore == ()
+    assert watch.album_id is None
+    assert watch.poll is False
+    assert watch.poll_interval == 2.0
+    assert watch.settle_seconds == 2.0
+    assert watch.after_upload == "keep"
+    assert watch.move_to is None
+    destination = config.destinations["eventpics"]
+    assert destination == EventPicsConfig(
+        name="eventpics", api_key=SECRET, link_id="abcd1234", album_id=None
+    )
+    assert destination.base_url == "https://api.eventpics.net"
+    assert destination.timeout == 30.0
+    assert config.upload.concurrency == 2
+    assert config.state.dir is None
+
+
+def test_every_value_is_read(tmp_path: Path) -> None:
+    """Each key in the file ends up in its dataclass field."""
+    text = config_text(
+        head='[booth]\nname = "booth-7"\ntimezone = "Europe/Berlin"\n',
+        watch='patterns = ["*.JPG"]\nignore = ["thumb_*"]\nalbum_id = "w1"\npoll = true\n'
+        'poll_interval = 5\nsettle_seconds = 0.5\nafter_upload = "delete"\n'
+        'destinations = ["eventpics"]',
+        destination='album_id = "a1"\nbase_url = "https://gallery.example.com/api/"\ntimeout = 12',
+        tail='[upload]\nconcurrency = 4\n\n[state]\ndir = "state"\n',
+    )
+    config = load_config(write(tmp_path, text), environ={})
+
+    assert config.booth.name == "booth-7"
+    assert config.booth.tz == ZoneInfo("Europe/Berlin")
+    (watch,) = config.watches
+    assert watch.patterns == ("*.JPG",)
+    assert watch.ignore == ("thumb_*",)
+    assert watch.album_id == "w1"
+    assert watch.poll is True
+    assert watch.poll_interval == 5.0 and isinstance(watch.poll_interval, float)
+    assert watch.settle_seconds == 0.5
+    assert watch.after_upload == "delete"
+    destination = config.destinations["eventpics"]
+    assert destination.album_id == "a1"
+    assert destination.base_url == "https://gallery.example.com/api"
+    assert destination.timeout == 12.0 and isinstance(destination.timeout, float)
+    assert config.upload.concurrency == 4
+    assert config.state.dir == tmp_path / "state"
+
+
+def test_system_time_zone_is_the_default() -> None:
+    """Without [booth] timezone, EXIF times use the system zone ($TZ when it names one)."""
+    config = parse_config(minimal(), source=None, environ={"TZ": "Asia/Tokyo"})
+    assert config.booth.timezone is None
+    assert config.booth.tz == ZoneInfo("Asia/Tokyo")
+
+
+def test_relative_paths_are_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative watch path, move_to or state dir means a folder next to the config file."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    text = config_text(
+        watch='after_upload = "move"\nmove_to = "../done"',
+        tail='[state]\ndir = "./state"\n',
+    )
+    config = load_config(write(tmp_path / "conf", text), environ={})
+
+    assert config.watches[0].path == tmp_path / "conf" / "prints"
+    assert config.watches[0].move_to == tmp_path / "done"
+    assert config.state.dir == tmp_path / "conf" / "state"
+
+
+def test_relative_config_file_name_still_gives_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading "boothsync.toml" from the current folder resolves paths against that folder."""
+    write(tmp_path, config_text())
+    monkeypatch.chdir(tmp_path)
+    config = load_config(Path("boothsync.toml"), environ={})
+    assert config.source == tmp_path / "boothsync.toml"
+    assert config.watches[0].path == tmp_path / "prints"
+
+
+def test_home_folder_is_expanded(tmp_path: Path) -> None:
+    """A watch path starting with ~ is in the user's home folder."""
+    text = config_text().replace('"prints"', '"~/booth"')
+    config = load_config(write(tmp_path, text), environ={})
+    assert config.watches[0].path == Path.home() / "booth"
+
+
+def test_config_built_in_code_resolves_against_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """parse_config without a source file resolves relative paths against the current folder."""
+    monkeypatch.chdir(tmp_path)
+    config = parse_config(minimal(), source=None, environ={})
+    assert config.source is None
+    assert config.watches[0].path == tmp_path / "prints"
+
+
+def test_move_defaults_to_an_uploaded_folder_inside_the_watched_one(tmp_path: Path) -> None:
+    """after_upload = "move" without move_to moves files into <path>/uploaded."""
+    config = load_config(write(tmp_path, config_text(watch='after_upload = "move"')), environ={})
+    assert config.watches[0].move_to == tmp_path / "prints" / "uploaded"
+
+
+def test_watch_goes_to_named_destinations_only(tmp_path: Path) -> None:
+    """A watch with destinations uploads to those (each once); without, to every destination."""
+    text = config_text(
+        watch='destinations = ["second", "second"]',
+        tail='[destinations.second]\ntype = "eventpics"\napi_key = "x"\nlink_id = "l2"\n\n'
+        '[[watch]]\npath = "more"\n',
+    )
+    config = load_config(write(tmp_path, text), environ={})
+    assert config.watches[0].destinations == ("second",)
+    assert config.watches[1].destinations == ("eventpics", "second")
+
+
+def test_int_is_accepted_where_a_number_is_expected(tmp_path: Path) -> None:
+    """settle_seconds = 3 is 3.0 seconds."""
+    config = load_config(write(tmp_path, config_text(watch="settle_seconds = 3")), environ={})
+    assert config.watches[0].settle_seconds == 3.0
+
+
+def test_byte_order_mark_is_ignored(tmp_path: Path) -> None:
+    """A config saved by a Windows editor with a UTF-8 byte order mark loads."""
+    path = tmp_path / "boothsync.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + config_text().encode())
+    assert load_config(path, environ={}).watches[0].path == tmp_path / "prints"
+
+
+# -- the API key ----------------------------------------------------------------------------------
+
+
+def test_environment_key_overrides_the_file(tmp_path: Path) -> None:
+    """$BOOTHSYNC_API_KEY wins over api_key in the file, for every eventpics destination."""
+    text = config_text(tail='[destinations.other]\ntype = "eventpics"\nlink_id = "l2"\n')
+    config = load_config(write(tmp_path, text), environ={API_KEY_ENV: "from-env"})
+    assert config.destinations["eventpics"].api_key == "from-env"
+    assert config.destinations["other"].api_key == "from-env"
+
+
+def test_empty_environment_key_is_ignored() -> None:
+    """An empty $BOOTHSYNC_API_KEY leaves the file's key in place."""
+    config = parse_config(minimal(), source=None, environ={API_KEY_ENV: ""})
+    assert config.destinations["eventpics"].api_key == SECRET
+
+
+def test_key_never_appears_in_repr_or_str() -> None:
+    """Neither the config nor a destination shows its API key when printed or logged."""
+    for environ in ({}, {API_KEY_ENV: SECRET}):
+        config = parse_config(minimal(api_key="file-key"), source=None, environ=environ)
+        for text in (repr(config), str(config), repr(config.destinations["eventpics"])):
+            assert SECRET not in text
+            assert "file-key" not in text
+            assert "link_id='l1'" in text
+
+
+@pytest.mark.parametrize(
+    "value", ["12345", "true", '["k-9f3b-do-not-print-me"]', "{ key = 'x' }", '""']
+)
+def test_key_never_appears_in_errors(tmp_path: Path, value: str) -> None:
+    """A wrong api_key value is refused without repeating it."""
+    text = config_text().replace(f'api_key = "{SECRET}"', f"api_key = {value}")
+    error = load_error(write(tmp_path, text))
+    assert error.key == "destinations.eventpics.api_key"
+    assert value.strip('"') not in error.message or value == '""'
+
+
+def test_key_from_environment_never_appears_in_errors(tmp_path: Path) -> None:
+    """An error in a destination whose key came from the environment does not show the key."""
+    text = config_text(destination="timeout = -1").replace(f'api_key = "{SECRET}"\n', "")
+    error = load_error(write(tmp_path, text), environ={API_KEY_ENV: SECRET})
+    assert error.key == "destinations.eventpics.timeout"
+
+
+# -- one line per problem, naming file and key ----------------------------------------------------
+
+ERRORS = [
+    # unknown keys, with the closest known key where there is one
+    ("watch", "pol = true", "watch[0].pol", 'unknown key; did you mean "poll"?'),
+    ("head", '[booth]\nnmae = "b"', "booth.nmae", 'unknown key; did you mean "name"?'),
+    (
+        "destination",
+        'linkid = "x"',
+        "destinations.eventpics.linkid",
+        'unknown key; did you mean "link_id"?',
+    ),
+    (
+        "tail",
+        "[upload]\nconcurency = 2",
+        "upload.concurency",
+        'unknown key; did you mean "concurrency"?',
+    ),
+    ("tail", "[state]\nfolder = 'x'", "state.folder", "unknown key (known: dir)"),
+    ("tail", "[uplaod]\nconcurrency = 2", "uplaod", 'unknown key; did you mean "upload"?'),
+    (
+        "head",
+        "verbose = true",
+        "verbose",
+        "unknown key (known: booth, watch, upload, state, destinations)",
+    ),
+    (
+        "watch",
+        '"odd key" = 1',
+        'watch[0]."odd key"',
+        "unknown key (known: path, patterns, ignore, "
+        "album_id, poll, poll_interval, settle_seconds, after_upload, move_to, destinations)",
+    ),
+    # wrong types
+    ("watch", 'poll = "yes"', "watch[0].poll", 'must be true or false (got "yes")'),
+    (
+        "tail",
+        "[upload]\nconcurrency = true",
+        "upload.concurrency",
+        "must be a whole number (got true)",
+    ),
+    (
+        "tail",
+        "[upload]\nconcurrency = 2.5",
+        "upload.concurrency",
+        "must be a whole number (got 2.5)",
+    ),
+    ("watch", 'settle_seconds = "2"', "watch[0].settle_seconds", 'must be a number (got "2")'),
+    (
+        "watch",
+        "settle_seconds = inf",
+        "watch[0].settle_seconds",
+        "must be a finite number (got inf)",
+    ),
+    ("watch", 'patterns = "*.jpg"', "watch[0].patterns", 'must be a list of strings (got "*.jpg")'),
+    ("watch", 'patterns = ["*.jpg", 3]', "watch[0].patterns[1]", "must be a string (got 3)"),
+    (
+        "watch",
+        "patterns = []",
+        "watch[0].patterns",
+        "must name at least one entry (got an empty array)",
+    ),
+    ("watch", 'album_id = ""', "watch[0].album_id", 'must not be empty (got "")'),
+    ("watch", "album_id = 1979-05-27", "watch[0].album_id", "must be a string (got a date)"),
+    (
+        "destination",
+        'timeout = "30"',
+        "destinations.eventpics.timeout",
+        'must be a number (got "30")',
+    ),
+    ("head", 'booth = "b1"', "booth", 'must be a table (got "b1")'),
+    (
+        "tail",
+        "[destinations.broken]",
+        "destinations.broken.type",
+        "required but missing (one of eventpics)",
+    ),
+    (
+        "tail",
+        "[destinations.broken]\ntype = 1",
+        "destinations.broken.type",
+        "must be a string (got 1)",
+    ),
+    # values outside their allowed set or range
+    (
+        "watch",
+        'after_upload = "archive"',
+        "watch[0].after_upload",
+        'must be one of keep, move, delete (got "archive")',
+    ),
+    ("tail", "[upload]\nconcurrency = 0", "upload.concurrency", "must be between 1 and 16 (got 0)"),
+    (
+        "tail",
+        "[upload]\nconcurrency = 17",
+        "upload.concurrency",
+        "must be between 1 and 16 (got 17)",
+    ),
+    ("watch", "settle_seconds = 0", "watch[0].settle_seconds", "must be greater than 0 (got 0)"),
+    (
+        "watch",
+        "settle_seconds = -1.5",
+        "watch[0].settle_seconds",
+        "must be greater than 0 (got -1.5)",
+    ),
+    ("watch", "poll_interval = 0", "watch[0].poll_interval", "must be greater than 0 (got 0)"),
+    (
+        "destination",
+        "timeout = 0",
+        "destinations.eventpics.timeout",
+        "must be greater than 0 (got 0)",
+    ),
+    (
+        "head",
+        '[booth]\ntimezone = "Europe/Berln"',
+        "booth.timezone",
+        'unknown time zone "Europe/Berln"; did you mean "Europe/Berlin"?',
+    ),
+    (
+        "head",
+        '[booth]\ntimezone = "Nowhere"',
+        "booth.timezone",
+        'unknown time zone "Nowhere" (an IANA name like "Europe/Berlin")',
+    ),
+    (
+        "tail",
+        '[destinations.other]\ntype = "picsui"',
+        "destinations.other.type",
+        'unknown destination type "picsui" (known: eventpics)',
+    ),
+    (
+        "tail",
+        '[destinations.other]\ntype = "eventpic"',
+        "destinations.other.type",
+        'unknown destination type "eventpic"; did you mean "eventpics"?',
+    ),
+    (
+        "watch",
+        'destinations = ["evntpics"]',
+        "watch[0].destinations[0]",
+        'unknown destination "evntpics"; did you mean "eventpics"? (configured: eventpics)',
+    ),
+    (
+        "watch",
+        'destinations = ["eventpics", "cloud"]',
+        "watch[0].destinations[1]",
+        'unknown destination "cloud" (configured: eventpics)',
+    ),
+    (
+        "watch",
+        "destinations = []",
+        "watch[0].destinations",
+        "must name at least one entry (got an empty array)",
+    ),
+    (
+        "watch",
+        'move_to = "done"',
+        "watch[0].move_to",
+        'only allowed with after_upload = "move"',
+    ),
+    (
+        "watch",
+        'after_upload = "move"\nmove_to = "prints"',
+        "watch[0].move_to",
+        "must not be the watched folder itself",
+    ),
+    ("tail", '[[watch]]\npath = "./prints/"', "watch[1].path", "same folder as watch[0]"),
+    # base_url
+    (
+        "destination",
+        'base_url = "http://gallery.example.com"',
+        "destinations.eventpics.base_url",
+        "must use https:// (http:// only for localhost, 127.0.0.0/8 or ::1) "
+        '(got "http://gallery.example.com")',
+    ),
+    (
+        "destination",
+        'base_url = "ftp://api.eventpics.net"',
+        "destinations.eventpics.base_url",
+        'must be an https:// address (got "ftp://api.eventpics.net")',
+    ),
+    (
+        "destination",
+        'base_url = "api.eventpics.net"',
+        "destinations.eventpics.base_url",
+        'must be an https:// address (got "api.eventpics.net")',
+    ),
+    (
+        "destination",
+        'base_url = "https://api.eventpics.net/?v=2"',
+        "destinations.eventpics.base_url",
+        'must not have a query (?) or fragment (#) (got "https://api.eventpics.net/?v=2")',
+    ),
+    (
+        "destination",
+        'base_url = "https://[::1"',
+        "destinations.eventpics.base_url",
+        'is not a valid URL (got "https://[::1")',
+    ),
+]
+
+
+@pytest.mark.parametrize(("where", "lines", "key", "message"), ERRORS)
+def test_invalid_config_is_one_line_naming_file_and_key(
+    tmp_path: Path, where: str, lines: str, key: str, message: str
+) -> None:
+    """Every invalid key or value is refused with "FILE: KEY: problem" on one line."""
+    path = write(tmp_path, config_text(**{where: lines}))
+    error = load_error(path)
+    assert str(error) == f"{path}: {key}: {message}"
+    assert (error.file, error.key, error.message) == (str(path), key, message)
+
+
+@pytest.mark.parametrize(
+    ("remove", "key", "message"),
+    [
+        ('path = "prints"\n', "watch[0].path", "required but missing"),
+        ('link_id = "abcd1234"\n', "destinations.eventpics.link_id", "required but missing"),
+        (
+            f'api_key = "{SECRET}"\n',
+            "destinations.eventpics.api_key",
+            f"required but missing (or set ${API_KEY_ENV})",
+        ),
+        (
+            'type = "eventpics"\n',
+            "destinations.eventpics.type",
+            "required but missing (one of eventpics)",
+        ),
+    ],
+)
+def test_missing_required_value(tmp_path: Path, remove: str, key: str, message: str) -> None:
+    """A required key that is absent is named in the error."""
+    path = write(tmp_path, config_text().replace(remove, ""))
+    assert str(load_error(path)) == f"{path}: {key}: {message}"
+
+
+def test_api_key_may_come_from_the_environment_alone(tmp_path: Path) -> None:
+    """Without api_key in the file, $BOOTHSYNC_API_KEY satisfies the requirement."""
+    path = write(tmp_path, config_text().replace(f'api_key = "{SECRET}"\n', ""))
+    config = load_config(path, environ={API_KEY_ENV: "env-key"})
+    assert config.destinations["eventpics"].api_key == "env-key"
+
+
+def test_no_watch_folder(tmp_path: Path) -> None:
+    """A config without [[watch]] is refused."""
+    text = config_text().replace('[[watch]]\npath = "prints"\n', "")
+    path = write(tmp_path, text)
+    assert str(load_error(path)) == (
+        f"{path}: watch: no folder to watch; add at least one [[watch]] table with a path"
+    )
+
+
+def test_watch_written_as_a_single_table(tmp_path: Path) -> None:
+    """[watch] instead of [[watch]] is refused with the fix in the message."""
+    path = write(tmp_path, config_text().replace("[[watch]]", "[watch]"))
+    assert str(load_error(path)) == (
+        f"{path}: watch: must be an array of tables: write [[watch]], not [watch]"
+    )
+
+
+def test_no_destination(tmp_path: Path) -> None:
+    """A config without any [destinations.NAME] is refused."""
+    path = write(tmp_path, '[[watch]]\npath = "prints"\n')
+    assert str(load_error(path)) == (
+        f"{path}: destinations: no destination configured; "
+        "add a [destinations.NAME] table with a type"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080",
+        "http://127.8.0.1/",
+        "http://localhost:9000/api/",
+        "http://LOCALHOST",
+        "http://[::1]:8080",
+        "https://gallery.example.com/",
+        "https://203.0.113.7:8443/eventpics",
+    ],
+)
+def test_loopback_http_and_any_https_are_allowed(url: str) -> None:
+    """http:// works for this machine, https:// everywhere; a trailing slash is dropped."""
+    config = parse_config(minimal(base_url=url), source=None, environ={})
+    assert config.destinations["eventpics"].base_url == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://192.168.1.20",
+        "http://gallery.example.com/api",
+        "http://[::2]",
+        "http://localhost.example.com",
+        "http://0.0.0.0",
+    ],
+)
+def test_remote_http_is_refused(url: str) -> None:
+    """http:// to another machine would send the API key in clear text: refused."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(minimal(base_url=url), source=None, environ={})
+    assert caught.value.key == "destinations.eventpics.base_url"
+    assert caught.value.message.startswith("must use https://")
+    assert caught.value.file is None
+
+
+def test_syntax_error_names_line_and_column(tmp_path: Path) -> None:
+    """A TOML syntax error is reported with tomllib's line and column."""
+    path = write(tmp_path, config_text(watch="poll = yes"))
+    error = load_error(path)
+    assert error.key is None
+    assert str(error).startswith(f"{path}: not valid TOML: ")
+    assert re.search(r"line 4, column \d+", str(error))
+
+
+def test_windows_backslash_gets_a_hint(tmp_path: Path) -> None:
+    """A Windows path with backslashes in a "string" is refused with a way to write it."""
+    path = write(tmp_path, config_text().replace('"prints"', '"C:\\dslrBooth\\Prints"'))
+    assert "write Windows paths with / or in 'single quotes'" in str(load_error(path))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    """Loading a file that does not exist names it."""
+    path = tmp_path / "nope.toml"
+    assert str(load_error(path)) == f"{path}: config file not found"
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    """A path that cannot be read is refused with the system's reason."""
+    error = load_error(tmp_path)
+    assert str(error).startswith(f"{tmp_path}: cannot read the file: ")
+
+
+def test_file_that_is_not_text(tmp_path: Path) -> None:
+    """A file that is not UTF-8 is refused, naming the file."""
+    path = tmp_path / "boothsync.toml"
+    path.write_bytes(b'[booth]\nname = "\xff"\n')
+    assert str(load_error(path)) == f"{path}: not UTF-8 text (line 2); save it as UTF-8"
+
+
+# -- finding the file -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the per-user config folder into tmp_path (where platformdirs honours XDG)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    file = user_config_file()
+    if not file.is_relative_to(tmp_path):
+        pytest.skip("the per-user config folder cannot be redirected on this platform")
+    return file.parent
+
+
+def test_explicit_file_wins(tmp_path: Path, user_dir: Path) -> None:
+    """-c FILE is used even when $BOOTHSYNC_CONFIG, ./boothsync.toml and the user file exist."""
+    explicit = write(tmp_path / "a", "", "mine.toml")
+    named = write(tmp_path / "b", "")
+    cwd_file = write(tmp_path / "c", "")
+    write(user_dir, "")
+    environ = {CONFIG_ENV: str(named)}
+    assert find_config(explicit, environ=environ, cwd=cwd_file.parent) == explicit
+
+
+def test_explicit_file_must_exist(tmp_path: Path) -> None:
+    """-c naming a missing file is an error, not a reason to look elsewhere."""
+    write(tmp_path, "")
+    missing = tmp_path / "missing.toml"
+    with pytest.raises(ConfigError) as caught:
+        find_config(missing, environ={}, cwd=tmp_path)
+    assert str(caught.value) == f"{missing}: config file not found"
+
+
+def test_environment_variable_comes_second(tmp_path: Path, user_dir: Path) -> None:
+    """Without -c, $BOOTHSYNC_CONFIG wins over ./boothsync.toml and the user file."""
+    named = write(tmp_path / "b", "", "named.toml")
+    cwd_file = write(tmp_path / "c", "")
+    write(user_dir, "")
+    assert find_config(None, environ={CONFIG_ENV: str(named)}, cwd=cwd_file.parent) == named
+
+
+def test_environment_variable_must_name_a_file(tmp_path: Path) -> None:
+    """$BOOTHSYNC_CONFIG naming a missing file is an error."""
+    write(tmp_path, "")
+    missing = tmp_path / "gone.toml"
+    with pytest.raises(ConfigError) as caught:
+        find_config(None, environ={CONFIG_ENV: str(missing)}, cwd=tmp_path)
+    assert caught.value.file == str(missing)
+    assert CONFIG_ENV in caught.value.message
+
+
+def test_current_folder_comes_third(tmp_path: Path, user_dir: Path) -> None:
+    """Without -c or $BOOTHSYNC_CONFIG, ./boothsync.toml wins over the user file."""
+    cwd_file = write(tmp_path / "c", "")
+    write(user_dir, "")
+    assert find_config(None, environ={}, cwd=cwd_file.parent) == cwd_file
+
+
+def test_user_config_folder_comes_last(tmp_path: Path, user_dir: Path) -> None:
+    """With nothing else, the file in the per-user config folder is used."""
+    user_file = write(user_dir, "")
+    assert find_config(None, environ={}, cwd=tmp_path) == user_file
+
+
+def test_no_config_anywhere(tmp_path: Path, user_dir: Path) -> None:
+    """When no file is found, the error lists every place that was tried."""
+    with pytest.raises(ConfigError) as caught:
+        find_config(None, environ={}, cwd=tmp_path)
+    message = str(caught.value)
+    assert CONFIG_ENV in message
+    assert str(tmp_path / "boothsync.toml") in message
+    assert str(user_dir / "boothsync.toml") in message
+
+
+def test_config_is_frozen() -> None:
+    """A loaded config cannot be changed by the code that reads it."""
+    config = parse_config(minimal(), source=None, environ={})
+    assert isinstance(config, Config)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.upload.concurrency = 9  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.destinations["x"] = config.destinations["eventpics"]  # type: ignore[index]

@@ -1,0 +1,260 @@
+"""The whole pipeline in one process: a real folder, the engine, the receiver over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from boothsync.config import Config, parse_config
+from boothsync.demo import write_sample_jpeg
+from boothsync.engine import Engine
+from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
+from boothsync.uploader import Health
+from tests.helpers import wait_for
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Receiver]:
+    with Receiver(tmp_path / "received", faults=Faults(seed=7)) as server:
+        yield server
+
+
+def make_config(tmp_path: Path, receiver: Receiver, **watch: Any) -> Config:
+    hot = tmp_path / "hot"
+    hot.mkdir(exist_ok=True)
+    return parse_config(
+        {
+            "booth": {"name": "test-booth", "timezone": "Europe/Berlin"},
+            "watch": [{"path": str(hot), "settle_seconds": 0.3, **watch}],
+            "destinations": {
+                "eventpics": {
+                    "type": "eventpics",
+                    "api_key": DEMO_API_KEY,
+                    "link_id": "demo",
+                    "album_id": "a1",
+                    "base_url": receiver.base_url,
+                }
+            },
+            "state": {"dir": str(tmp_path / "state")},
+        },
+        source=None,
+        environ={},
+    )
+
+
+@pytest.fixture
+def engine_for(tmp_path: Path) -> Iterator[Any]:
+    engines: list[Engine] = []
+
+    def start(config: Config) -> Engine:
+        engine = Engine(config)
+        engine.start()
+        engines.append(engine)
+        assert engine.wait_ready(10)
+        return engine
+
+    yield start
+    for engine in engines:
+        engine.stop(5)
+
+
+def picture(folder: Path, name: str, taken: datetime) -> Path:
+    path = folder / name
+    write_sample_jpeg(path, taken, name, (200, 80, 40))
+    return path
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def received_by_name(receiver: Receiver) -> dict[str, Any]:
+    return {r.file_name: r for r in receiver.received()}
+
+
+def test_pictures_arrive_byte_exact_with_name_time_and_album(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """A picture dropped into the hot folder reaches the gallery whole, named, timed and filed."""
+    config = make_config(tmp_path, receiver)
+    engine_for(config)
+    hot = config.watches[0].path
+    summer = picture(hot, "IMG_0001.jpg", datetime(2026, 7, 4, 22, 15, 30))
+    winter = picture(hot, "IMG_0002.JPG", datetime(2025, 12, 31, 23, 59, 59))
+
+    got = wait_for(lambda: len(receiver.received()) == 2 and received_by_name(receiver))
+    for path, local in (
+        (summer, datetime(2026, 7, 4, 22, 15, 30)),
+        (winter, datetime(2025, 12, 31, 23, 59, 59)),
+    ):
+        record = got[path.name]
+        assert record.sha256 == sha256(path)
+        assert record.path.read_bytes() == path.read_bytes()
+        assert record.taken_at == int(local.replace(tzinfo=BERLIN).timestamp() * 1000)
+        assert record.album_id == "a1"
+        assert record.content_type == "image/jpeg"
+    assert receiver.url_reuses == 0
+
+
+def test_files_already_in_the_folder_are_uploaded_at_start(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """Pictures taken while boothsync was not running are uploaded when it starts."""
+    config = make_config(tmp_path, receiver)
+    hot = config.watches[0].path
+    for index in range(3):
+        picture(hot, f"before-{index}.jpg", datetime(2026, 5, 1, 12, index))
+    engine_for(config)
+    wait_for(lambda: len(receiver.received()) == 3)
+    assert sorted(received_by_name(receiver)) == ["before-0.jpg", "before-1.jpg", "before-2.jpg"]
+
+
+def test_an_expired_upload_url_is_replaced(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """When the storage refuses the presigned URL, a new one is fetched and the file arrives."""
+    receiver.faults.fail_next = [("put", 403), ("put", 403)]
+    config = make_config(tmp_path, receiver)
+    engine_for(config)
+    path = picture(config.watches[0].path, "expired.jpg", datetime(2026, 5, 1, 12, 0))
+    wait_for(lambda: receiver.received())
+    assert receiver.received()[0].sha256 == sha256(path)
+    counts = receiver.counts()
+    assert counts["put"].get(403) == 2
+    assert counts["getuploadurl"].get(200) == 3
+    assert receiver.url_reuses == 0
+
+
+def test_a_url_that_expires_before_the_put_is_replaced(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """A URL valid for less time than the request takes is replaced, never reused."""
+    receiver.faults.url_lifetime = 0.0
+    config = make_config(tmp_path, receiver)
+    engine_for(config)
+    picture(config.watches[0].path, "slow.jpg", datetime(2026, 5, 1, 12, 0))
+    wait_for(lambda: receiver.counts().get("put", {}).get(403, 0) >= 2)
+    receiver.faults.url_lifetime = 300.0
+    wait_for(lambda: receiver.received(), timeout=30)
+    assert receiver.url_reuses == 0
+
+
+def test_server_errors_and_resets_are_retried_until_the_file_arrives(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """503s and dropped connections never lose a picture: it waits and goes again."""
+    receiver.faults.fail_next = [
+        ("getuploadurl", 503),
+        ("getuploadurl", 0),
+        ("put", 502),
+        ("put", 0),
+    ]
+    config = make_config(tmp_path, receiver)
+    engine = engine_for(config)
+    path = picture(config.watches[0].path, "flaky.jpg", datetime(2026, 5, 1, 12, 0))
+    wait_for(lambda: receiver.received(), timeout=60)
+    assert receiver.received()[0].sha256 == sha256(path)
+    wait_for(lambda: engine.snapshot().stats.totals["uploaded"] == 1)
+
+
+def test_a_rejected_key_pauses_the_destination_without_failing_files(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """401 pauses the destination: files wait, none is marked failed, health says unauthorized."""
+    config = make_config(tmp_path, receiver)
+    config = parse_config(
+        {
+            "booth": {"timezone": "Europe/Berlin"},
+            "watch": [{"path": str(config.watches[0].path), "settle_seconds": 0.3}],
+            "destinations": {
+                "eventpics": {
+                    "type": "eventpics",
+                    "api_key": "wrong-key",
+                    "link_id": "demo",
+                    "base_url": receiver.base_url,
+                }
+            },
+            "state": {"dir": str(tmp_path / "state")},
+        },
+        source=None,
+        environ={},
+    )
+    engine = engine_for(config)
+    for index in range(3):
+        picture(config.watches[0].path, f"p{index}.jpg", datetime(2026, 5, 1, 12, index))
+
+    def paused() -> bool:
+        snap = engine.snapshot()
+        return (
+            snap.health["eventpics"].health is Health.UNAUTHORIZED
+            and snap.stats.totals["waiting"] == 3
+        )
+
+    wait_for(paused)
+    snap = engine.snapshot()
+    assert snap.stats.totals["failed"] == 0
+    assert "api_key" in snap.health["eventpics"].detail
+    # One request found the key wrong; the rest waited instead of burning through the queue.
+    assert receiver.counts()["getuploadurl"].get(401, 0) <= 2
+
+
+def test_a_file_the_gallery_refuses_fails_alone(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """A 4xx about one file fails that file with the server's message; the others arrive."""
+    receiver.faults.fail_next = [("getuploadurl", 422)]
+    config = make_config(tmp_path, receiver, settle_seconds=0.3)
+    engine = engine_for(config)
+    hot = config.watches[0].path
+    picture(hot, "first.jpg", datetime(2026, 5, 1, 12, 0))
+    wait_for(lambda: engine.snapshot().stats.totals["failed"] == 1)
+    picture(hot, "second.jpg", datetime(2026, 5, 1, 12, 1))
+    wait_for(lambda: "second.jpg" in received_by_name(receiver))
+    stats = engine.snapshot().stats
+    assert stats.totals["failed"] == 1 and stats.totals["uploaded"] == 1
+    assert stats.last_error is not None and "422" in (stats.last_error.error or "")
+
+
+@pytest.mark.parametrize("policy", ["move", "delete"])
+def test_after_upload_moves_or_deletes_the_original(
+    tmp_path: Path, receiver: Receiver, engine_for: Any, policy: str
+) -> None:
+    """after_upload = move/delete acts only once the gallery has the picture."""
+    config = make_config(tmp_path, receiver, after_upload=policy)
+    engine_for(config)
+    hot = config.watches[0].path
+    path = picture(hot, "done.jpg", datetime(2026, 5, 1, 12, 0))
+    content = path.read_bytes()
+    wait_for(lambda: not path.exists())
+    assert receiver.received()[0].sha256 == hashlib.sha256(content).hexdigest()
+    moved = hot / "uploaded" / "done.jpg"
+    assert moved.exists() == (policy == "move")
+    if policy == "move":
+        assert moved.read_bytes() == content
+
+
+def test_burst_of_files_all_arrive_once(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """Fifty pictures renamed in at once all reach the gallery, each exactly once."""
+    config = make_config(tmp_path, receiver)
+    engine_for(config)
+    hot = config.watches[0].path
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    for index in range(50):
+        picture(staging, f"burst-{index:03}.jpg", datetime(2026, 5, 1, 12, 0, index))
+    for path in sorted(staging.iterdir()):
+        os.replace(path, hot / path.name)
+    wait_for(lambda: len(receiver.received()) >= 50, timeout=60)
+    names = [r.file_name for r in receiver.received()]
+    assert sorted(names) == [f"burst-{index:03}.jpg" for index in range(50)]

@@ -1,0 +1,604 @@
+"""The queue database, on real SQLite files in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Collection, Iterator
+from pathlib import Path
+
+import pytest
+
+from boothsync.errors import OutboxError
+from boothsync.outbox import Event, Job, JobState, Outbox
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE = {"eventpics": None}
+TWO: dict[str, str | None] = {"eventpics": "album-1", "backup": None}
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "outbox.sqlite3"
+
+
+@pytest.fixture
+def box(db: Path, clock: Clock) -> Iterator[Outbox]:
+    outbox = Outbox(db, clock=clock)
+    yield outbox
+    outbox.close()
+
+
+def add(
+    box: Outbox,
+    name: str,
+    destinations: dict[str, str | None] | None = None,
+    *,
+    size: int = 100,
+    mtime_ns: int = 1,
+) -> int:
+    return box.add(
+        Path("/booth/prints") / name,
+        size=size,
+        mtime_ns=mtime_ns,
+        watch="prints",
+        destinations=ONE if destinations is None else destinations,
+    )
+
+
+def claim(box: Outbox, *, exclude: Collection[str] = (), now: float | None = None) -> Job:
+    job = box.claim(exclude=exclude, now=now)
+    assert job is not None, "expected a job to claim"
+    return job
+
+
+def drain(box: Outbox) -> list[Job]:
+    jobs = []
+    while (job := box.claim()) is not None:
+        jobs.append(job)
+    return jobs
+
+
+def counts(box: Outbox, destination: str = "eventpics") -> dict[str, int]:
+    return box.stats().destinations[destination]
+
+
+# -- adding -------------------------------------------------------------------
+
+
+def test_add_is_idempotent(box: Outbox) -> None:
+    """Adding the same file again creates no new jobs; a new destination adds just its job."""
+    assert add(box, "IMG_1.jpg", TWO) == 2
+    assert add(box, "IMG_1.jpg", TWO) == 0
+    assert add(box, "IMG_1.jpg", {**TWO, "archive": None}) == 1
+    assert box.stats().totals == {"waiting": 3, "uploading": 0, "uploaded": 0, "failed": 0}
+
+
+def test_new_version_of_same_path_is_new_jobs(box: Outbox) -> None:
+    """A file rewritten at the same path (new size or mtime) is a new picture with new jobs."""
+    assert add(box, "IMG_1.jpg", size=100, mtime_ns=1) == 1
+    assert add(box, "IMG_1.jpg", size=200, mtime_ns=1) == 1
+    assert add(box, "IMG_1.jpg", size=200, mtime_ns=2) == 1
+    path = Path("/booth/prints/IMG_1.jpg")
+    assert box.is_known(path, 100, 1)
+    assert box.is_known(path, 200, 2)
+    assert not box.is_known(path, 300, 1)
+    assert not box.is_known(Path("/booth/prints/IMG_2.jpg"), 100, 1)
+    assert sorted((j.size, j.mtime_ns) for j in drain(box)) == [(100, 1), (200, 1), (200, 2)]
+
+
+def test_data_survives_reopening(db: Path, clock: Clock) -> None:
+    """Jobs written by one outbox are there when the database is opened again."""
+    first = Outbox(db, clock=clock)
+    add(first, "IMG_1.jpg", TWO)
+    first.close()
+    second = Outbox(db, clock=clock)
+    try:
+        assert second.stats().totals["waiting"] == 2
+        assert add(second, "IMG_1.jpg", TWO) == 0
+    finally:
+        second.close()
+
+
+# -- claiming -----------------------------------------------------------------
+
+
+def test_claim_returns_the_job_with_its_file(box: Outbox, clock: Clock) -> None:
+    """A claimed job carries the file's details, is uploading and counts the attempt."""
+    box.add(
+        Path("/booth/prints/IMG_1.jpg"),
+        size=1234,
+        mtime_ns=5678,
+        watch="prints",
+        destinations={"eventpics": "album-1"},
+    )
+    job = claim(box)
+    assert job == Job(
+        id=job.id,
+        file_id=job.file_id,
+        path=Path("/booth/prints/IMG_1.jpg"),
+        size=1234,
+        mtime_ns=5678,
+        watch="prints",
+        destination="eventpics",
+        album_id="album-1",
+        attempts=1,
+        state=JobState.UPLOADING,
+        last_error=None,
+        taken_at_ms=None,
+        taken_at_source=None,
+    )
+    assert box.claim() is None
+    assert counts(box)["uploading"] == 1
+
+
+def test_claim_takes_the_job_due_longest_ago(box: Outbox, clock: Clock) -> None:
+    """Jobs are claimed oldest due time first, then in the order they were added."""
+    add(box, "IMG_1.jpg")
+    add(box, "IMG_2.jpg")
+    clock.advance(1)
+    add(box, "IMG_3.jpg")
+    names = [j.path.name for j in drain(box)]
+    assert names == ["IMG_1.jpg", "IMG_2.jpg", "IMG_3.jpg"]
+
+
+def test_claim_skips_jobs_not_yet_due(box: Outbox, clock: Clock) -> None:
+    """A job rescheduled for later is not claimed before its time, by the clock or by `now`."""
+    add(box, "IMG_1.jpg")
+    box.retry_later(claim(box).id, delay=30, error="timeout")
+    assert box.claim() is None
+    assert box.claim(now=clock.now + 29.9) is None
+    assert claim(box, now=clock.now + 30).path.name == "IMG_1.jpg"
+
+
+def test_claim_excludes_destinations(box: Outbox) -> None:
+    """Excluded destinations (paused, offline) are skipped; the others still get their jobs."""
+    add(box, "IMG_1.jpg", TWO)
+    job = claim(box, exclude={"eventpics"})
+    assert job.destination == "backup"
+    assert box.claim(exclude=["eventpics"]) is None
+    assert box.claim(exclude=["eventpics", "backup"]) is None
+    assert claim(box).destination == "eventpics"
+
+
+def _claim_concurrently(outboxes: list[Outbox], threads_per_outbox: int) -> list[int]:
+    claimed: list[int] = []
+    errors: list[BaseException] = []
+    guard = threading.Lock()
+    start = threading.Barrier(len(outboxes) * threads_per_outbox)
+
+    def worker(box: Outbox) -> None:
+        try:
+            start.wait(timeout=10)
+            while (job := box.claim()) is not None:
+                with guard:
+                    claimed.append(job.id)
+        except BaseException as exc:
+            with guard:
+                errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=(box,), name=f"claimer-{i}-{n}")
+        for i, box in enumerate(outboxes)
+        for n in range(threads_per_outbox)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    return claimed
+
+
+def test_concurrent_claims_from_threads_are_unique(box: Outbox) -> None:
+    """Threads sharing one outbox never claim the same job, and together they claim all."""
+    for i in range(200):
+        add(box, f"IMG_{i}.jpg")
+    claimed = _claim_concurrently([box], threads_per_outbox=8)
+    assert len(claimed) == 200
+    assert len(set(claimed)) == 200
+
+
+def test_concurrent_claims_from_two_connections_are_unique(db: Path, clock: Clock) -> None:
+    """Two outboxes on one file (two connections) never claim the same job."""
+    first = Outbox(db, clock=clock)
+    second = Outbox(db, clock=clock)
+    try:
+        for i in range(100):
+            add(first, f"IMG_{i}.jpg", TWO)
+        claimed = _claim_concurrently([first, second], threads_per_outbox=4)
+        assert len(claimed) == 200
+        assert len(set(claimed)) == 200
+        assert first.stats().totals["uploading"] == 200
+    finally:
+        first.close()
+        second.close()
+
+
+# -- finishing ----------------------------------------------------------------
+
+
+def test_complete_reports_all_done_only_after_the_last_destination(box: Outbox) -> None:
+    """complete() says the file is done only when its last destination has it."""
+    add(box, "IMG_1.jpg", {"a": None, "b": None, "c": None})
+    first, second, third = claim(box), claim(box), claim(box)
+    assert box.complete(first.id) is False
+    assert box.complete(third.id) is False
+    assert box.complete(second.id) is True
+    assert box.stats().totals["uploaded"] == 3
+
+
+def test_complete_stores_the_capture_time_on_the_file(box: Outbox) -> None:
+    """The capture time given to complete() is carried by the file's other jobs."""
+    add(box, "IMG_1.jpg", TWO)
+    box.complete(claim(box).id, taken_at_ms=1_700_000_000_123, taken_at_source="exif")
+    other = claim(box)
+    assert other.taken_at_ms == 1_700_000_000_123
+    assert other.taken_at_source == "exif"
+
+
+def test_complete_of_a_job_not_uploading_changes_nothing(box: Outbox) -> None:
+    """A late or repeated complete() is ignored and never reports the file done twice."""
+    add(box, "IMG_1.jpg")
+    job = claim(box)
+    assert box.complete(job.id) is True
+    assert box.complete(job.id) is False
+    add(box, "IMG_2.jpg")
+    waiting = claim(box)
+    box.release(waiting.id)
+    assert box.complete(waiting.id) is False
+    assert counts(box) == {"waiting": 1, "uploading": 0, "uploaded": 1, "failed": 0}
+
+
+def test_retry_later_reschedules_with_the_error(box: Outbox, clock: Clock) -> None:
+    """retry_later() puts the job back to waiting after the delay, keeping the error and
+    the attempt count."""
+    add(box, "IMG_1.jpg")
+    job = claim(box)
+    box.retry_later(job.id, delay=60, error="server busy (503)")
+    assert box.next_due() == clock.now + 60
+    assert counts(box)["waiting"] == 1
+    clock.advance(60)
+    again = claim(box)
+    assert again.id == job.id
+    assert again.attempts == 2
+    assert again.last_error == "server busy (503)"
+
+
+def test_release_does_not_count_the_attempt(box: Outbox, clock: Clock) -> None:
+    """release() hands the job back due at once, as if it had never been claimed."""
+    add(box, "IMG_1.jpg")
+    job = claim(box)
+    clock.advance(5)
+    box.release(job.id)
+    assert box.next_due() == clock.now
+    again = claim(box)
+    assert again.id == job.id
+    assert again.attempts == 1
+
+
+def test_fail_keeps_the_job_out_of_the_queue(box: Outbox) -> None:
+    """A failed job is not claimed again and its error is kept."""
+    add(box, "IMG_1.jpg")
+    job = claim(box)
+    box.fail(job.id, error="file rejected (415)")
+    assert box.claim() is None
+    assert box.next_due() is None
+    assert counts(box) == {"waiting": 0, "uploading": 0, "uploaded": 0, "failed": 1}
+    last_error = box.stats().last_error
+    assert last_error is not None
+    assert last_error.error == "file rejected (415)"
+
+
+def test_late_calls_on_a_job_not_uploading_are_ignored(box: Outbox) -> None:
+    """retry_later, release and fail only move a job that is uploading."""
+    add(box, "IMG_1.jpg")
+    add(box, "IMG_2.jpg")
+    done, failed = claim(box), claim(box)
+    box.complete(done.id)
+    box.fail(failed.id, error="rejected")
+    for job_id in (done.id, failed.id):
+        box.retry_later(job_id, delay=1, error="late")
+        box.release(job_id)
+        box.fail(job_id, error="late")
+    assert counts(box) == {"waiting": 0, "uploading": 0, "uploaded": 1, "failed": 1}
+    last_error = box.stats().last_error
+    assert last_error is not None
+    assert last_error.error == "rejected"
+
+
+# -- recovery -----------------------------------------------------------------
+
+CRASH = """
+import os, sys
+from pathlib import Path
+from boothsync.outbox import Outbox
+
+box = Outbox(Path(sys.argv[1]))
+box.add(Path("/booth/prints/IMG_1.jpg"), size=100, mtime_ns=1, watch="prints",
+        destinations={"eventpics": None})
+assert box.claim() is not None
+os._exit(1)  # a crash: no close, no cleanup
+"""
+
+
+def test_recover_after_a_crash_brings_the_job_back(db: Path) -> None:
+    """A job left uploading by a process that died is waiting and claimable after recover()."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", CRASH, str(db)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+
+    box = Outbox(db)
+    try:
+        assert box.stats().totals["uploading"] == 1
+        assert box.recover() == 1
+        assert box.recover() == 0
+        assert box.stats().totals == {"waiting": 1, "uploading": 0, "uploaded": 0, "failed": 0}
+        job = claim(box)
+        assert job.path == Path("/booth/prints/IMG_1.jpg")
+        assert job.attempts == 2
+    finally:
+        box.close()
+
+
+def test_retry_failed_queues_failed_jobs_again(box: Outbox) -> None:
+    """retry_failed() makes failed jobs waiting again from scratch, for all or one destination."""
+    add(box, "IMG_1.jpg", TWO)
+    add(box, "IMG_2.jpg", TWO)
+    for job in drain(box):
+        box.fail(job.id, error="rejected")
+    assert box.retry_failed(destination="backup") == 2
+    assert box.retry_failed(destination="backup") == 0
+    assert counts(box, "backup") == {"waiting": 2, "uploading": 0, "uploaded": 0, "failed": 0}
+    assert box.retry_failed() == 2
+    jobs = drain(box)
+    assert len(jobs) == 4
+    assert {j.attempts for j in jobs} == {1}
+    assert {j.last_error for j in jobs} == {None}
+
+
+def test_next_due_is_the_earliest_waiting_job(box: Outbox, clock: Clock) -> None:
+    """next_due() gives the due time of the earliest waiting job not excluded, or None."""
+    assert box.next_due() is None
+    add(box, "IMG_1.jpg", TWO)
+    start = clock.now
+    assert box.next_due() == start
+    for job in drain(box):
+        box.retry_later(job.id, delay=10 if job.destination == "eventpics" else 20, error="x")
+    assert box.next_due() == start + 10
+    assert box.next_due(exclude={"eventpics"}) == start + 20
+    assert box.next_due(exclude={"eventpics", "backup"}) is None
+
+
+# -- statistics ---------------------------------------------------------------
+
+
+def test_stats_counts_and_latest_events(box: Outbox, clock: Clock) -> None:
+    """stats() counts every state per destination and names the latest upload and error."""
+    assert box.stats().destinations == {}
+    assert box.stats().last_upload is None
+    assert box.stats().last_error is None
+
+    for i in range(4):
+        add(box, f"IMG_{i}.jpg", TWO)
+    jobs = {(j.path.name, j.destination): j for j in drain(box)}
+    box.complete(jobs["IMG_0.jpg", "eventpics"].id)
+    clock.advance(1)
+    box.complete(jobs["IMG_1.jpg", "backup"].id)
+    clock.advance(1)
+    box.fail(jobs["IMG_2.jpg", "eventpics"].id, error="rejected (415)")
+    clock.advance(1)
+    box.retry_later(jobs["IMG_3.jpg", "eventpics"].id, delay=30, error="server busy (503)")
+    box.release(jobs["IMG_0.jpg", "backup"].id)
+
+    stats = box.stats()
+    assert stats.destinations == {
+        "eventpics": {"waiting": 1, "uploading": 1, "uploaded": 1, "failed": 1},
+        "backup": {"waiting": 1, "uploading": 2, "uploaded": 1, "failed": 0},
+    }
+    assert stats.totals == {"waiting": 2, "uploading": 3, "uploaded": 2, "failed": 1}
+    assert stats.last_upload == Event(
+        path=str(Path("/booth/prints/IMG_1.jpg")),
+        destination="backup",
+        at=clock.now - 2,
+        error=None,
+    )
+    assert stats.last_error == Event(
+        path=str(Path("/booth/prints/IMG_3.jpg")),
+        destination="eventpics",
+        at=clock.now,
+        error="server busy (503)",
+    )
+
+
+def test_stats_on_a_large_queue(box: Outbox, db: Path) -> None:
+    """stats() counts a queue of 100,000 jobs exactly and finds the latest upload and error.
+
+    Its speed is measured by the benchmarks, not here; the indexes it relies on
+    are named in its queries (INDEXED BY), so losing one fails this test.
+    """
+    add(box, "seed.jpg")
+    raw = sqlite3.connect(db)
+    try:
+        with raw:
+            raw.executemany(
+                "INSERT INTO files (path, size, mtime_ns, watch, added_at) VALUES (?, ?, ?, ?, ?)",
+                ((f"/booth/prints/{i}.jpg", i, i, "bulk", float(i)) for i in range(100_000)),
+            )
+            # One job per bulk file; its size doubles as a counter for states, times, errors.
+            raw.execute(
+                """
+                INSERT INTO jobs (file_id, destination, state, attempts, next_attempt_at,
+                                  finished_at, last_error, updated_at)
+                SELECT id, 'dest-' || (size % 3),
+                       CASE size % 4 WHEN 0 THEN 'waiting' WHEN 1 THEN 'uploading'
+                                     WHEN 2 THEN 'uploaded' ELSE 'failed' END,
+                       1, size, CASE WHEN size % 4 = 2 THEN size END,
+                       CASE WHEN size % 10 = 3 THEN 'boom' END, size
+                FROM files WHERE watch = 'bulk'
+                """
+            )
+    finally:
+        raw.close()
+
+    stats = box.stats()
+    assert stats.totals == {
+        "waiting": 25_001,
+        "uploading": 25_000,
+        "uploaded": 25_000,
+        "failed": 25_000,
+    }
+    assert stats.last_upload is not None
+    assert stats.last_upload.path == "/booth/prints/99998.jpg"
+    assert stats.last_error is not None
+    assert stats.last_error.path == "/booth/prints/99983.jpg"
+
+
+# -- opening ------------------------------------------------------------------
+
+
+def test_readonly_outbox_sees_a_running_writer(db: Path, clock: Clock) -> None:
+    """A read-only outbox opened next to a writing one sees each of its commits."""
+    writer = Outbox(db, clock=clock)
+    reader = Outbox(db, readonly=True)
+    try:
+        assert reader.stats().totals["waiting"] == 0
+        add(writer, "IMG_1.jpg")
+        assert reader.stats().totals["waiting"] == 1
+        assert reader.is_known(Path("/booth/prints/IMG_1.jpg"), 100, 1)
+        job = claim(writer)
+        assert reader.stats().totals == {
+            "waiting": 0,
+            "uploading": 1,
+            "uploaded": 0,
+            "failed": 0,
+        }
+        writer.complete(job.id)
+        last_upload = reader.stats().last_upload
+        assert last_upload is not None
+        assert last_upload.path == str(Path("/booth/prints/IMG_1.jpg"))
+        assert reader.next_due() is None
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_readonly_outbox_refuses_to_write(db: Path) -> None:
+    """Every write on a read-only outbox raises OutboxError and leaves the database alone."""
+    Outbox(db).close()
+    reader = Outbox(db, readonly=True)
+    try:
+        with pytest.raises(OutboxError, match="read-only"):
+            add(reader, "IMG_1.jpg")
+        with pytest.raises(OutboxError, match="read-only"):
+            reader.claim()
+        with pytest.raises(OutboxError, match="read-only"):
+            reader.recover()
+        with pytest.raises(OutboxError, match="read-only"):
+            reader.retry_failed()
+        assert reader.stats().totals["waiting"] == 0
+    finally:
+        reader.close()
+
+
+def test_readonly_open_of_a_missing_database_fails_clearly(db: Path) -> None:
+    """Opening a database that does not exist read-only says so and creates nothing."""
+    with pytest.raises(OutboxError, match=f"no queue database at {re.escape(str(db))} yet"):
+        Outbox(db, readonly=True)
+    assert not db.exists()
+    assert not db.parent.exists()
+
+
+def test_writable_open_creates_the_folder(tmp_path: Path) -> None:
+    """A writable outbox creates its missing parent folders."""
+    path = tmp_path / "a" / "b" / "outbox.sqlite3"
+    Outbox(path).close()
+    assert path.is_file()
+
+
+def test_newer_schema_is_refused(db: Path) -> None:
+    """A database written by a newer boothsync is not opened, writable or read-only."""
+    Outbox(db).close()
+    raw = sqlite3.connect(db)
+    try:
+        (version,) = raw.execute("PRAGMA user_version").fetchone()
+        assert version >= 1
+        raw.execute(f"PRAGMA user_version = {version + 1}")
+    finally:
+        raw.close()
+    for readonly in (False, True):
+        with pytest.raises(OutboxError, match="newer") as excinfo:
+            Outbox(db, readonly=readonly)
+        assert str(db) in str(excinfo.value)
+
+
+def test_a_file_that_is_not_sqlite_gives_an_error_naming_it(db: Path) -> None:
+    """A garbage file in the database's place gives a one-line OutboxError naming the file."""
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"this is not a database\n" * 100)
+    for readonly in (False, True):
+        with pytest.raises(OutboxError) as excinfo:
+            Outbox(db, readonly=readonly)
+        message = str(excinfo.value)
+        assert str(db) in message
+        assert "\n" not in message
+        assert isinstance(excinfo.value.__cause__, sqlite3.Error)
+
+
+def test_close_is_idempotent_and_later_use_fails(db: Path) -> None:
+    """close() may be called twice; using a closed outbox raises OutboxError."""
+    box = Outbox(db)
+    box.close()
+    box.close()
+    with pytest.raises(OutboxError, match="closed"):
+        box.stats()
+    with pytest.raises(OutboxError, match="closed"):
+        add(box, "IMG_1.jpg")
+
+
+def test_destination_health_is_visible_to_a_reader(db: Path, clock: Clock) -> None:
+    """Health written by the running uploader is what a read-only status sees, latest first."""
+    writer = Outbox(db, clock=clock)
+    try:
+        writer.set_health("eventpics", "offline", "cannot reach api.eventpics.net")
+        writer.set_health("eventpics", "online")
+        writer.set_health("nas", "unauthorized", "key rejected")
+        reader = Outbox(db, readonly=True)
+        try:
+            assert reader.health() == {
+                "eventpics": ("online", ""),
+                "nas": ("unauthorized", "key rejected"),
+            }
+        finally:
+            reader.close()
+    finally:
+        writer.close()
