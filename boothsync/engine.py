@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,16 +95,18 @@ class Engine:
         return watcher is not None and watcher.ready.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Stop watching and claiming; give in-flight uploads ``timeout`` seconds.
+        """Stop watching and claiming; everything must be done within ``timeout`` seconds.
 
+        In-flight uploads get what is left of it after the watcher stopped.
         Returns True when every upload finished in time.
         """
+        deadline = time.monotonic() + timeout
         if self._watcher is not None:
-            self._watcher.stop()
+            self._watcher.stop(timeout=min(2.0, timeout))
             self._watcher = None
         finished = True
         if self._uploader is not None:
-            finished = self._uploader.stop(timeout)
+            finished = self._uploader.stop(max(0.0, deadline - time.monotonic()))
             self._uploader = None
         if finished:
             # Closing under a running upload would turn its "done" into an
