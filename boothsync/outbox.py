@@ -179,13 +179,18 @@ def _note_stale(cur: sqlite3.Cursor, job_id: int) -> None:
         log.debug("ignoring a late update of job %d: it is not uploading", job_id)
 
 
-def _not_in(column: str, values: Collection[str]) -> tuple[str, list[str]]:
-    """An ``AND column NOT IN (?, ...)`` clause (placeholders only) and its parameters."""
-    if not values:
+def _among(column: str, values: Collection[str] | None) -> tuple[str, list[str]]:
+    """An ``AND column IN (?, ...)`` clause (placeholders only) and its parameters.
+
+    ``None`` means no restriction; an empty collection matches nothing.
+    """
+    if values is None:
         return "", []
+    if not values:
+        return " AND 0", []
     # Only "?" marks are formatted in; the values themselves are bound.
     placeholders = ", ".join("?" * len(values))
-    return f" AND {column} NOT IN ({placeholders})", list(values)
+    return f" AND {column} IN ({placeholders})", list(values)
 
 
 class Outbox:
@@ -269,15 +274,18 @@ class Outbox:
             log.debug("queued %s for %d destination(s)", path, new)
         return new
 
-    def claim(self, *, exclude: Collection[str] = (), now: float | None = None) -> Job | None:
-        """Take the waiting job due longest ago (skipping ``exclude`` destinations), or None.
+    def claim(self, *, only: Collection[str] | None = None, now: float | None = None) -> Job | None:
+        """Take the waiting job due longest ago (of the ``only`` destinations, if given), or None.
+
+        The uploader passes the destinations it can serve now: configured and
+        not paused. Jobs of the others simply wait.
 
         The job becomes uploading and its attempt is counted. Never hands the
         same job to two callers, whether threads or processes.
         """
         with self._write("claim a job") as conn:
             at = self._clock() if now is None else now
-            clause, params = _not_in("destination", exclude)
+            clause, params = _among("destination", only)
             row = conn.execute(
                 "SELECT id FROM jobs WHERE state = ? AND next_attempt_at <= ?"
                 + clause
@@ -409,12 +417,12 @@ class Outbox:
         with self._read("look up a file") as conn:
             return self._file_id(conn, path, size, mtime_ns) is not None
 
-    def next_due(self, *, exclude: Collection[str] = ()) -> float | None:
-        """Unix time at which the earliest waiting job (not in ``exclude``) is due, or None."""
+    def next_due(self, *, only: Collection[str] | None = None) -> float | None:
+        """Unix time at which the earliest waiting job (of ``only``, if given) is due, or None."""
         with self._read("find the next due job") as conn:
-            clause, params = _not_in("destination", exclude)
+            clause, params = _among("destination", only)
             # ORDER BY ... LIMIT 1 rather than MIN(): walks the index and stops
-            # at the first row that is not excluded.
+            # at the first row of a wanted destination.
             row = conn.execute(
                 "SELECT next_attempt_at FROM jobs WHERE state = ?"
                 + clause

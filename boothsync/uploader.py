@@ -143,7 +143,7 @@ class Uploader:
             with self._cond:
                 generation = self._generation
             try:
-                job = self._outbox.claim(exclude=self._paused())
+                job = self._outbox.claim(only=self._active())
             except OutboxError as exc:
                 log.error("%s", exc)
                 self._idle(generation, _IDLE_CHECK)
@@ -161,7 +161,7 @@ class Uploader:
 
     def _until_next_due(self) -> float:
         try:
-            due = self._outbox.next_due(exclude=self._paused())
+            due = self._outbox.next_due(only=self._active())
         except OutboxError:
             return _IDLE_CHECK
         wait = _IDLE_CHECK if due is None else due - self._clock()
@@ -171,25 +171,20 @@ class Uploader:
                     wait = min(wait, state.paused_until - self._clock())
         return min(_IDLE_CHECK, max(0.01, wait))
 
-    def _paused(self) -> list[str]:
+    def _active(self) -> list[str]:
+        """Destinations to claim jobs for: configured and not paused."""
         now = self._clock()
         with self._health_lock:
-            paused = [
+            return [
                 name
                 for name, state in self._health.items()
-                if state.paused_until is not None and state.paused_until > now
+                if state.paused_until is None or state.paused_until <= now
             ]
-        return paused
 
     def _process(self, job: Job) -> None:
         started = time.monotonic()
-        destination = self._destinations.get(job.destination)
+        destination = self._destinations[job.destination]
         capture: Capture | None = None
-        if destination is None:
-            # The config no longer names this destination: keep the job for
-            # when it does, without counting this as an attempt.
-            self._outbox.release(job.id)
-            return
         try:
             capture = self._capture(job)
             item = self._item(job, capture)

@@ -68,8 +68,8 @@ def add(
     )
 
 
-def claim(box: Outbox, *, exclude: Collection[str] = (), now: float | None = None) -> Job:
-    job = box.claim(exclude=exclude, now=now)
+def claim(box: Outbox, *, only: Collection[str] | None = None, now: float | None = None) -> Job:
+    job = box.claim(only=only, now=now)
     assert job is not None, "expected a job to claim"
     return job
 
@@ -173,13 +173,13 @@ def test_claim_skips_jobs_not_yet_due(box: Outbox, clock: Clock) -> None:
     assert claim(box, now=clock.now + 30).path.name == "IMG_1.jpg"
 
 
-def test_claim_excludes_destinations(box: Outbox) -> None:
-    """Excluded destinations (paused, offline) are skipped; the others still get their jobs."""
+def test_claim_only_serves_the_given_destinations(box: Outbox) -> None:
+    """Destinations left out (paused, no longer configured) are skipped; the others get jobs."""
     add(box, "IMG_1.jpg", TWO)
-    job = claim(box, exclude={"eventpics"})
+    job = claim(box, only={"backup"})
     assert job.destination == "backup"
-    assert box.claim(exclude=["eventpics"]) is None
-    assert box.claim(exclude=["eventpics", "backup"]) is None
+    assert box.claim(only=["backup"]) is None
+    assert box.claim(only=[]) is None
     assert claim(box).destination == "eventpics"
 
 
@@ -387,7 +387,7 @@ def test_retry_failed_queues_failed_jobs_again(box: Outbox) -> None:
 
 
 def test_next_due_is_the_earliest_waiting_job(box: Outbox, clock: Clock) -> None:
-    """next_due() gives the due time of the earliest waiting job not excluded, or None."""
+    """next_due() gives the due time of the earliest waiting job it may serve, or None."""
     assert box.next_due() is None
     add(box, "IMG_1.jpg", TWO)
     start = clock.now
@@ -395,8 +395,8 @@ def test_next_due_is_the_earliest_waiting_job(box: Outbox, clock: Clock) -> None
     for job in drain(box):
         box.retry_later(job.id, delay=10 if job.destination == "eventpics" else 20, error="x")
     assert box.next_due() == start + 10
-    assert box.next_due(exclude={"eventpics"}) == start + 20
-    assert box.next_due(exclude={"eventpics", "backup"}) is None
+    assert box.next_due(only={"backup"}) == start + 20
+    assert box.next_due(only=[]) is None
 
 
 # -- statistics ---------------------------------------------------------------
