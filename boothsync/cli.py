@@ -20,7 +20,7 @@ from typing import Any
 
 from boothsync import __version__
 from boothsync.config import Config, find_config, load_config
-from boothsync.daemon import parse_level, setup_logging, stop_signals
+from boothsync.daemon import parse_level, setup_logging, stop_signals, wait_for_stop
 from boothsync.errors import BoothsyncError, ConfigError
 from boothsync.outbox import Event, Outbox
 from boothsync.paths import outbox_path
@@ -339,7 +339,7 @@ def _receiver(args: argparse.Namespace) -> int:
             print(f"EventPics-compatible receiver on {receiver.base_url}", flush=True)
             print(f"  api key: {api_key}  link_id: {events[0].link_id}  albums: {albums}")
             print(f"  storing files in {args.dir.resolve()}; Ctrl+C to stop", flush=True)
-            stop.wait()
+            wait_for_stop(stop)
         finally:
             receiver.stop()
     return EXIT_OK

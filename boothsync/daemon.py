@@ -20,7 +20,15 @@ from boothsync.config import Config
 from boothsync.engine import Engine
 from boothsync.errors import ConfigError
 
-__all__ = ["GRACE_SECONDS", "LEVELS", "parse_level", "run", "setup_logging", "stop_signals"]
+__all__ = [
+    "GRACE_SECONDS",
+    "LEVELS",
+    "parse_level",
+    "run",
+    "setup_logging",
+    "stop_signals",
+    "wait_for_stop",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +44,9 @@ class _RedactingFormatter(logging.Formatter):
 
     def __init__(self, fmt: str, datefmt: str, secrets: Iterable[str]) -> None:
         super().__init__(fmt, datefmt)
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        # A "secret" of a letter or two is no key at all (a placeholder in a
+        # test config); blanking it everywhere would garble every line.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -94,6 +104,16 @@ def stop_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, old in previous:
             signal.signal(sig, old)
+
+
+def wait_for_stop(stop: threading.Event, *, tick: float = 0.5) -> None:
+    """Block until ``stop`` is set.
+
+    In short waits, because on Windows a wait without a timeout is never
+    interrupted by Ctrl+C, so the handler that sets ``stop`` would not run.
+    """
+    while not stop.wait(tick):
+        pass
 
 
 def run(config: Config, *, stop: threading.Event | None = None) -> int:

@@ -20,7 +20,7 @@ import piexif
 from PIL import Image, ImageDraw
 
 from boothsync.config import Config, parse_config
-from boothsync.daemon import GRACE_SECONDS, stop_signals
+from boothsync.daemon import GRACE_SECONDS, stop_signals, wait_for_stop
 from boothsync.engine import Engine
 from boothsync.receiver import DEMO_API_KEY, Receiver, demo_events
 from boothsync.uploader import UploadReport
@@ -124,7 +124,7 @@ def run_demo(
                 path = config.watches[0].path / f"demo-{stamp}-{index + 1}.jpg"
                 write_sample_jpeg(path, taken, f"boothsync demo {index + 1}", _COLOURS[index % 5])
             say("Watching. Drop your own pictures into the hot folder; Ctrl+C to stop.")
-            stop.wait()
+            wait_for_stop(stop)
         finally:
             say("Stopping...")
             engine.stop(GRACE_SECONDS)

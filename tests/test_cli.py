@@ -174,17 +174,23 @@ def test_sigint_stops_gracefully_too(tmp_path: Path, receiver: Receiver) -> None
     assert "Traceback" not in daemon.output
 
 
+def upload_hanging(tmp_path: Path, receiver: Receiver, name: str) -> tuple[Path, Daemon]:
+    """A running daemon whose one upload hangs at the receiver."""
+    config = write_config(tmp_path, receiver.base_url)
+    receiver.faults.delay = 60.0
+    daemon = Daemon("run", "-c", str(config))
+    wait_for(lambda: "ready" in daemon.output, timeout=30)
+    write_sample_jpeg(tmp_path / "hot" / name, datetime(2026, 6, 1, 20, 0), "x", (1, 2, 3))
+    wait_for(lambda: status(config)["totals"]["uploading"] == 1, timeout=30)
+    return config, daemon
+
+
 def test_stop_during_a_slow_upload_is_bounded_and_nothing_is_lost(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     """A stop while an upload hangs ends the process within the grace time with exit 0;
     the next run uploads the picture."""
-    config = write_config(tmp_path, receiver.base_url)
-    receiver.faults.delay = 60.0
-    daemon = Daemon("run", "-c", str(config))
-    wait_for(lambda: "ready" in daemon.output, timeout=30)
-    write_sample_jpeg(tmp_path / "hot" / "stuck.jpg", datetime(2026, 6, 1, 20, 0), "x", (1, 2, 3))
-    wait_for(lambda: status(config)["totals"]["uploading"] == 1, timeout=30)
+    config, daemon = upload_hanging(tmp_path, receiver, "stuck.jpg")
     assert daemon.stop(signal.SIGTERM) == 0
     assert "Traceback" not in daemon.output
 
@@ -198,12 +204,7 @@ def test_stop_during_a_slow_upload_is_bounded_and_nothing_is_lost(
 
 def test_killed_daemon_loses_nothing(tmp_path: Path, receiver: Receiver) -> None:
     """A daemon killed (SIGKILL) mid-upload leaves the picture queued; the next run sends it."""
-    config = write_config(tmp_path, receiver.base_url)
-    receiver.faults.delay = 60.0
-    daemon = Daemon("run", "-c", str(config))
-    wait_for(lambda: "ready" in daemon.output, timeout=30)
-    write_sample_jpeg(tmp_path / "hot" / "crash.jpg", datetime(2026, 6, 1, 20, 0), "x", (1, 2, 3))
-    wait_for(lambda: status(config)["totals"]["uploading"] == 1, timeout=30)
+    config, daemon = upload_hanging(tmp_path, receiver, "crash.jpg")
     daemon.stop(signal.SIGKILL)
     assert receiver.received() == []
 
@@ -409,3 +410,18 @@ def test_demo_uploads_samples_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert "Traceback" not in daemon.output
     received = list((folder / "received").rglob("demo-*.jpg"))
     assert len(received) == 3
+
+
+def test_an_unusable_state_folder_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """A state folder that cannot be created stops `run` with one line naming it, exit 1."""
+    (tmp_path / "a-file").write_text("")
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    config.write_text(
+        config.read_text().replace(
+            (tmp_path / "state").as_posix(), (tmp_path / "a-file" / "state").as_posix()
+        )
+    )
+    result = boothsync("run", "-c", str(config))
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "a-file" in result.stderr and "Traceback" not in result.stderr

@@ -28,7 +28,9 @@ def receiver(tmp_path: Path) -> Iterator[Receiver]:
         yield server
 
 
-def make_config(tmp_path: Path, receiver: Receiver, **watch: Any) -> Config:
+def make_config(
+    tmp_path: Path, receiver: Receiver, *, api_key: str = DEMO_API_KEY, **watch: Any
+) -> Config:
     hot = tmp_path / "hot"
     hot.mkdir(exist_ok=True)
     return parse_config(
@@ -38,7 +40,7 @@ def make_config(tmp_path: Path, receiver: Receiver, **watch: Any) -> Config:
             "destinations": {
                 "eventpics": {
                     "type": "eventpics",
-                    "api_key": DEMO_API_KEY,
+                    "api_key": api_key,
                     "link_id": "demo",
                     "album_id": "a1",
                     "base_url": receiver.base_url,
@@ -170,24 +172,7 @@ def test_a_rejected_key_pauses_the_destination_without_failing_files(
     tmp_path: Path, receiver: Receiver, engine_for: Any
 ) -> None:
     """401 pauses the destination: files wait, none is marked failed, health says unauthorized."""
-    config = make_config(tmp_path, receiver)
-    config = parse_config(
-        {
-            "booth": {"timezone": "Europe/Berlin"},
-            "watch": [{"path": str(config.watches[0].path), "settle_seconds": 0.3}],
-            "destinations": {
-                "eventpics": {
-                    "type": "eventpics",
-                    "api_key": "wrong-key",
-                    "link_id": "demo",
-                    "base_url": receiver.base_url,
-                }
-            },
-            "state": {"dir": str(tmp_path / "state")},
-        },
-        source=None,
-        environ={},
-    )
+    config = make_config(tmp_path, receiver, api_key="wrong-key")
     engine = engine_for(config)
     for index in range(3):
         picture(config.watches[0].path, f"p{index}.jpg", datetime(2026, 5, 1, 12, index))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from boothsync.errors import (
     UnknownTarget,
     UploadUrlRejected,
 )
+from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
 
 KEY = "secret-key-123"
 BASE = "https://api.example.test"
@@ -246,3 +250,59 @@ def test_check_reports_each_item() -> None:
     ]
     bad_key = destination(answering(401)).check()
     assert [(i.ok, i.label) for i in bad_key][-1] == (False, "eventpics: API key accepted")
+
+
+def test_against_the_receiver_an_expired_url_is_refused_and_a_new_one_works(
+    tmp_path: Path, picture: UploadItem
+) -> None:
+    """Over real HTTP, a URL that outlived its lifetime is refused; the next attempt's URL works."""
+    with Receiver(tmp_path / "received", faults=Faults(url_lifetime=0.0)) as receiver:
+        client = EventPicsDestination(
+            EventPicsConfig(
+                name="eventpics", api_key=DEMO_API_KEY, link_id="demo", base_url=receiver.base_url
+            )
+        )
+        try:
+            with pytest.raises(UploadUrlRejected, match="expired"):
+                client.upload(picture)
+            receiver.faults.url_lifetime = 300.0
+            client.upload(picture)
+        finally:
+            client.close()
+        (record,) = receiver.received()
+    assert record.sha256 == hashlib.sha256(picture.path.read_bytes()).hexdigest()
+    assert receiver.url_reuses == 0
+
+
+def test_a_large_picture_is_streamed_not_loaded(tmp_path: Path) -> None:
+    """The PUT reads the file in chunks: a 48 MB upload never holds the file in memory."""
+    path = tmp_path / "big.jpg"
+    block = os.urandom(1024 * 1024)
+    with path.open("wb") as handle:
+        for _ in range(48):
+            handle.write(block)
+    item = UploadItem(
+        path=path,
+        file_name=path.name,
+        size=path.stat().st_size,
+        content_type="image/jpeg",
+        taken_at_ms=None,
+        album_id=None,
+    )
+    with Receiver(tmp_path / "received") as receiver:
+        client = EventPicsDestination(
+            EventPicsConfig(
+                name="eventpics", api_key=DEMO_API_KEY, link_id="demo", base_url=receiver.base_url
+            )
+        )
+        try:
+            tracemalloc.start()
+            client.upload(item)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            client.close()
+        (record,) = receiver.received()
+    assert record.size == item.size
+    # Client and receiver together, in this process, stay far below the file's size.
+    assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
