@@ -168,6 +168,8 @@ def _status(args: argparse.Namespace) -> int:
     print(f"queue: {database}" + ("" if report["queue_exists"] else " (nothing queued yet)"))
     for name, entry in report["destinations"].items():
         counts = "  ".join(f"{state} {entry[state]}" for state in STATES)
+        if entry["duplicates"]:
+            counts += f" (of which {entry['duplicates']} already there: same content)"
         detail = f" ({entry['detail']})" if entry.get("detail") else ""
         print(f"{name}: {entry['health']}{detail}  {counts}")
     last = report["last_upload"]
@@ -187,7 +189,7 @@ def _status_report(config: Config, database: Path) -> dict[str, Any]:
     """Counts per state and destination, health, last upload and last error, read-only."""
     zero = dict.fromkeys(STATES, 0)
     destinations: dict[str, dict[str, Any]] = {
-        name: {"type": cfg.type, **zero, "health": "unknown", "detail": ""}
+        name: {"type": cfg.type, **zero, "duplicates": 0, "health": "unknown", "detail": ""}
         for name, cfg in config.destinations.items()
     }
     report: dict[str, Any] = {
@@ -207,8 +209,11 @@ def _status_report(config: Config, database: Path) -> dict[str, Any]:
     finally:
         outbox.close()
     for name, counts in stats.destinations.items():
-        entry = destinations.setdefault(name, {"type": "unknown", **zero, "health": "unknown"})
+        entry = destinations.setdefault(
+            name, {"type": "unknown", **zero, "duplicates": 0, "health": "unknown", "detail": ""}
+        )
         entry.update({state: counts.get(state, 0) for state in STATES})
+        entry["duplicates"] = stats.duplicates.get(name, 0)
     for name, (state, detail) in health.items():
         if name in destinations:
             destinations[name]["health"] = state
@@ -228,6 +233,7 @@ def _event_json(event: Event | None) -> dict[str, Any] | None:
         "destination": event.destination,
         "at": datetime.fromtimestamp(event.at).astimezone().isoformat(timespec="seconds"),
         "error": event.error,
+        "note": event.note,
     }
 
 

@@ -38,12 +38,14 @@ __all__ = [
     "CONFIG_ENV",
     "DESTINATION_TYPES",
     "SECTIONS",
+    "SKIPPED_FOLDERS",
     "BoothConfig",
     "Config",
     "DestinationConfig",
     "EventPicsConfig",
     "Option",
     "StateConfig",
+    "TriggersConfig",
     "UploadConfig",
     "WatchConfig",
     "find_config",
@@ -59,9 +61,25 @@ API_KEY_ENV: Final = "BOOTHSYNC_API_KEY"
 DEFAULT_PATTERNS: Final = ("*.jpg", "*.jpeg", "*.png", "*.gif")
 DEFAULT_BASE_URL: Final = "https://api.eventpics.net"
 MAX_CONCURRENCY: Final = 16
+DEFAULT_TRIGGER_PORT: Final = 8787
 
-Kind: TypeAlias = Literal["str", "bool", "int", "float", "path", "strings"]
-"""What a key holds: a string, true/false, a whole number, a number, a path, a list of strings."""
+#: Subfolders a recursive watch never looks into (compared case-insensitively), besides hidden
+#: ones (".*") and its move_to folder: Synology thumbnails, pibooth's raw and discarded shots,
+#: NAS and Windows recycle bins, Windows' own.
+SKIPPED_FOLDERS: Final = (
+    "@eaDir",
+    "raw",
+    "forget",
+    "#recycle",
+    "$RECYCLE.BIN",
+    "System Volume Information",
+)
+
+Kind: TypeAlias = Literal["str", "bool", "int", "float", "path", "strings", "names"]
+"""What a key holds: a string, true/false, a whole number, a number, a path, a list of strings,
+or a table of names to strings (``{ Prints = "a1" }``)."""
+
+_NO_NAMES: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 class _Missing:
@@ -120,6 +138,34 @@ def _concurrency(value: int) -> int:
 def _not_empty(value: tuple[str, ...]) -> tuple[str, ...]:
     if not value:
         raise _Invalid("must name at least one entry", [])
+    return value
+
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise _Invalid("must be between 1 and 65535", value)
+    return value
+
+
+_SKIPPED: Final = frozenset(name.casefold() for name in SKIPPED_FOLDERS)
+
+
+def _folder_names(value: Mapping[str, str]) -> Mapping[str, str]:
+    """The keys of ``albums``: one folder name each, unique whatever their case."""
+    seen: dict[str, str] = {}
+    for name in value:
+        at = "." + _join("", name)
+        if not name.strip() or name in (".", ".."):
+            raise _Invalid("must be a folder name", at=at)
+        if "/" in name or "\\" in name:
+            raise _Invalid("must be one folder name, without / or \\", at=at)
+        if name.startswith(".") or name.casefold() in _SKIPPED:
+            raise _Invalid("names a folder that watching always skips", at=at)
+        # Folder names match case-insensitively, so two spellings would be one folder.
+        folded = name.casefold()
+        if folded in seen:
+            raise _Invalid(f"same folder as {_show(seen[folded])} (case does not matter)", at=at)
+        seen[folded] = name
     return value
 
 
@@ -195,10 +241,25 @@ WATCH_OPTIONS: Final[tuple[Option, ...]] = (
         default=(),
     ),
     Option(
+        "recursive",
+        "bool",
+        "Also watch the subfolders (never @eaDir, raw, forget, #recycle, $RECYCLE.BIN, "
+        "System Volume Information, hidden folders, nor the move_to folder).",
+        default=False,
+    ),
+    Option(
         "album_id",
         "str",
         "The album for this folder's pictures, instead of the destination's album_id. "
         "Default: none.",
+    ),
+    Option(
+        "albums",
+        "names",
+        "Subfolder name (first level, case-insensitive) to the album for the pictures in it and "
+        "below; needs recursive = true. Wins over album_id. Default: none.",
+        default=_NO_NAMES,
+        check=_folder_names,
     ),
     Option(
         "poll",
@@ -211,6 +272,13 @@ WATCH_OPTIONS: Final[tuple[Option, ...]] = (
         "float",
         "Seconds between scans when poll = true. Greater than 0.",
         default=2.0,
+        check=_positive,
+    ),
+    Option(
+        "scan_interval",
+        "float",
+        "Seconds between full scans of the folder; events only make things faster. Greater than 0.",
+        default=300.0,
         check=_positive,
     ),
     Option(
@@ -295,6 +363,27 @@ STATE_OPTIONS: Final[tuple[Option, ...]] = (
     ),
 )
 
+TRIGGERS_OPTIONS: Final[tuple[Option, ...]] = (
+    Option(
+        "dslrbooth",
+        "bool",
+        "Listen on 127.0.0.1:port for dslrBooth's trigger URLs, which name finished files.",
+        default=False,
+    ),
+    Option(
+        "port",
+        "int",
+        "The port for dslrbooth = true, 1 to 65535.",
+        default=DEFAULT_TRIGGER_PORT,
+        check=_port,
+    ),
+    Option(
+        "sparkbooth_status",
+        "path",
+        "Sparkbooth's status file; each layout it names is taken at once. Default: none.",
+    ),
+)
+
 
 # -- the dataclasses -----------------------------------------------------------------------------
 
@@ -315,13 +404,23 @@ class WatchConfig:
     path: Path
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
     ignore: tuple[str, ...] = ()
+    recursive: bool = False
     album_id: str | None = None
+    # Read-only. A factory because dataclasses refuse an unhashable default; left out of the
+    # hash for the same reason (it still takes part in ==).
+    albums: Mapping[str, str] = field(default_factory=lambda: _NO_NAMES, hash=False)
     poll: bool = False
     poll_interval: float = 2.0
+    scan_interval: float = 300.0
     settle_seconds: float = 2.0
     after_upload: Literal["keep", "move", "delete"] = "keep"
     move_to: Path | None = None  # set exactly when after_upload == "move"
     destinations: tuple[str, ...]  # names; parse_config fills in every destination by default
+
+    def __post_init__(self) -> None:
+        # A dict given in code must not be changed behind the watcher's back.
+        if not isinstance(self.albums, MappingProxyType):
+            object.__setattr__(self, "albums", MappingProxyType(dict(self.albums)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -356,6 +455,15 @@ class StateConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TriggersConfig:
+    """``[triggers]``: the booth software's own "this file is done" signals, all optional."""
+
+    dslrbooth: bool = False
+    port: int = DEFAULT_TRIGGER_PORT
+    sparkbooth_status: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole configuration; ``source`` is the file it came from, None when built in code."""
 
@@ -365,6 +473,7 @@ class Config:
     destinations: Mapping[str, DestinationConfig]
     upload: UploadConfig = field(default_factory=UploadConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    triggers: TriggersConfig = field(default_factory=TriggersConfig)
 
 
 SECTIONS: Final[Mapping[str, tuple[Option, ...]]] = MappingProxyType(
@@ -373,6 +482,7 @@ SECTIONS: Final[Mapping[str, tuple[Option, ...]]] = MappingProxyType(
         "watch": WATCH_OPTIONS,
         "upload": UPLOAD_OPTIONS,
         "state": STATE_OPTIONS,
+        "triggers": TRIGGERS_OPTIONS,
     }
 )
 """The option table of every top-level section except ``destinations`` (see below)."""
@@ -494,6 +604,9 @@ def _parse(data: Mapping[str, Any], ctx: _Context, source: Path | None) -> Confi
     watches = _watches(top.get("watch", _MISSING), destinations, ctx)
     upload = UploadConfig(**_read_table(top.get("upload", {}), UPLOAD_OPTIONS, "upload", ctx))
     state = StateConfig(**_read_table(top.get("state", {}), STATE_OPTIONS, "state", ctx))
+    triggers = TriggersConfig(
+        **_read_table(top.get("triggers", {}), TRIGGERS_OPTIONS, "triggers", ctx)
+    )
     return Config(
         source=source,
         booth=booth,
@@ -501,6 +614,7 @@ def _parse(data: Mapping[str, Any], ctx: _Context, source: Path | None) -> Confi
         destinations=MappingProxyType(destinations),
         upload=upload,
         state=state,
+        triggers=triggers,
     )
 
 
@@ -569,6 +683,15 @@ def _watch(
             raise ctx.error("must not be the watched folder itself", f"{key}.move_to")
     elif move_to is not None:
         raise ctx.error('only allowed with after_upload = "move"', f"{key}.move_to")
+    albums: Mapping[str, str] = values["albums"]
+    if albums and not values["recursive"]:
+        raise ctx.error("needs recursive = true", f"{key}.albums")
+    for name in albums:
+        if move_to is not None and move_to == path / name:
+            raise ctx.error(
+                "names the move_to folder, which watching always skips",
+                _join(f"{key}.albums", name),
+            )
     names: tuple[str, ...] | None = values["destinations"]
     if names is None:
         names = tuple(destinations)
@@ -712,6 +835,17 @@ def _as_strings(value: object, ctx: _Context) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _as_names(value: object, ctx: _Context) -> Mapping[str, str]:
+    if not isinstance(value, Mapping):
+        raise _Invalid("must be a table of names to strings", value)
+    for name, item in value.items():
+        try:
+            _as_str(item, ctx)
+        except _Invalid as exc:
+            raise _Invalid(exc.problem, exc.got, at="." + _join("", name)) from None
+    return MappingProxyType(dict(value))
+
+
 _KINDS: Final[Mapping[Kind, Callable[[object, _Context], Any]]] = MappingProxyType(
     {
         "str": _as_str,
@@ -720,6 +854,7 @@ _KINDS: Final[Mapping[Kind, Callable[[object, _Context], Any]]] = MappingProxyTy
         "float": _as_float,
         "path": _as_path,
         "strings": _as_strings,
+        "names": _as_names,
     }
 )
 

@@ -61,6 +61,8 @@ def describe(report: UploadReport, tz: ZoneInfo, album: str | None) -> str:
     """One line for the operator about one upload."""
     name = report.job.path.name
     millis = int(report.seconds * 1000)
+    if report.outcome == "duplicate":
+        return f"  skipped   {name}: {report.note}"
     if report.outcome != "uploaded":
         return f"  {report.outcome:<9} {name}: {report.error}"
     taken = "unknown"

@@ -43,12 +43,10 @@ class Engine:
         *,
         on_report: Callable[[UploadReport], None] | None = None,
         destinations: Mapping[str, Destination] | None = None,
-        rescan_interval: float = 300.0,
     ) -> None:
         self.config = config
         self._on_report = on_report
         self._given_destinations = destinations
-        self._rescan_interval = rescan_interval
         self._watches = {str(w.path): w for w in config.watches}
         self._outbox: Outbox | None = None
         self._destinations: dict[str, Destination] = {}
@@ -85,7 +83,6 @@ class Engine:
             self.config.watches,
             outbox,
             on_enqueued=self._uploader.wake,
-            rescan_interval=self._rescan_interval,
         )
         self._watcher.start()
 
@@ -138,11 +135,29 @@ class Engine:
         if watch is None or watch.after_upload == "keep":
             return
         try:
+            current = job.path.stat()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.error("%s: uploaded, but cannot %s it: %s", job.path, watch.after_upload, exc)
+            return
+        if (current.st_size, current.st_mtime_ns) != (job.size, job.mtime_ns):
+            # A newer version took its place since it was queued; that version
+            # has jobs of its own, and their completion decides its fate.
+            log.debug("%s changed since it was queued; left for its newer version", job.path)
+            return
+        try:
             if watch.after_upload == "delete":
                 job.path.unlink(missing_ok=True)
                 log.info("deleted %s after upload", job.path)
             else:
-                target = _free_name(_move_dir(watch) / job.path.name)
+                # Keep the picture's place below the watched folder (a
+                # recursive watch has subfolders); never overwrite anything.
+                try:
+                    relative = job.path.relative_to(watch.path)
+                except ValueError:
+                    relative = Path(job.path.name)
+                target = _free_name(_move_dir(watch) / relative)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(job.path, target)
                 log.info("moved %s to %s after upload", job.path.name, target.parent)

@@ -3,6 +3,8 @@
 Owns the SQLite file (schema, migrations recorded in ``PRAGMA user_version``)
 and every state change of a job: one row per (file version, destination),
 waiting → uploading → uploaded | failed, and back to waiting for a retry.
+It also remembers which content each uploaded job sent (its SHA-256), so the
+uploader can ask whether a destination already has a picture.
 A row is written before anything is uploaded and marked uploaded only after
 the destination said yes, so a crash at any moment loses nothing: the next
 start calls :meth:`Outbox.recover`.
@@ -20,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -67,16 +69,24 @@ class Event:
     destination: str
     at: float
     error: str | None
+    # Why an uploaded job needed no upload ("same content as IMG_1.jpg, already uploaded").
+    note: str | None = None
 
 
 @dataclass(frozen=True)
 class Stats:
-    """Job counts per destination and state (every state present), and the latest events."""
+    """Job counts per destination and state (every state present), and the latest events.
+
+    ``duplicates`` counts, per destination, the uploaded jobs that were settled
+    without sending anything because the destination already had the same
+    content; they are included in the ``uploaded`` counts too.
+    """
 
     destinations: dict[str, dict[str, int]]
     totals: dict[str, int]
     last_upload: Event | None
     last_error: Event | None
+    duplicates: dict[str, int] = field(default_factory=dict)
 
 
 # Each entry moves the schema from version i to i + 1 and is applied in the
@@ -140,6 +150,23 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # The SHA-256 of the bytes a job sent, recorded when it becomes
+        # uploaded. It belongs to the job, not to the file row: a file can
+        # change between the uploads to two destinations (the uploader always
+        # sends the current content), and a hash on the file row would then
+        # claim that the first destination has content it never received.
+        "ALTER TABLE jobs ADD COLUMN sha256 TEXT",
+        # Set only on an uploaded job that needed no upload, saying why.
+        "ALTER TABLE jobs ADD COLUMN note TEXT",
+        # find_uploaded(): one probe per upload, on a hash that is all but unique.
+        "CREATE INDEX jobs_content ON jobs (sha256, destination) WHERE sha256 IS NOT NULL",
+        # stats(): counts the duplicates without reading every job.
+        """
+        CREATE INDEX jobs_duplicates ON jobs (destination)
+            WHERE note IS NOT NULL AND state = 'uploaded'
+        """,
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -156,7 +183,7 @@ _JOB_SELECT = """
 # turning into a sort of the whole table (the planner does not pick the partial
 # index on its own without ANALYZE statistics).
 _LAST_UPLOAD = """
-    SELECT f.path, j.destination, j.finished_at AS at, NULL AS error
+    SELECT f.path, j.destination, j.finished_at AS at, NULL AS error, j.note
     FROM jobs AS j INDEXED BY jobs_finished JOIN files AS f ON f.id = j.file_id
     WHERE j.state = 'uploaded'
     ORDER BY j.finished_at DESC, j.id DESC
@@ -164,10 +191,25 @@ _LAST_UPLOAD = """
 """
 
 _LAST_ERROR = """
-    SELECT f.path, j.destination, j.updated_at AS at, j.last_error AS error
+    SELECT f.path, j.destination, j.updated_at AS at, j.last_error AS error, NULL AS note
     FROM jobs AS j INDEXED BY jobs_errors JOIN files AS f ON f.id = j.file_id
     WHERE j.last_error IS NOT NULL AND j.state IN ('waiting', 'failed')
     ORDER BY j.updated_at DESC, j.id DESC
+    LIMIT 1
+"""
+
+_DUPLICATES = """
+    SELECT destination, COUNT(*) FROM jobs INDEXED BY jobs_duplicates
+    WHERE note IS NOT NULL AND state = 'uploaded'
+    GROUP BY destination
+"""
+
+# "album_id IS ?": no album matches no album (NULL = NULL would not).
+_FIND_UPLOADED = """
+    SELECT f.path
+    FROM jobs AS j INDEXED BY jobs_content JOIN files AS f ON f.id = j.file_id
+    WHERE j.sha256 = ? AND j.destination = ? AND j.album_id IS ? AND j.state = 'uploaded'
+    ORDER BY j.note IS NOT NULL, j.id
     LIMIT 1
 """
 
@@ -308,8 +350,15 @@ class Outbox:
         *,
         taken_at_ms: int | None = None,
         taken_at_source: str | None = None,
+        sha256: str | None = None,
+        note: str | None = None,
     ) -> bool:
         """Mark an uploading job uploaded; store the capture time on its file when given.
+
+        ``sha256`` is the hash of the content the destination now has, for
+        :meth:`find_uploaded`. ``note`` marks a job settled without an upload
+        (the destination already had that content) and says why; such jobs are
+        counted in :attr:`Stats.duplicates`.
 
         Returns True when every job of that file is now uploaded (the caller
         then applies ``after_upload``). A call for a job that is not uploading
@@ -318,9 +367,10 @@ class Outbox:
         with self._write("complete a job") as conn:
             now = self._clock()
             cur = conn.execute(
-                "UPDATE jobs SET state = ?, finished_at = ?, last_error = NULL, updated_at = ?"
+                "UPDATE jobs SET state = ?, finished_at = ?, last_error = NULL, updated_at = ?,"
+                " sha256 = ?, note = ?"
                 " WHERE id = ? AND state = ?",
-                (JobState.UPLOADED, now, now, job_id, JobState.UPLOADING),
+                (JobState.UPLOADED, now, now, sha256, note, job_id, JobState.UPLOADING),
             )
             if cur.rowcount == 0:
                 _note_stale(cur, job_id)
@@ -338,14 +388,30 @@ class Outbox:
             ).fetchone()
             return bool(remaining == 0)
 
-    def retry_later(self, job_id: int, *, delay: float, error: str) -> None:
-        """Put an uploading job back to waiting, due after ``delay`` seconds, noting the error."""
+    def retry_later(
+        self, job_id: int, *, delay: float, error: str, count_attempt: bool = True
+    ) -> None:
+        """Put an uploading job back to waiting, due after ``delay`` seconds, noting the error.
+
+        ``count_attempt=False`` takes back the attempt its claim counted, for a
+        try that failed through no fault of the file or the destination (the
+        file changed while it was being sent), so later backoff is not longer.
+        """
         with self._write("reschedule a job") as conn:
             now = self._clock()
             cur = conn.execute(
-                "UPDATE jobs SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ?"
+                "UPDATE jobs SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ?,"
+                " attempts = MAX(attempts - ?, 0)"
                 " WHERE id = ? AND state = ?",
-                (JobState.WAITING, now + delay, error, now, job_id, JobState.UPLOADING),
+                (
+                    JobState.WAITING,
+                    now + delay,
+                    error,
+                    now,
+                    0 if count_attempt else 1,
+                    job_id,
+                    JobState.UPLOADING,
+                ),
             )
             _note_stale(cur, job_id)
 
@@ -417,6 +483,16 @@ class Outbox:
         with self._read("look up a file") as conn:
             return self._file_id(conn, path, size, mtime_ns) is not None
 
+    def find_uploaded(self, sha256: str, *, destination: str, album_id: str | None) -> Path | None:
+        """The path of a file whose content (by SHA-256) is uploaded to this destination and
+        album (no album matching no album), or None.
+
+        A real upload is named in preference to a job that was itself a duplicate.
+        """
+        with self._read("look up uploaded content") as conn:
+            row = conn.execute(_FIND_UPLOADED, (sha256, destination, album_id)).fetchone()
+        return None if row is None else Path(row["path"])
+
     def next_due(self, *, only: Collection[str] | None = None) -> float | None:
         """Unix time at which the earliest waiting job (of ``only``, if given) is due, or None."""
         with self._read("find the next due job") as conn:
@@ -442,6 +518,7 @@ class Outbox:
                 ).fetchall()
                 last_upload = self._event(conn.execute(_LAST_UPLOAD).fetchone())
                 last_error = self._event(conn.execute(_LAST_ERROR).fetchone())
+                duplicates = conn.execute(_DUPLICATES).fetchall()
             finally:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
@@ -451,11 +528,14 @@ class Outbox:
             counts = destinations.setdefault(destination, {s.value: 0 for s in JobState})
             counts[state] = count
             totals[state] += count
+        dupes = dict.fromkeys(destinations, 0)
+        dupes.update({str(destination): int(count) for destination, count in duplicates})
         return Stats(
             destinations=destinations,
             totals=totals,
             last_upload=last_upload,
             last_error=last_error,
+            duplicates=dupes,
         )
 
     def set_health(self, destination: str, health: str, detail: str = "") -> None:
@@ -627,5 +707,9 @@ class Outbox:
         if row is None:
             return None
         return Event(
-            path=row["path"], destination=row["destination"], at=row["at"], error=row["error"]
+            path=row["path"],
+            destination=row["destination"],
+            at=row["at"],
+            error=row["error"],
+            note=row["note"],
         )

@@ -1,15 +1,24 @@
 """Worker threads that turn queued jobs into uploaded pictures.
 
-Each worker claims one job from the outbox, reads the capture time, hands the
-file to its destination and records what happened: uploaded, waiting (try
-again later, with backoff), or failed (the gallery refused this file). A
+Each worker claims one job from the outbox, reads the capture time, hashes
+the file, hands it to its destination and records what happened: uploaded,
+duplicate (the destination already has this content, in this album), waiting
+(try again later, with backoff), or failed (the gallery refused this file). A
 destination that rejects the key or the event is paused as a whole instead of
-failing every file in turn. This module only claims rows; it never looks at
-folders and never speaks HTTP itself.
+failing every file in turn.
+
+The file is stat'ed before it is hashed and again once the destination took
+it; if it changed in between, the job is sent again, so a gallery never keeps
+a copy that is stale or partial. The content hash is computed here, once per
+job, and nowhere else (scans stay cheap).
+
+This module only claims rows; it never looks at folders and never speaks HTTP
+itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -17,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from boothsync.capture import Capture, capture_time, content_type
@@ -41,6 +51,12 @@ log = logging.getLogger(__name__)
 # backoff ran out is picked up even if nobody wakes the worker.
 _IDLE_CHECK = 5.0
 
+# Read this much at a time when hashing: pictures can be large videos, and a
+# Raspberry Pi has little memory to spare.
+_HASH_CHUNK = 1024 * 1024
+
+_CHANGED_ERROR = "changed while it was being uploaded; sending it again"
+
 
 class Health(StrEnum):
     ONLINE = "online"
@@ -58,13 +74,28 @@ class DestinationHealth:
 
 @dataclass(frozen=True)
 class UploadReport:
-    """What became of one job; given to ``on_report`` after every try."""
+    """What became of one job; given to ``on_report`` after every try.
+
+    ``outcome`` is "uploaded", "duplicate" (completed without an upload: the
+    destination already had the same content in the same album; ``note`` says
+    which file), "waiting" (tried again later; ``error`` says why), "failed"
+    or "paused".
+    """
 
     job: Job
-    outcome: str  # "uploaded" | "waiting" | "failed" | "paused"
+    outcome: str
     seconds: float
     capture: Capture | None = None
     error: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class _Version:
+    """What a stat says about the content of a file: if this changes, so may the bytes."""
+
+    size: int
+    mtime_ns: int
 
 
 class Uploader:
@@ -80,6 +111,7 @@ class Uploader:
         on_report: Callable[[UploadReport], None] | None = None,
         on_file_done: Callable[[Job], None] | None = None,
         pause_seconds: float = 300.0,
+        changed_delay: float = 2.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._outbox = outbox
@@ -89,6 +121,9 @@ class Uploader:
         self._on_report = on_report
         self._on_file_done = on_file_done
         self._pause_seconds = pause_seconds
+        # Short: the writer is most likely done by then, and if not, the next
+        # try sees the change again and waits once more.
+        self._changed_delay = changed_delay
         self._clock = clock
         self._stopping = threading.Event()
         self._cond = threading.Condition()
@@ -185,19 +220,44 @@ class Uploader:
         started = time.monotonic()
         destination = self._destinations[job.destination]
         capture: Capture | None = None
+        before: _Version | None = None
+        sha256: str | None = None
+        copy: Path | None = None
         try:
+            # Whatever the file holds now is what gets sent, even if it changed
+            # after it was queued: the watcher queues that newer version too,
+            # and the duplicate check below then settles it without a second upload.
+            before = _version(job.path)
+            if (before.size, before.mtime_ns) != (job.size, job.mtime_ns):
+                log.debug("%s changed since it was queued; sending its current content", job.path)
             capture = self._capture(job)
-            item = self._item(job, capture)
-            for attempt in attempt_policy(self._stopping):
-                with attempt:
-                    destination.upload(item)
+            sha256 = _sha256(job.path)
+            # Two workers holding identical content for the same destination
+            # may both get None here and both upload: the gallery then has it
+            # twice. Rare (the same picture written twice within one upload
+            # time) and harmless, so no lock across the upload.
+            copy = self._outbox.find_uploaded(
+                sha256, destination=job.destination, album_id=job.album_id
+            )
+            if copy is None:
+                item = self._item(job, capture, before)
+                for attempt in attempt_policy(self._stopping):
+                    with attempt:
+                        destination.upload(item)
         except DestinationUnavailable as exc:
             self._release(job)
             self._pause(job.destination, exc)
             self._report(job, "paused", started, capture, str(exc))
         except RetryableError as exc:
             self._retry_later(job, exc, started, capture)
-        except (FileRejected, SourceFileError, UploadError) as exc:
+        except SourceFileError as exc:
+            # A destination that read a file while it shrank, or a hash cut
+            # short by a replace, is a change to send again, not a bad file.
+            if before is not None and _changed(job.path, before):
+                self._send_again(job, started, capture)
+            else:
+                self._fail(job, exc, started, capture)
+        except (FileRejected, UploadError) as exc:
             self._fail(job, exc, started, capture)
         except OutboxError as exc:
             log.error("%s", exc)
@@ -206,35 +266,36 @@ class Uploader:
             log.exception("unexpected error uploading %s to %s", job.path, job.destination)
             self._retry_later(job, exc, started, capture)
         else:
-            self._complete(job, capture, started)
+            assert before is not None and sha256 is not None  # set before anything else ran
+            if _changed(job.path, before):
+                self._send_again(job, started, capture)
+            elif copy is not None:
+                self._skip_duplicate(job, capture, started, sha256, copy)
+            else:
+                self._complete(job, capture, started, sha256)
 
     def _capture(self, job: Job) -> Capture:
         if job.taken_at_ms is not None and job.taken_at_source:
             return Capture(taken_at_ms=job.taken_at_ms, source=job.taken_at_source)
         return capture_time(job.path, self._tz)
 
-    def _item(self, job: Job, capture: Capture) -> UploadItem:
-        try:
-            size = os.stat(job.path).st_size
-        except FileNotFoundError as exc:
-            raise SourceFileError(f"{job.path}: vanished before it was uploaded") from exc
-        except OSError as exc:
-            raise SourceFileError(f"{job.path}: cannot be read: {exc.strerror or exc}") from exc
+    def _item(self, job: Job, capture: Capture, version: _Version) -> UploadItem:
         return UploadItem(
             path=job.path,
             file_name=job.path.name,
-            size=size,
+            size=version.size,
             content_type=content_type(job.path),
             taken_at_ms=capture.taken_at_ms,
             album_id=job.album_id,
         )
 
-    def _complete(self, job: Job, capture: Capture | None, started: float) -> None:
+    def _complete(self, job: Job, capture: Capture | None, started: float, sha256: str) -> None:
         try:
             done = self._outbox.complete(
                 job.id,
                 taken_at_ms=capture.taken_at_ms if capture else None,
                 taken_at_source=capture.source if capture else None,
+                sha256=sha256,
             )
         except OutboxError as exc:
             log.error("%s", exc)
@@ -242,11 +303,55 @@ class Uploader:
         self._set_health(job.destination, DestinationHealth(Health.ONLINE))
         log.info("uploaded %s to %s", job.path.name, job.destination)
         self._report(job, "uploaded", started, capture, None)
-        if done and self._on_file_done is not None:
+        if done:
+            self._file_done(job)
+
+    def _skip_duplicate(
+        self, job: Job, capture: Capture | None, started: float, sha256: str, copy: Path
+    ) -> None:
+        note = f"same content as {copy.name}, already uploaded"
+        try:
+            done = self._outbox.complete(
+                job.id,
+                taken_at_ms=capture.taken_at_ms if capture else None,
+                taken_at_source=capture.source if capture else None,
+                sha256=sha256,
+                note=note,
+            )
+        except OutboxError as exc:
+            log.error("%s", exc)
+            return
+        log.info("%s not sent to %s again: %s", job.path.name, job.destination, note)
+        self._report(job, "duplicate", started, capture, None, note)
+        if done:
+            self._file_done(job)
+
+    def _file_done(self, job: Job) -> None:
+        if self._on_file_done is not None:
             try:
                 self._on_file_done(job)
             except Exception:
                 log.exception("after-upload step failed for %s", job.path)
+
+    def _send_again(self, job: Job, started: float, capture: Capture | None) -> None:
+        """The file changed (or vanished) while it was hashed or sent: try it again soon.
+
+        The attempt is not counted: neither the file nor the destination did
+        anything wrong, and a job that is backed off for it would leave a
+        stale copy in the gallery for longer. A file that vanished fails on the
+        next try, with that reason.
+        """
+        if self._stopping.is_set():
+            self._release(job)
+            return
+        try:
+            self._outbox.retry_later(
+                job.id, delay=self._changed_delay, error=_CHANGED_ERROR, count_attempt=False
+            )
+        except OutboxError as exc:
+            log.error("%s", exc)
+        log.info("%s to %s: %s", job.path.name, job.destination, _CHANGED_ERROR)
+        self._report(job, "waiting", started, capture, _CHANGED_ERROR)
 
     def _retry_later(
         self, job: Job, exc: Exception, started: float, capture: Capture | None
@@ -328,6 +433,7 @@ class Uploader:
         started: float,
         capture: Capture | None,
         error: str | None,
+        note: str | None = None,
     ) -> None:
         if self._on_report is None:
             return
@@ -337,8 +443,41 @@ class Uploader:
             seconds=time.monotonic() - started,
             capture=capture,
             error=error,
+            note=note,
         )
         try:
             self._on_report(report)
         except Exception:
             log.exception("report callback failed")
+
+
+def _version(path: Path) -> _Version:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError as exc:
+        raise SourceFileError(f"{path}: vanished before it was uploaded") from exc
+    except OSError as exc:
+        raise SourceFileError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    return _Version(size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def _changed(path: Path, before: _Version) -> bool:
+    """Whether the file is no longer the version stat'ed before it was hashed (or is gone)."""
+    try:
+        return _version(path) != before
+    except SourceFileError:
+        return True
+
+
+def _sha256(path: Path) -> str:
+    """The file's SHA-256, read in chunks, never all of it in memory."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_HASH_CHUNK):
+                digest.update(chunk)
+    except FileNotFoundError as exc:
+        raise SourceFileError(f"{path}: vanished before it was uploaded") from exc
+    except OSError as exc:
+        raise SourceFileError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    return digest.hexdigest()

@@ -1,17 +1,27 @@
 """Finds every finished picture in the watched folders and records it in the outbox.
 
 Owns the watchdog observers (native, or polling for network shares), the
-folder scans, the settle detection (is the booth software done writing?) and
-the name filters. Filesystem events are only hints that make things fast; the
-scans at start, every ``rescan_interval`` and on request are the truth, so a
-lost event delays a picture but never loses it.
+folder scans (recursive ones skip folders that never hold pictures to send),
+the completion detection (is the booth software done writing?), the name
+filters and the album routing of subfolders. Filesystem events are only hints
+that make things fast; the scans at start, every ``scan_interval`` of a watch
+and on request are the truth, so a lost event delays a picture but never loses
+it.
+
+When a file is complete: a file renamed or moved into a folder is complete at
+once (a rename is atomic); one closed by its writer (inotify) or named by the
+booth software through ``notify()`` once it stood still for ``CLOSE_QUIET``
+after the last close, because booth software often closes a file and reopens
+it at once to append or add metadata; anything else once it stood still for
+the watch's ``settle_seconds``.
 
 Must not upload, and must not touch SQLite except through ``Outbox.is_known``
 and ``Outbox.add``.
 
 Threads: one worker (``watcher``) does all the stat calls, scans and outbox
-writes, so the pending files need no lock; the observers' threads only hand hints
-to it. Every thread is named ``watcher…`` and is joined by ``stop()``.
+writes, so the pending files need no lock; the observers' threads and
+``notify()`` callers only hand hints to it. Every thread is named
+``watcher…`` and is joined by ``stop()``.
 """
 
 from __future__ import annotations
@@ -31,7 +41,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from watchdog.events import (
+    DirCreatedEvent,
     DirDeletedEvent,
+    DirMovedEvent,
     FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
@@ -45,13 +57,14 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from boothsync.config import SKIPPED_FOLDERS
 from boothsync.errors import OutboxError
 
 if TYPE_CHECKING:
     from boothsync.config import WatchConfig
     from boothsync.outbox import Outbox
 
-__all__ = ["BUILTIN_IGNORES", "Watcher", "matches"]
+__all__ = ["BUILTIN_IGNORES", "CLOSE_QUIET", "Watcher", "matches"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +82,13 @@ BUILTIN_IGNORES: tuple[str, ...] = (
     "Thumbs.db",
     ".DS_Store",
 )
+
+#: Seconds a file closed by its writer (or named by ``notify()``) must stand still before it is
+#: queued: long enough to bridge a writer that closes and reopens a file to append, short
+#: enough that nobody waits for it.
+CLOSE_QUIET = 0.15
+# Such files are re-checked this often, so one is queued at most a third of the window late.
+QUIET_TICK = CLOSE_QUIET / 3
 
 # How often a missing folder, or a dead observer, is looked for again.
 FOLDER_CHECK_INTERVAL = 5.0
@@ -96,6 +116,13 @@ _EVENT_FILTER: list[type[FileSystemEvent]] = [
     FileClosedEvent,
     DirDeletedEvent,
 ]
+# A recursive watch also needs to hear of new subfolders, to look into them at once.
+_RECURSIVE_EVENT_FILTER: list[type[FileSystemEvent]] = [
+    *_EVENT_FILTER,
+    DirCreatedEvent,
+    DirMovedEvent,
+]
+_SKIPPED = frozenset(name.casefold() for name in SKIPPED_FOLDERS)
 
 
 def matches(name: str, watch: WatchConfig) -> bool:
@@ -111,11 +138,20 @@ def matches(name: str, watch: WatchConfig) -> bool:
     return any(fnmatch.fnmatchcase(folded, pattern.lower()) for pattern in watch.patterns)
 
 
+def _skipped(name: str) -> bool:
+    """Whether a recursive watch never looks into a subfolder called ``name``."""
+    return name.startswith(".") or name.casefold() in _SKIPPED
+
+
 class _Hint(Enum):
-    FINISHED = "finished"  # closed after writing, or moved in: complete now
-    CHANGED = "changed"  # created or modified: complete once it has settled
+    MOVED_IN = "moved in"  # renamed or moved into the folder: complete now
+    CLOSED = "closed"  # closed by its writer, or named by notify(): complete once quiet
+    WRITTEN = "written"  # data written: its writer is (back) at work
+    CHANGED = "changed"  # created, or its attributes changed: complete once it has settled
     GONE = "gone"  # deleted or moved away
-    CHECK_FOLDER = "check folder"  # the folder itself was deleted
+    CHECK_FOLDER = "check folder"  # the watched folder itself was deleted
+    NEW_FOLDER = "new folder"  # a subfolder was created: look into it
+    MOVED_FOLDER = "moved folder"  # a subfolder was moved in: its files are complete once quiet
 
 
 @dataclass
@@ -126,8 +162,19 @@ class _Pending:
     size: int
     mtime_ns: int
     stable_since: float  # monotonic time the file was first seen with this size and mtime
+    quiet: bool = False  # closed by its writer: waits CLOSE_QUIET rather than settle_seconds
     failures: int = 0  # consecutive outbox.add failures
     retry_at: float = 0.0  # monotonic time before which outbox.add is not tried again
+
+    @property
+    def wait(self) -> float:
+        """Seconds the file must stand still before it counts as complete."""
+        settle = self.folder.watch.settle_seconds
+        return min(CLOSE_QUIET, settle) if self.quiet else settle
+
+    @property
+    def tick(self) -> float:
+        return min(QUIET_TICK, self.folder.tick) if self.quiet else self.folder.tick
 
 
 @dataclass(eq=False)
@@ -136,15 +183,23 @@ class _Folder:
 
     index: int
     watch: WatchConfig
+    # normcase'd paths of subfolders never looked into: the move_to folder, and the folders of
+    # other watches inside this one (their files are theirs).
+    skip_keys: frozenset[str] = frozenset()
     observer: BaseObserver | None = None
     identity: tuple[int, int] | None = None  # (st_dev, st_ino) the observer was started on
     missing: bool = False  # warned that it is missing
     unwatchable: str | None = None  # warned that the observer cannot start, with this reason
     restarts: int = 0  # observer restarts in a row without a healthy check in between
+    next_scan: float = 0.0  # monotonic time of the next full scan
     key: str = field(init=False)
+    root: tuple[str, ...] = field(init=False)  # the folder's path components, normcase'd
+    albums: dict[str, str] = field(init=False)  # casefolded subfolder name -> album id
 
     def __post_init__(self) -> None:
         self.key = os.path.normcase(str(self.watch.path))
+        self.root = tuple(map(os.path.normcase, self.watch.path.parts))
+        self.albums = {name.casefold(): album for name, album in self.watch.albums.items()}
 
     @property
     def path(self) -> Path:
@@ -160,9 +215,36 @@ class _Folder:
     def tick(self) -> float:
         return max(MIN_TICK, min(MAX_TICK, self.watch.settle_seconds / 4))
 
-    def owns(self, path: str) -> bool:
-        """Whether ``path`` lies directly in this folder (the watch is not recursive)."""
-        return os.path.normcase(os.path.dirname(path)) == self.key
+    def place(self, path: str, *, is_dir: bool = False) -> tuple[str, ...] | None:
+        """Where ``path`` lies in this watch: its names below the folder, or None if it is not
+        the watch's (outside the folder, in a skipped subfolder, or in any subfolder when the
+        watch is not recursive). ``is_dir``: ``path`` is a subfolder, which must not be skipped.
+        """
+        parts = Path(path).parts
+        root = len(self.root)
+        if len(parts) <= root or tuple(map(os.path.normcase, parts[:root])) != self.root:
+            return None
+        names = parts[root:]
+        folders = names if is_dir else names[:-1]
+        if folders and not self.watch.recursive:
+            return None
+        below = str(self.path)
+        for name in folders:
+            below = os.path.join(below, name)
+            if _skipped(name) or os.path.normcase(below) in self.skip_keys:
+                return None
+        return names
+
+    def skips(self, folder: str, name: str) -> bool:
+        """Whether a scan must not look into subfolder ``name`` of ``folder`` (inside the watch)."""
+        return _skipped(name) or os.path.normcase(os.path.join(folder, name)) in self.skip_keys
+
+    def album_for(self, path: Path) -> str | None:
+        """The album for a picture: its first-level subfolder's, else the watch's."""
+        names = self.place(str(path))
+        if names is not None and len(names) > 1:
+            return self.albums.get(names[0].casefold(), self.watch.album_id)
+        return self.watch.album_id
 
 
 class _Handler(FileSystemEventHandler):
@@ -178,9 +260,18 @@ class _Handler(FileSystemEventHandler):
         hint = self._watcher._hint
         src = os.fsdecode(event.src_path)
         dest = os.fsdecode(event.dest_path)
+        fast = folder.fast_events
         if event.is_directory:
-            if isinstance(event, DirDeletedEvent) and os.path.normcase(src) == folder.key:
-                hint(_Hint.CHECK_FOLDER, folder, src)
+            if isinstance(event, DirDeletedEvent):
+                if os.path.normcase(src) == folder.key:
+                    hint(_Hint.CHECK_FOLDER, folder, src)
+            elif isinstance(event, DirMovedEvent):
+                # Its files came along complete; those still being written are caught by the
+                # events that follow.
+                if dest:
+                    hint(_Hint.MOVED_FOLDER if fast else _Hint.NEW_FOLDER, folder, dest)
+            elif isinstance(event, DirCreatedEvent):
+                hint(_Hint.NEW_FOLDER, folder, src)
             return
         if isinstance(event, FileMovedEvent):
             # With inotify's full events, a move from an unwatched folder has no source and a
@@ -188,14 +279,16 @@ class _Handler(FileSystemEventHandler):
             if src:
                 hint(_Hint.GONE, folder, src)
             if dest:
-                hint(_Hint.FINISHED if folder.fast_events else _Hint.CHANGED, folder, dest)
+                hint(_Hint.MOVED_IN if fast else _Hint.CHANGED, folder, dest)
         elif isinstance(event, FileClosedEvent):
             # FileClosedEvent is IN_CLOSE_WRITE only; a reader's close is FileClosedNoWriteEvent,
             # a separate class that the event filter keeps out anyway.
-            hint(_Hint.FINISHED if folder.fast_events else _Hint.CHANGED, folder, src)
+            hint(_Hint.CLOSED if fast else _Hint.CHANGED, folder, src)
         elif isinstance(event, FileDeletedEvent):
             hint(_Hint.GONE, folder, src)
-        elif isinstance(event, FileCreatedEvent | FileModifiedEvent | FileAttribEvent):
+        elif isinstance(event, FileModifiedEvent):
+            hint(_Hint.WRITTEN, folder, src)
+        elif isinstance(event, FileCreatedEvent | FileAttribEvent):
             hint(_Hint.CHANGED, folder, src)
 
 
@@ -213,12 +306,12 @@ class Watcher:
         outbox: Outbox,
         *,
         on_enqueued: Callable[[], None] = lambda: None,
-        rescan_interval: float = 300.0,
     ) -> None:
-        self._folders = [_Folder(i, watch) for i, watch in enumerate(watches)]
+        self._folders = [
+            _Folder(i, watch, _skip_keys(watch, watches)) for i, watch in enumerate(watches)
+        ]
         self._outbox = outbox
         self._on_enqueued = on_enqueued
-        self._rescan_interval = rescan_interval
         self.ready = threading.Event()
         self._pending: dict[Path, _Pending] = {}  # the worker's alone
         self._hints: deque[tuple[_Hint, _Folder, str]] = deque()
@@ -259,12 +352,45 @@ class Watcher:
         self._scan_requested.set()
         self._wake.set()
 
+    def notify(self, path: Path | str) -> bool:
+        """Tell the watcher that the booth software is done with ``path``; any thread may call it.
+
+        True when ``path`` is a picture of a watched folder (absolute, matching the watch's
+        patterns, in a subfolder only if the watch is recursive and does not skip it): it is
+        then queued as soon as it has stood still for ``CLOSE_QUIET``, as after its writer
+        closed it. False, and nothing happens, for anything else.
+        """
+        try:
+            text = os.fspath(path)
+        except TypeError:
+            text = ""
+        # Path semantics of this platform: "C:\\x\\y.jpg" is absolute on Windows only.
+        if not isinstance(text, str) or not text or "\0" in text or not Path(text).is_absolute():
+            log.debug("notified of %r, which is not an absolute path; ignored", path)
+            return False
+        text = os.path.normpath(text)
+        for folder in self._folders:
+            names = folder.place(text)
+            if names is not None and matches(names[-1], folder.watch):
+                # Spelled as the config spells the folder, like the events and scans do, so one
+                # file is one pending entry.
+                self._hints.append((_Hint.CLOSED, folder, os.path.join(str(folder.path), *names)))
+                self._wake.set()
+                return True
+        log.debug("notified of %s, which is no picture in a watched folder; ignored", text)
+        return False
+
     # -- observer threads -------------------------------------------------------
 
     def _hint(self, kind: _Hint, folder: _Folder, path: str) -> None:
-        if kind is _Hint.CHECK_FOLDER or (
-            folder.owns(path) and matches(os.path.basename(path), folder.watch)
-        ):
+        if kind is _Hint.CHECK_FOLDER:
+            wanted = True
+        elif kind in (_Hint.NEW_FOLDER, _Hint.MOVED_FOLDER):
+            wanted = folder.place(path, is_dir=True) is not None
+        else:
+            names = folder.place(path)
+            wanted = names is not None and matches(names[-1], folder.watch)
+        if wanted:
             self._hints.append((kind, folder, path))
             self._wake.set()
 
@@ -272,24 +398,26 @@ class Watcher:
 
     def _run(self) -> None:
         now = time.monotonic()
-        next_scan = now  # the first pass scans: that is how files already there get uploaded
+        for folder in self._folders:
+            folder.next_scan = now  # the first pass scans: that is how files already there arrive
         next_check = now
         while not self._stopping.is_set():
             # Cleared before the work, so a hint arriving during it makes the wait return at once.
             self._wake.clear()
             now = time.monotonic()
             try:
-                scan_all = self._scan_requested.is_set() or now >= next_scan
-                to_scan: list[_Folder] = []
-                if scan_all or now >= next_check:
-                    to_scan = self._check_folders(self._folders)
+                scan_all = self._scan_requested.is_set()
+                self._scan_requested.clear()
+                due = [f for f in self._folders if scan_all or now >= f.next_scan]
+                checked: list[_Folder] = []
+                if due or now >= next_check:
+                    checked = self._check_folders(self._folders)
                     next_check = now + FOLDER_CHECK_INTERVAL
-                if scan_all:
-                    self._scan_requested.clear()
-                    next_scan = now + max(MIN_TICK, self._rescan_interval)
-                    to_scan = self._folders
-                for folder in to_scan:
-                    self._scan(folder)
+                for folder in due:
+                    folder.next_scan = now + max(MIN_TICK, folder.watch.scan_interval)
+                for folder in self._folders:
+                    if folder in due or folder in checked:
+                        self._scan(folder)
                 self._drain_hints()
                 self._tick()
                 failed = False
@@ -299,9 +427,9 @@ class Watcher:
             finally:
                 self.ready.set()
                 self._flush_enqueued()
-            timeout = min(next_scan, next_check) - time.monotonic()
+            timeout = min(next_check, *(f.next_scan for f in self._folders)) - time.monotonic()
             if self._pending:
-                timeout = min(timeout, min(p.folder.tick for p in self._pending.values()))
+                timeout = min(timeout, min(p.tick for p in self._pending.values()))
             if failed:
                 # Whatever broke will likely break again: do not turn it into a log flood.
                 timeout = max(timeout, ERROR_PAUSE)
@@ -323,6 +451,9 @@ class Watcher:
                     self._scan(again)
                 continue
             path = Path(raw)
+            if kind in (_Hint.NEW_FOLDER, _Hint.MOVED_FOLDER):
+                self._walk(folder, path, closed=kind is _Hint.MOVED_FOLDER)
+                continue
             if kind is _Hint.GONE:
                 if self._pending.pop(path, None) is not None:
                     log.debug("%s went away before it was complete", path)
@@ -330,8 +461,8 @@ class Watcher:
             st = self._stat(path)
             if st is None:
                 continue
-            if kind is _Hint.FINISHED and st.st_size > 0:
-                # The writer closed it (or it was renamed into place): no need to wait.
+            if kind is _Hint.MOVED_IN and st.st_size > 0:
+                # Renamed into place: a rename is atomic, so the file is whole now.
                 entry = self._pending.pop(path, None)
                 if entry is None:
                     entry = _Pending(folder, st.st_size, st.st_mtime_ns, time.monotonic())
@@ -339,8 +470,10 @@ class Watcher:
                     entry.size, entry.mtime_ns = st.st_size, st.st_mtime_ns
                 if not self._enqueue(path, entry):
                     self._pending[path] = entry
+            elif kind is _Hint.CLOSED:
+                self._closed(folder, path, st)
             else:
-                self._observe(folder, path, st)
+                self._observe(folder, path, st, writing=kind is _Hint.WRITTEN)
 
     def _tick(self) -> None:
         for path, entry in list(self._pending.items()):
@@ -353,9 +486,14 @@ class Watcher:
             if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
                 entry.size, entry.mtime_ns, entry.stable_since = st.st_size, st.st_mtime_ns, now
                 continue
-            if now - entry.stable_since < entry.folder.watch.settle_seconds:
+            if now - entry.stable_since < entry.wait:
                 continue
             if entry.size == 0:
+                if entry.quiet:
+                    # Closed while empty: maybe a placeholder about to be written; from here
+                    # the settle time decides.
+                    entry.quiet = False
+                    continue
                 # An empty file that stays empty is a placeholder, not a picture; a later write
                 # brings it back through an event or a scan.
                 del self._pending[path]
@@ -369,13 +507,39 @@ class Watcher:
             if self._enqueue(path, entry):
                 del self._pending[path]
 
-    def _observe(self, folder: _Folder, path: Path, st: os.stat_result) -> None:
-        """Note a sighting: start its settle clock if new, restart it if the file changed."""
+    def _closed(self, folder: _Folder, path: Path, st: os.stat_result) -> None:
+        """Its writer closed it: complete once it stands still for CLOSE_QUIET from now."""
+        now = time.monotonic()
+        entry = self._pending.get(path)
+        if entry is None:
+            # No is_known() lookup: a close means new content, and add() is idempotent anyway.
+            self._pending[path] = _Pending(folder, st.st_size, st.st_mtime_ns, now, quiet=True)
+            return
+        entry.size, entry.mtime_ns, entry.stable_since, entry.quiet = (
+            st.st_size,
+            st.st_mtime_ns,
+            now,
+            True,
+        )
+
+    def _observe(
+        self, folder: _Folder, path: Path, st: os.stat_result, *, writing: bool = False
+    ) -> None:
+        """Note a sighting: start its settle clock if new, restart it if the file changed.
+
+        ``writing``: a write event, so a closed file was opened again. On inotify its next
+        close is reported, so it waits for that (or the settle time) instead of a quiet
+        window it could outlast while the writer still holds it open.
+        """
         entry = self._pending.get(path)
         if entry is not None:
             if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
                 entry.size, entry.mtime_ns = st.st_size, st.st_mtime_ns
                 entry.stable_since = time.monotonic()
+            if writing and entry.quiet:
+                entry.stable_since = time.monotonic()
+                if entry.folder.fast_events:
+                    entry.quiet = False
             return
         if self._known(path, st):
             return
@@ -391,14 +555,15 @@ class Watcher:
 
     def _enqueue(self, path: Path, entry: _Pending) -> bool:
         """Add the file to the outbox; False (after one error line) when that failed."""
-        watch = entry.folder.watch
+        folder = entry.folder
+        album = folder.album_for(path)
         try:
             new = self._outbox.add(
                 path,
                 size=entry.size,
                 mtime_ns=entry.mtime_ns,
-                watch=str(watch.path),
-                destinations={name: watch.album_id for name in watch.destinations},
+                watch=str(folder.path),
+                destinations={name: album for name in folder.watch.destinations},
             )
         except Exception as exc:
             entry.failures += 1
@@ -434,28 +599,50 @@ class Watcher:
         return st
 
     def _scan(self, folder: _Folder) -> None:
-        try:
-            with os.scandir(folder.path) as entries:
-                names = [e.name for e in entries]
-        except (FileNotFoundError, NotADirectoryError):
-            self._set_missing(folder)
-            return
-        except OSError as exc:
-            log.debug("cannot list %s: %s", folder.path, exc)
-            return
-        for name in names:
-            if self._stopping.is_set():
-                return
-            if not matches(name, folder.watch):
-                continue
-            path = folder.path / name
+        self._walk(folder, folder.path, closed=False)
+
+    def _walk(self, folder: _Folder, top: Path, *, closed: bool) -> None:
+        """Look at every matching file in ``top`` and, if the watch is recursive, below it.
+
+        ``closed``: the files are complete once quiet (``top`` was moved in whole); otherwise
+        each must settle. Iterative, so a deep tree cannot exhaust the stack; symlinked
+        folders are not followed, so a link loop cannot make it endless.
+        """
+        later = [top]
+        while later:
+            here = later.pop()
             try:
-                st = os.stat(path)
-            except OSError as exc:
-                log.debug("cannot stat %s: %s", path, exc)
+                with os.scandir(here) as entries:
+                    # Listed first, statted after: the folder is not held open meanwhile.
+                    names = [(e.name, _is_folder(e)) for e in entries]
+            except (FileNotFoundError, NotADirectoryError):
+                if here == folder.path:
+                    self._set_missing(folder)
                 continue
-            if stat.S_ISREG(st.st_mode):
-                self._observe(folder, path, st)
+            except OSError as exc:
+                log.debug("cannot list %s: %s", here, exc)
+                continue
+            for name, is_folder in names:
+                if self._stopping.is_set():
+                    return
+                if is_folder:
+                    if folder.watch.recursive and not folder.skips(str(here), name):
+                        later.append(here / name)
+                    continue
+                if not matches(name, folder.watch):
+                    continue
+                path = here / name
+                try:
+                    st = os.stat(path)
+                except OSError as exc:
+                    log.debug("cannot stat %s: %s", path, exc)
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if closed:
+                    self._closed(folder, path, st)
+                else:
+                    self._observe(folder, path, st)
 
     # -- folders and observers --------------------------------------------------
 
@@ -525,8 +712,10 @@ class Watcher:
                 observer.schedule(
                     _Handler(self, folder),
                     str(folder.path),
-                    recursive=False,
-                    event_filter=_EVENT_FILTER,
+                    recursive=folder.watch.recursive,
+                    event_filter=_RECURSIVE_EVENT_FILTER
+                    if folder.watch.recursive
+                    else _EVENT_FILTER,
                 )
                 for emitter in list(observer.emitters):
                     emitter.name = f"{name}-emitter"
@@ -551,6 +740,22 @@ class Watcher:
         observer, folder.observer = folder.observer, None
         if observer is not None:
             _shut(observer, timeout)
+
+
+def _skip_keys(watch: WatchConfig, watches: Sequence[WatchConfig]) -> frozenset[str]:
+    """The normcase'd subfolders a recursive ``watch`` must not look into, besides skipped names."""
+    keys = {os.path.normcase(str(other.path)) for other in watches}
+    if watch.after_upload == "move":
+        keys.add(os.path.normcase(str(watch.move_to or watch.path / "uploaded")))
+    keys.discard(os.path.normcase(str(watch.path)))
+    return frozenset(keys)
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def _new_observer(watch: WatchConfig) -> BaseObserver:

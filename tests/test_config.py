@@ -21,6 +21,7 @@ from boothsync.config import (
     Config,
     EventPicsConfig,
     StateConfig,
+    TriggersConfig,
     UploadConfig,
     WatchConfig,
     find_config,
@@ -137,6 +138,7 @@ def test_example_values_are_the_documented_defaults() -> None:
         "watch": config.watches[0],
         "upload": config.upload,
         "state": config.state,
+        "triggers": config.triggers,
     }
     for section, options in SECTIONS.items():
         for option in options:
@@ -155,6 +157,7 @@ def test_dataclass_defaults_match_the_option_tables() -> None:
         "watch": WatchConfig,
         "upload": UploadConfig,
         "state": StateConfig,
+        "triggers": TriggersConfig,
     }
     tables = [(classes[s], options) for s, options in SECTIONS.items()]
     tables += [(cls, options) for options, cls in DESTINATION_TYPES.values()]
@@ -165,6 +168,9 @@ def test_dataclass_defaults_match_the_option_tables() -> None:
             if option.required:
                 continue
             default = fields[option.name].default
+            factory = fields[option.name].default_factory
+            if factory is not dataclasses.MISSING:
+                default = factory()
             if default is not dataclasses.MISSING or option.default is not None:
                 assert default == option.default, f"{cls.__name__}.{option.name}"
 
@@ -185,9 +191,12 @@ def test_defaults(tmp_path: Path) -> None:
     assert watch == WatchConfig(path=tmp_path / "prints", destinations=("eventpics",))
     assert watch.patterns == ("*.jpg", "*.jpeg", "*.png", "*.gif")
     assert watch.ignore == ()
+    assert watch.recursive is False
     assert watch.album_id is None
+    assert watch.albums == {}
     assert watch.poll is False
     assert watch.poll_interval == 2.0
+    assert watch.scan_interval == 300.0
     assert watch.settle_seconds == 2.0
     assert watch.after_upload == "keep"
     assert watch.move_to is None
@@ -199,17 +208,20 @@ def test_defaults(tmp_path: Path) -> None:
     assert destination.timeout == 30.0
     assert config.upload.concurrency == 2
     assert config.state.dir is None
+    assert config.triggers == TriggersConfig(dslrbooth=False, port=8787, sparkbooth_status=None)
 
 
 def test_every_value_is_read(tmp_path: Path) -> None:
     """Each key in the file ends up in its dataclass field."""
     text = config_text(
         head='[booth]\nname = "booth-7"\ntimezone = "Europe/Berlin"\n',
-        watch='patterns = ["*.JPG"]\nignore = ["thumb_*"]\nalbum_id = "w1"\npoll = true\n'
-        'poll_interval = 5\nsettle_seconds = 0.5\nafter_upload = "delete"\n'
+        watch='patterns = ["*.JPG"]\nignore = ["thumb_*"]\nrecursive = true\nalbum_id = "w1"\n'
+        'albums = { Prints = "p1", "Original Photos" = "o1" }\npoll = true\n'
+        'poll_interval = 5\nscan_interval = 60\nsettle_seconds = 0.5\nafter_upload = "delete"\n'
         'destinations = ["eventpics"]',
         destination='album_id = "a1"\nbase_url = "https://gallery.example.com/api/"\ntimeout = 12',
-        tail='[upload]\nconcurrency = 4\n\n[state]\ndir = "state"\n',
+        tail='[upload]\nconcurrency = 4\n\n[state]\ndir = "state"\n\n'
+        '[triggers]\ndslrbooth = true\nport = 9000\nsparkbooth_status = "spark/status.txt"\n',
     )
     config = load_config(write(tmp_path, text), environ={})
 
@@ -218,9 +230,12 @@ def test_every_value_is_read(tmp_path: Path) -> None:
     (watch,) = config.watches
     assert watch.patterns == ("*.JPG",)
     assert watch.ignore == ("thumb_*",)
+    assert watch.recursive is True
     assert watch.album_id == "w1"
+    assert watch.albums == {"Prints": "p1", "Original Photos": "o1"}
     assert watch.poll is True
     assert watch.poll_interval == 5.0 and isinstance(watch.poll_interval, float)
+    assert watch.scan_interval == 60.0 and isinstance(watch.scan_interval, float)
     assert watch.settle_seconds == 0.5
     assert watch.after_upload == "delete"
     destination = config.destinations["eventpics"]
@@ -229,6 +244,9 @@ def test_every_value_is_read(tmp_path: Path) -> None:
     assert destination.timeout == 12.0 and isinstance(destination.timeout, float)
     assert config.upload.concurrency == 4
     assert config.state.dir == tmp_path / "state"
+    assert config.triggers == TriggersConfig(
+        dslrbooth=True, port=9000, sparkbooth_status=tmp_path / "spark" / "status.txt"
+    )
 
 
 def test_system_time_zone_is_the_default() -> None:
@@ -300,6 +318,30 @@ def test_watch_goes_to_named_destinations_only(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, text), environ={})
     assert config.watches[0].destinations == ("second",)
     assert config.watches[1].destinations == ("eventpics", "second")
+
+
+def test_albums_cannot_be_changed_once_loaded(tmp_path: Path) -> None:
+    """The albums map is read-only, whether it came from a file or a dict given in code."""
+    text = config_text(watch='recursive = true\nalbums = { Prints = "p1" }')
+    from_file = load_config(write(tmp_path, text), environ={}).watches[0]
+    given = {"Prints": "p1"}
+    in_code = WatchConfig(path=tmp_path, recursive=True, albums=given, destinations=("x",))
+    given["Prints"] = "changed"
+    for watch in (from_file, in_code):
+        assert watch.albums == {"Prints": "p1"}
+        with pytest.raises(TypeError):
+            watch.albums["Prints"] = "x"  # type: ignore[index]
+    assert hash(in_code) == hash(replace_albums(in_code))
+
+
+def replace_albums(watch: WatchConfig) -> WatchConfig:
+    return dataclasses.replace(watch, albums={"Other": "o"})
+
+
+def test_empty_albums_table_needs_no_recursion(tmp_path: Path) -> None:
+    """albums = {} is no map at all, so it is accepted without recursive = true."""
+    config = load_config(write(tmp_path, config_text(watch="albums = {}")), environ={})
+    assert config.watches[0].albums == {}
 
 
 def test_int_is_accepted_where_a_number_is_expected(tmp_path: Path) -> None:
@@ -384,14 +426,14 @@ ERRORS = [
         "head",
         "verbose = true",
         "verbose",
-        "unknown key (known: booth, watch, upload, state, destinations)",
+        "unknown key (known: booth, watch, upload, state, triggers, destinations)",
     ),
     (
         "watch",
         '"odd key" = 1',
         'watch[0]."odd key"',
-        "unknown key (known: path, patterns, ignore, "
-        "album_id, poll, poll_interval, settle_seconds, after_upload, move_to, destinations)",
+        "unknown key (known: path, patterns, ignore, recursive, album_id, albums, poll, "
+        "poll_interval, scan_interval, settle_seconds, after_upload, move_to, destinations)",
     ),
     # wrong types
     ("watch", 'poll = "yes"', "watch[0].poll", 'must be true or false (got "yes")'),
@@ -526,6 +568,100 @@ ERRORS = [
         "must not be the watched folder itself",
     ),
     ("tail", '[[watch]]\npath = "./prints/"', "watch[1].path", "same folder as watch[0]"),
+    # recursion, albums, scans
+    ("watch", 'recursive = "yes"', "watch[0].recursive", 'must be true or false (got "yes")'),
+    ("watch", 'albums = { Prints = "a1" }', "watch[0].albums", "needs recursive = true"),
+    (
+        "watch",
+        'recursive = true\nalbums = ["a1"]',
+        "watch[0].albums",
+        "must be a table of names to strings (got an array)",
+    ),
+    (
+        "watch",
+        'recursive = true\nalbums = { "Prints/Big" = "a1" }',
+        'watch[0].albums."Prints/Big"',
+        "must be one folder name, without / or \\",
+    ),
+    (
+        "watch",
+        "recursive = true\nalbums = { 'Prints\\Big' = \"a1\" }",
+        'watch[0].albums."Prints\\\\Big"',
+        "must be one folder name, without / or \\",
+    ),
+    (
+        "watch",
+        'recursive = true\nalbums = { "" = "a1" }',
+        'watch[0].albums.""',
+        "must be a folder name",
+    ),
+    (
+        "watch",
+        'recursive = true\nalbums = { ".." = "a1" }',
+        'watch[0].albums.".."',
+        "must be a folder name",
+    ),
+    (
+        "watch",
+        'recursive = true\nalbums = { Prints = "" }',
+        "watch[0].albums.Prints",
+        'must not be empty (got "")',
+    ),
+    (
+        "watch",
+        "recursive = true\nalbums = { Prints = 1 }",
+        "watch[0].albums.Prints",
+        "must be a string (got 1)",
+    ),
+    (
+        "watch",
+        'recursive = true\nalbums = { Prints = "a1", PRINTS = "a2" }',
+        "watch[0].albums.PRINTS",
+        'same folder as "Prints" (case does not matter)',
+    ),
+    (
+        "watch",
+        'recursive = true\nalbums = { RAW = "a1" }',
+        "watch[0].albums.RAW",
+        "names a folder that watching always skips",
+    ),
+    (
+        "watch",
+        'recursive = true\nalbums = { ".thumbs" = "a1" }',
+        'watch[0].albums.".thumbs"',
+        "names a folder that watching always skips",
+    ),
+    (
+        "watch",
+        'recursive = true\nafter_upload = "move"\nalbums = { uploaded = "a1" }',
+        "watch[0].albums.uploaded",
+        "names the move_to folder, which watching always skips",
+    ),
+    ("watch", "scan_interval = 0", "watch[0].scan_interval", "must be greater than 0 (got 0)"),
+    ("watch", 'scan_interval = "5"', "watch[0].scan_interval", 'must be a number (got "5")'),
+    # [triggers]
+    ("tail", "[triggers]\ndslrbooth = 1", "triggers.dslrbooth", "must be true or false (got 1)"),
+    ("tail", "[triggers]\nport = 0", "triggers.port", "must be between 1 and 65535 (got 0)"),
+    (
+        "tail",
+        "[triggers]\nport = 65536",
+        "triggers.port",
+        "must be between 1 and 65535 (got 65536)",
+    ),
+    ("tail", '[triggers]\nport = "8787"', "triggers.port", 'must be a whole number (got "8787")'),
+    (
+        "tail",
+        '[triggers]\nsparkbooth = "s.txt"',
+        "triggers.sparkbooth",
+        'unknown key; did you mean "sparkbooth_status"?',
+    ),
+    (
+        "tail",
+        '[triggers]\nsparkbooth_status = ""',
+        "triggers.sparkbooth_status",
+        'must not be empty (got "")',
+    ),
+    ("head", "triggers = true", "triggers", "must be a table (got true)"),
     # base_url
     (
         "destination",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from boothsync.errors import OutboxError
-from boothsync.outbox import Event, Job, JobState, Outbox
+from boothsync.outbox import _MIGRATIONS, SCHEMA_VERSION, Event, Job, JobState, Outbox
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE = {"eventpics": None}
@@ -299,6 +299,17 @@ def test_release_does_not_count_the_attempt(box: Outbox, clock: Clock) -> None:
     assert again.attempts == 1
 
 
+def test_retry_later_can_leave_the_attempt_uncounted(box: Outbox, clock: Clock) -> None:
+    """retry_later(count_attempt=False) reschedules with the error but takes back the attempt."""
+    add(box, "IMG_1.jpg")
+    job = claim(box)
+    box.retry_later(job.id, delay=2, error="changed", count_attempt=False)
+    assert box.claim() is None
+    clock.advance(2)
+    again = claim(box)
+    assert (again.id, again.attempts, again.last_error) == (job.id, 1, "changed")
+
+
 def test_fail_keeps_the_job_out_of_the_queue(box: Outbox) -> None:
     """A failed job is not claimed again and its error is kept."""
     add(box, "IMG_1.jpg")
@@ -327,6 +338,139 @@ def test_late_calls_on_a_job_not_uploading_are_ignored(box: Outbox) -> None:
     last_error = box.stats().last_error
     assert last_error is not None
     assert last_error.error == "rejected"
+
+
+# -- content ------------------------------------------------------------------
+
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+
+
+def test_find_uploaded_matches_content_destination_and_album(box: Outbox) -> None:
+    """Uploaded content is found for its own destination and album only; no album matches
+    no album; content that is not uploaded (waiting, uploading, failed) is not found."""
+    box.add(
+        Path("/booth/prints/IMG_1.jpg"),
+        size=100,
+        mtime_ns=1,
+        watch="prints",
+        destinations={"eventpics": "a1", "backup": None},
+    )
+    for job in drain(box):
+        box.complete(job.id, sha256=SHA_A)
+
+    def found(sha256: str, destination: str, album_id: str | None) -> str | None:
+        path = box.find_uploaded(sha256, destination=destination, album_id=album_id)
+        return None if path is None else path.name
+
+    assert found(SHA_A, "eventpics", "a1") == "IMG_1.jpg"
+    assert found(SHA_A, "backup", None) == "IMG_1.jpg"
+    assert found(SHA_A, "eventpics", None) is None
+    assert found(SHA_A, "eventpics", "a2") is None
+    assert found(SHA_A, "backup", "a1") is None
+    assert found(SHA_A, "archive", None) is None
+    assert found(SHA_B, "eventpics", "a1") is None
+
+    add(box, "IMG_2.jpg", {"archive": None})
+    job = claim(box)
+    assert found(SHA_B, "archive", None) is None  # uploading
+    box.fail(job.id, error="rejected")
+    assert found(SHA_B, "archive", None) is None  # failed, never completed with a hash
+
+
+def test_find_uploaded_names_a_real_upload_before_a_duplicate(box: Outbox) -> None:
+    """When a duplicate and the upload it copies both match, the real upload is named."""
+    add(box, "IMG_2.jpg")
+    add(box, "IMG_1.jpg")
+    copy, original = claim(box), claim(box)
+    box.complete(copy.id, sha256=SHA_A, note="same content as IMG_1.jpg, already uploaded")
+    assert box.find_uploaded(SHA_A, destination="eventpics", album_id=None) == copy.path
+    box.complete(original.id, sha256=SHA_A)
+    assert box.find_uploaded(SHA_A, destination="eventpics", album_id=None) == original.path
+
+
+def test_a_job_completed_with_a_note_counts_as_a_duplicate(box: Outbox, clock: Clock) -> None:
+    """A job settled without an upload is uploaded, counted in duplicates, and its note is
+    part of the latest-upload event."""
+    add(box, "IMG_1.jpg", TWO)
+    add(box, "IMG_2.jpg", TWO)
+    jobs = {(j.path.name, j.destination): j for j in drain(box)}
+    box.complete(jobs["IMG_1.jpg", "eventpics"].id, sha256=SHA_A)
+    box.complete(jobs["IMG_1.jpg", "backup"].id, sha256=SHA_A)
+    clock.advance(1)
+    note = "same content as IMG_1.jpg, already uploaded"
+    assert box.complete(jobs["IMG_2.jpg", "eventpics"].id, sha256=SHA_A, note=note) is False
+    assert box.complete(jobs["IMG_2.jpg", "backup"].id, sha256=SHA_A, note=note) is True
+    stats = box.stats()
+    assert stats.totals["uploaded"] == 4
+    assert stats.duplicates == {"eventpics": 1, "backup": 1}
+    assert stats.last_upload is not None
+    assert (Path(stats.last_upload.path).name, stats.last_upload.note) == ("IMG_2.jpg", note)
+
+
+def test_a_schema_1_database_is_migrated_with_its_data(db: Path, clock: Clock) -> None:
+    """A queue written by the first release opens at the current schema with every job,
+    file and health row intact, and takes content hashes and notes from then on."""
+    db.parent.mkdir(parents=True)
+    raw = sqlite3.connect(db, isolation_level=None)
+    try:
+        for statement in _MIGRATIONS[0]:
+            raw.execute(statement)
+        raw.execute("PRAGMA user_version = 1")
+        raw.execute(
+            "INSERT INTO files (id, path, size, mtime_ns, watch, added_at, taken_at_ms,"
+            " taken_at_source) VALUES (1, '/booth/prints/IMG_1.jpg', 100, 1, 'prints', 5.0,"
+            " 1700000000000, 'exif'), (2, '/booth/prints/IMG_2.jpg', 200, 2, 'prints', 6.0,"
+            " NULL, NULL)"
+        )
+        raw.execute(
+            "INSERT INTO jobs (file_id, destination, album_id, state, attempts, next_attempt_at,"
+            " finished_at, last_error, updated_at) VALUES"
+            " (1, 'eventpics', 'a1', 'uploaded', 1, 5.0, 7.0, NULL, 7.0),"
+            " (2, 'eventpics', 'a1', 'waiting', 3, 0.0, NULL, 'server busy (503)', 8.0)"
+        )
+        raw.execute(
+            "INSERT INTO destinations (name, health, detail, updated_at)"
+            " VALUES ('eventpics', 'offline', 'no network', 8.0)"
+        )
+        columns = {row[1] for row in raw.execute("PRAGMA table_info(jobs)")}
+        assert "sha256" not in columns and "note" not in columns
+    finally:
+        raw.close()
+
+    box = Outbox(db, clock=clock)
+    try:
+        stats = box.stats()
+        assert stats.destinations["eventpics"] == {
+            "waiting": 1,
+            "uploading": 0,
+            "uploaded": 1,
+            "failed": 0,
+        }
+        assert stats.duplicates == {"eventpics": 0}
+        assert stats.last_upload == Event(
+            path="/booth/prints/IMG_1.jpg", destination="eventpics", at=7.0, error=None
+        )
+        assert stats.last_error is not None and stats.last_error.error == "server busy (503)"
+        assert box.health() == {"eventpics": ("offline", "no network")}
+        assert box.is_known(Path("/booth/prints/IMG_1.jpg"), 100, 1)
+        # Uploaded before hashes were kept: never taken for a copy of anything.
+        assert box.find_uploaded(SHA_A, destination="eventpics", album_id="a1") is None
+        job = claim(box)
+        assert (job.path.name, job.attempts, job.last_error) == (
+            "IMG_2.jpg",
+            4,
+            "server busy (503)",
+        )
+        assert box.complete(job.id, sha256=SHA_A) is True
+        assert box.find_uploaded(SHA_A, destination="eventpics", album_id="a1") == job.path
+    finally:
+        box.close()
+    raw = sqlite3.connect(db)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    finally:
+        raw.close()
 
 
 # -- recovery -----------------------------------------------------------------

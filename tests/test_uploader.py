@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -11,8 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from boothsync.destinations import CheckItem, GalleryEvent, UploadItem
-from boothsync.errors import FileRejected, ServerBusy, Unauthorized
-from boothsync.outbox import Outbox
+from boothsync.errors import FileRejected, ServerBusy, SourceFileError, Unauthorized
+from boothsync.outbox import Job, Outbox
 from boothsync.uploader import Health, Uploader, UploadReport
 from tests.helpers import wait_for
 
@@ -20,7 +22,11 @@ UTC = ZoneInfo("UTC")
 
 
 class FakeGallery:
-    """A destination that hands each upload to ``behaviour`` and records what it got."""
+    """A destination that reads each file like a real one, then hands the upload to
+    ``behaviour`` (which may raise, or change the file as a writer would).
+
+    ``items`` records every upload tried; ``received`` the bytes of each one accepted.
+    """
 
     type = "fake"
 
@@ -28,13 +34,23 @@ class FakeGallery:
         self.name = name
         self.behaviour = behaviour
         self.items: list[UploadItem] = []
+        self.received: list[bytes] = []
         self.lock = threading.Lock()
 
     def upload(self, item: UploadItem) -> None:
         with self.lock:
             self.items.append(item)
+        # Exactly item.size bytes, as the real destinations send them.
+        try:
+            data = item.path.read_bytes()[: item.size]
+        except OSError as exc:
+            raise SourceFileError(f"{item.path}: cannot be read: {exc}") from exc
+        if len(data) < item.size:
+            raise SourceFileError(f"{item.path}: shrank while it was being uploaded")
         if self.behaviour is not None:
             self.behaviour(item)
+        with self.lock:
+            self.received.append(data)
 
     def events(self) -> list[GalleryEvent]:
         return []
@@ -64,9 +80,11 @@ def queue(outbox: Outbox, path: Path, *destinations: str, album: str | None = No
     )
 
 
-def picture(tmp_path: Path, name: str = "IMG_1.jpg", content: bytes = b"\xff\xd8pixels") -> Path:
+def picture(tmp_path: Path, name: str = "IMG_1.jpg", content: bytes | None = None) -> Path:
+    """A small JPEG-looking file; unless told otherwise its bytes differ from every other name's,
+    so pictures are never taken for copies of each other."""
     path = tmp_path / name
-    path.write_bytes(content)
+    path.write_bytes(b"\xff\xd8pixels of " + name.encode() if content is None else content)
     return path
 
 
@@ -230,3 +248,282 @@ def test_stop_gives_a_hanging_upload_a_bounded_time(tmp_path: Path, outbox: Outb
     release.set()
     wait_for(lambda: totals(outbox)["uploaded"] == 1)
     assert outbox.recover() == 0
+
+
+# -- duplicates and re-exports ---------------------------------------------------
+
+
+class Recorder:
+    """Collects reports and finished files from the worker threads."""
+
+    def __init__(self) -> None:
+        self.reports: list[UploadReport] = []
+        self.done: list[Path] = []
+
+    def report(self, report: UploadReport) -> None:
+        self.reports.append(report)
+
+    def file_done(self, job: Job) -> None:
+        self.done.append(job.path)
+
+    def outcomes(self) -> list[str]:
+        return [r.outcome for r in self.reports]
+
+
+def recording(
+    outbox: Outbox, *galleries: FakeGallery, **kwargs: object
+) -> tuple[Uploader, Recorder]:
+    recorder = Recorder()
+    # One worker: jobs are handled strictly in the order they are due.
+    uploader = running(
+        outbox,
+        *galleries,
+        on_report=recorder.report,
+        on_file_done=recorder.file_done,
+        concurrency=1,
+        **kwargs,
+    )
+    return uploader, recorder
+
+
+def rewrite(path: Path, content: bytes) -> None:
+    """Write new content with a modification time that surely differs from the old one."""
+    old = path.stat().st_mtime_ns
+    path.write_bytes(content)
+    os.utime(path, ns=(old + 5_000_000_000, old + 5_000_000_000))
+
+
+def test_the_same_print_written_twice_is_uploaded_once(tmp_path: Path, outbox: Outbox) -> None:
+    """A second file with identical content for the same destination and album is completed
+    without an upload, says which file it copies, and still finishes its file."""
+    gallery = FakeGallery("eventpics")
+    first = picture(tmp_path, "IMG_1.jpg", b"\xff\xd8the print")
+    second = picture(tmp_path, "IMG_1 (copy).jpg", b"\xff\xd8the print")
+    queue(outbox, first, "eventpics", album="a1")
+    queue(outbox, second, "eventpics", album="a1")
+    uploader, recorder = recording(outbox, gallery)
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 2)
+    finally:
+        uploader.stop(5)
+    assert gallery.received == [b"\xff\xd8the print"]
+    assert recorder.outcomes() == ["uploaded", "duplicate"]
+    duplicate = recorder.reports[1]
+    assert duplicate.job.path == second
+    assert duplicate.note == "same content as IMG_1.jpg, already uploaded"
+    assert duplicate.error is None
+    assert recorder.done == [first, second]
+    stats = outbox.stats()
+    assert stats.duplicates == {"eventpics": 1}
+    assert stats.last_upload is not None and stats.last_upload.note == duplicate.note
+
+
+def test_identical_content_goes_once_to_each_destination_and_album(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """The duplicate check is per destination and album: other albums and destinations
+    still get the content, and no album only matches no album."""
+    content = b"\xff\xd8the print"
+    eventpics, backup = FakeGallery("eventpics"), FakeGallery("backup")
+    for name, album in (("a.jpg", "a1"), ("b.jpg", "a2"), ("c.jpg", None), ("d.jpg", None)):
+        queue(outbox, picture(tmp_path, name, content), "eventpics", "backup", album=album)
+    uploader, recorder = recording(outbox, eventpics, backup)
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 8)
+    finally:
+        uploader.stop(5)
+    sent = {
+        (r.job.path.name, r.job.destination) for r in recorder.reports if r.outcome == "uploaded"
+    }
+    assert sent == {
+        ("a.jpg", "eventpics"),
+        ("a.jpg", "backup"),
+        ("b.jpg", "eventpics"),
+        ("b.jpg", "backup"),
+        ("c.jpg", "eventpics"),
+        ("c.jpg", "backup"),
+    }
+    assert len(eventpics.received) == len(backup.received) == 3
+    assert outbox.stats().duplicates == {"eventpics": 1, "backup": 1}
+
+
+def test_a_reexport_with_new_content_is_uploaded_again(tmp_path: Path, outbox: Outbox) -> None:
+    """The same name written again with different content is a new picture and is sent."""
+    gallery = FakeGallery("eventpics")
+    path = picture(tmp_path, "IMG_1.jpg", b"\xff\xd8first edit")
+    queue(outbox, path, "eventpics")
+    uploader, recorder = recording(outbox, gallery)
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 1)
+        rewrite(path, b"\xff\xd8second edit, with a frame")
+        queue(outbox, path, "eventpics")
+        uploader.wake()
+        wait_for(lambda: totals(outbox)["uploaded"] == 2)
+    finally:
+        uploader.stop(5)
+    assert gallery.received == [b"\xff\xd8first edit", b"\xff\xd8second edit, with a frame"]
+    assert recorder.outcomes() == ["uploaded", "uploaded"]
+
+
+def test_a_folder_copied_back_in_is_not_uploaded_again(tmp_path: Path, outbox: Outbox) -> None:
+    """The same name written again with the same content (a new modification time only) is
+    recognised by its content and not sent again."""
+    gallery = FakeGallery("eventpics")
+    path = picture(tmp_path, "IMG_1.jpg")
+    content = path.read_bytes()
+    queue(outbox, path, "eventpics")
+    uploader, recorder = recording(outbox, gallery)
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 1)
+        rewrite(path, content)
+        queue(outbox, path, "eventpics")
+        uploader.wake()
+        wait_for(lambda: totals(outbox)["uploaded"] == 2)
+    finally:
+        uploader.stop(5)
+    assert gallery.received == [content]
+    assert recorder.outcomes() == ["uploaded", "duplicate"]
+    assert recorder.reports[1].note == "same content as IMG_1.jpg, already uploaded"
+
+
+def test_the_content_hash_is_the_sha256_of_the_whole_file(tmp_path: Path, outbox: Outbox) -> None:
+    """A file larger than one read is hashed whole: its SHA-256 finds the upload."""
+    data = os.urandom(2 * 1024 * 1024 + 12345)
+    path = picture(tmp_path, "big.jpg", data)
+    queue(outbox, path, "eventpics")
+    uploader = running(outbox, FakeGallery("eventpics"))
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 1)
+    finally:
+        uploader.stop(5)
+    sha256 = hashlib.sha256(data).hexdigest()
+    assert outbox.find_uploaded(sha256, destination="eventpics", album_id=None) == path
+
+
+# -- a file that changes around its upload -----------------------------------------
+
+
+def test_a_picture_that_grows_during_its_upload_is_sent_again(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A file written to while it was uploaded is sent again, without counting the attempt,
+    so the gallery ends with its final bytes; the newer version the watcher then queues is
+    settled as a duplicate, not uploaded a third time."""
+    start, rest = b"\xff\xd8first half", b" and the second half"
+
+    def writer(item: UploadItem) -> None:
+        if len(gallery.items) == 1:
+            with item.path.open("ab") as handle:
+                handle.write(rest)
+
+    gallery = FakeGallery("eventpics", writer)
+    path = picture(tmp_path, "IMG_1.jpg", start)
+    queue(outbox, path, "eventpics")
+    uploader, recorder = recording(outbox, gallery, changed_delay=0.05)
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 1)
+        assert recorder.outcomes() == ["waiting", "uploaded"]
+        queue(outbox, path, "eventpics")  # the version the watcher sees once it settles
+        uploader.wake()
+        wait_for(lambda: totals(outbox)["uploaded"] == 2)
+    finally:
+        uploader.stop(5)
+    assert gallery.received == [start, start + rest]
+    assert recorder.outcomes() == ["waiting", "uploaded", "duplicate"]
+    waiting, uploaded, duplicate = recorder.reports
+    assert waiting.error == "changed while it was being uploaded; sending it again"
+    assert uploaded.job.id == waiting.job.id and uploaded.job.attempts == 1
+    assert uploaded.capture is not None and duplicate.job.id != uploaded.job.id
+    assert totals(outbox)["failed"] == totals(outbox)["waiting"] == 0
+
+
+def test_the_newer_version_may_go_first_and_the_redo_is_then_a_duplicate(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """When the watcher queues the new version before the changed upload is redone, the
+    final content is still sent once: by whichever job gets there first."""
+    start, rest = b"\xff\xd8first half", b" and the second half"
+
+    def writer(item: UploadItem) -> None:
+        if len(gallery.items) == 1:
+            with item.path.open("ab") as handle:
+                handle.write(rest)
+            queue(outbox, item.path, "eventpics")
+
+    gallery = FakeGallery("eventpics", writer)
+    path = picture(tmp_path, "IMG_1.jpg", start)
+    queue(outbox, path, "eventpics")
+    # The redo is due after the newer version's job, which is therefore claimed first.
+    uploader, recorder = recording(outbox, gallery, changed_delay=0.2)
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 2)
+    finally:
+        uploader.stop(5)
+    assert gallery.received == [start, start + rest]
+    assert recorder.outcomes() == ["waiting", "uploaded", "duplicate"]
+    assert recorder.reports[2].job.id == recorder.reports[0].job.id
+
+
+def test_a_picture_changed_after_it_was_queued_is_sent_as_it_is_now(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A job whose file changed after it was queued sends the current content; the newer
+    version's own job then has nothing left to send."""
+    gallery = FakeGallery("eventpics")
+    path = picture(tmp_path, "IMG_1.jpg", b"\xff\xd8draft")
+    queue(outbox, path, "eventpics")
+    rewrite(path, b"\xff\xd8the final print")
+    uploader, recorder = recording(outbox, gallery)
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 1)
+        queue(outbox, path, "eventpics")
+        uploader.wake()
+        wait_for(lambda: totals(outbox)["uploaded"] == 2)
+    finally:
+        uploader.stop(5)
+    assert gallery.received == [b"\xff\xd8the final print"]
+    assert gallery.items[0].size == len(b"\xff\xd8the final print")
+    assert recorder.outcomes() == ["uploaded", "duplicate"]
+
+
+def test_a_picture_that_shrinks_during_its_upload_is_sent_again_not_failed(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A destination that found the file shorter than announced is a change to send again,
+    not a file to give up on."""
+
+    def truncate(item: UploadItem) -> None:
+        if len(gallery.items) == 1:
+            item.path.write_bytes(b"\xff\xd8short")
+            raise SourceFileError(f"{item.path}: shrank while it was being uploaded")
+
+    gallery = FakeGallery("eventpics", truncate)
+    queue(outbox, picture(tmp_path, "IMG_1.jpg", b"\xff\xd8a longer picture"), "eventpics")
+    uploader, recorder = recording(outbox, gallery, changed_delay=0.05)
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 1)
+    finally:
+        uploader.stop(5)
+    assert gallery.received == [b"\xff\xd8short"]
+    assert recorder.outcomes() == ["waiting", "uploaded"]
+
+
+def test_a_picture_deleted_during_its_upload_is_not_marked_uploaded(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A file that vanished while the destination took it is not counted as uploaded: the
+    job is tried again and then fails, saying the file vanished."""
+
+    def delete(item: UploadItem) -> None:
+        item.path.unlink()
+
+    gallery = FakeGallery("eventpics", delete)
+    queue(outbox, picture(tmp_path), "eventpics")
+    uploader, recorder = recording(outbox, gallery, changed_delay=0.05)
+    try:
+        wait_for(lambda: totals(outbox)["failed"] == 1)
+    finally:
+        uploader.stop(5)
+    assert recorder.outcomes() == ["waiting", "failed"]
+    assert "vanished" in (recorder.reports[1].error or "")
+    assert recorder.done == []

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -18,8 +19,8 @@ from watchdog.observers.polling import PollingObserver
 
 from boothsync.config import WatchConfig
 from boothsync.errors import OutboxError
-from boothsync.outbox import Outbox
-from boothsync.watcher import BUILTIN_IGNORES, Watcher, matches
+from boothsync.outbox import Job, Outbox
+from boothsync.watcher import BUILTIN_IGNORES, CLOSE_QUIET, Watcher, matches
 from tests.helpers import wait_for
 
 LINUX = sys.platform.startswith("linux")
@@ -27,6 +28,12 @@ PICTURE = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8
 
 # Long enough that a file arriving sooner cannot have come through the settle path.
 LONG_SETTLE = 30.0
+
+# watchdog's recursive inotify watch registers a folder created inside it twice when its
+# parent is new too (mkdir -p), and warns that it replaced the first registration: harmless.
+WATCHDOG_REREGISTERS = pytest.mark.filterwarnings(
+    "ignore:Callback with id .* already exists:RuntimeWarning"
+)
 
 
 class RecordingOutbox(Outbox):
@@ -37,6 +44,7 @@ class RecordingOutbox(Outbox):
         self.lock = threading.Lock()
         self.adds: list[tuple[Path, int, int, int]] = []  # path, size, mtime_ns, new jobs
         self.lookups: list[Path] = []
+        self.first_queued_at: dict[Path, float] = {}  # monotonic time of the first new jobs
         self.fail_adds = 0
 
     def add(
@@ -57,6 +65,8 @@ class RecordingOutbox(Outbox):
         )
         with self.lock:
             self.adds.append((path, size, mtime_ns, new))
+            if new:
+                self.first_queued_at.setdefault(path, time.monotonic())
         return new
 
     def is_known(self, path: Path, size: int, mtime_ns: int) -> bool:
@@ -76,6 +86,13 @@ class RecordingOutbox(Outbox):
     def lookup_count(self, path: Path) -> int:
         with self.lock:
             return self.lookups.count(path)
+
+    def claim_all(self) -> dict[Path, list[Job]]:
+        """Claim every waiting job: what was queued, with its watch, destination and album."""
+        jobs: dict[Path, list[Job]] = {}
+        while (job := self.claim()) is not None:
+            jobs.setdefault(job.path, []).append(job)
+        return jobs
 
 
 @pytest.fixture
@@ -106,8 +123,8 @@ def start_watcher(outbox: RecordingOutbox) -> Iterator[StartWatcher]:
     """Start a watcher over the given watches and wait until it is ready; stopped afterwards."""
     started: list[Watcher] = []
 
-    def start(*watches: WatchConfig, rescan_interval: float = 300.0) -> Watcher:
-        watcher = Watcher(watches, outbox, rescan_interval=rescan_interval)
+    def start(*watches: WatchConfig) -> Watcher:
+        watcher = Watcher(watches, outbox)
         started.append(watcher)
         watcher.start()
         wait_for(watcher.ready.is_set, timeout=5, what="the watcher to be ready")
@@ -145,6 +162,21 @@ def settle_down(watcher: Watcher, outbox: RecordingOutbox, present: Path) -> Non
 def fast_settle() -> float:
     """A settle time that proves the fast path on Linux; elsewhere the settle path has to do."""
     return LONG_SETTLE if LINUX else 0.3
+
+
+def let_time_pass(seconds: float) -> None:
+    """Let time pass, to show that something does not happen in it (never to wait for a thing)."""
+    threading.Event().wait(seconds)
+
+
+def tree(root: Path, *relative: str) -> list[Path]:
+    """Write a picture at each relative path below ``root``, making folders as needed."""
+    paths = []
+    for name in relative:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        paths.append(write(path, PICTURE + name.encode()))
+    return paths
 
 
 # -- filters ------------------------------------------------------------------------------
@@ -395,6 +427,301 @@ def test_burst_of_files_is_queued_exactly_once_each(
     assert outbox.stats().totals["waiting"] == 200
 
 
+# -- closed files: a short quiet window after the writer's last close ------------------------
+
+
+@pytest.mark.skipif(not LINUX, reason="close events come from inotify")
+def test_closed_file_is_queued_after_a_short_quiet_window_not_the_settle_time(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """A file written and closed is queued once it stood still for CLOSE_QUIET after the close.
+
+    The settle time (30 s) is far longer than the wait allowed here, so the close alone got it
+    queued; and not before the quiet window, which bridges a writer that reopens the file.
+    """
+    start_watcher(watch_of(hot, settle_seconds=LONG_SETTLE))
+    before_writing = time.monotonic()
+    path = write(hot / "closed.jpg")
+
+    wait_enqueued(outbox, path, timeout=5)
+
+    assert outbox.first_queued_at[path] - before_writing >= CLOSE_QUIET
+    assert outbox.enqueued()[path] == [(path.stat().st_size, path.stat().st_mtime_ns)]
+
+
+def test_writer_that_closes_and_reopens_to_append_is_queued_once_complete(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """A writer that opens, appends 64 KiB and closes, every 30 ms for 1.5 s, is queued once.
+
+    Each close would be a partial picture; only the last one, followed by quiet, counts. On
+    Linux the settle time is 30 s, so it is the close events (native mode) that get it queued.
+    """
+    watcher = start_watcher(watch_of(hot, settle_seconds=fast_settle()))
+    path = hot / "appended.jpg"
+    piece = b"\xab" * 65536
+    pieces = 50
+
+    def append_piece_by_piece() -> None:
+        pause = threading.Event()
+        for _ in range(pieces):
+            with open(path, "ab") as handle:
+                handle.write(piece)
+            pause.wait(0.03)
+
+    writer = threading.Thread(target=append_piece_by_piece, name="test-writer")
+    writer.start()
+    writer.join()
+
+    wait_enqueued(outbox, path, timeout=5)
+    settle_down(watcher, outbox, path)
+
+    assert path.stat().st_size == pieces * len(piece)
+    assert outbox.enqueued() == {path: [(path.stat().st_size, path.stat().st_mtime_ns)]}
+
+
+@pytest.mark.skipif(not LINUX, reason="close events come from inotify")
+def test_closed_file_reopened_and_held_open_waits_for_the_next_close(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """A file closed, then opened again and written, is not queued while the writer holds it.
+
+    However long the writer pauses with the file open, it is queued only after its next close
+    (or the settle time), complete.
+    """
+    start_watcher(watch_of(hot, settle_seconds=LONG_SETTLE))
+    path = write(hot / "metadata.jpg")
+    with open(path, "ab") as handle:
+        handle.write(b"EXIF metadata added after the first close")
+        handle.flush()
+        let_time_pass(CLOSE_QUIET * 5)
+        assert path not in outbox.enqueued()
+
+    wait_enqueued(outbox, path, timeout=5)
+    assert outbox.enqueued()[path] == [(path.stat().st_size, path.stat().st_mtime_ns)]
+
+
+# -- subfolders ------------------------------------------------------------------------------
+
+SKIPPED = [
+    "@eaDir/IMG_1.jpg/SYNOPHOTO_THUMB_XL.jpg",
+    "raw/2024-05-01-12-00-00_01.jpg",
+    "RAW/upper.jpg",
+    "forget/discarded.jpg",
+    ".hidden/x.jpg",
+    "#recycle/x.jpg",
+    "$RECYCLE.BIN/x.jpg",
+    "System Volume Information/x.jpg",
+    "uploaded/done.jpg",
+    "Prints/raw/deep.jpg",
+]
+
+
+@WATCHDOG_REREGISTERS
+def test_recursive_watch_takes_every_subfolder_except_the_skipped_ones(
+    tmp_path: Path, hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """With recursive = true, pictures in subfolders at any depth are queued, ones there at
+    start, written later, in new folders and in folders moved in; never any in @eaDir, raw,
+    forget, hidden folders, recycle bins, System Volume Information or the move_to folder."""
+    there = tree(hot, "root.jpg", "Prints/a.jpg", "Prints/2024/05/b.jpg", *SKIPPED)
+    elsewhere = tmp_path / "elsewhere"
+    moved_in = tree(elsewhere, "batch/c.jpg", "batch/inner/d.jpg", "batch/raw/no.jpg")[:2]
+    watcher = start_watcher(
+        watch_of(hot, recursive=True, after_upload="move", move_to=hot / "uploaded")
+    )
+    wait_enqueued(outbox, *there[:3])
+
+    later = tree(hot, "Prints/e.jpg", "New/Deeper/f.jpg", "raw/g.jpg", "@eaDir/h.jpg")[:2]
+    os.replace(elsewhere / "batch", hot / "batch")
+    moved_in = [hot / p.relative_to(elsewhere) for p in moved_in]
+
+    wait_enqueued(outbox, *later, *moved_in)
+    settle_down(watcher, outbox, there[0])
+
+    assert sorted(outbox.enqueued()) == sorted([*there[:3], *later, *moved_in])
+    assert all(len(versions) == 1 for versions in outbox.enqueued().values())
+
+
+def test_watch_that_is_not_recursive_never_takes_a_file_in_a_subfolder(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """Without recursive, only the folder's own pictures are queued, never its subfolders'."""
+    tree(hot, "Prints/old.jpg")
+    watcher = start_watcher(watch_of(hot))
+    (hot / "New").mkdir()
+    tree(hot, "Prints/new.jpg", "New/new.jpg")
+    top = write(hot / "top.jpg")
+
+    wait_enqueued(outbox, top)
+    settle_down(watcher, outbox, top)
+
+    assert list(outbox.enqueued()) == [top]
+
+
+@WATCHDOG_REREGISTERS
+def test_folder_of_another_watch_inside_a_recursive_one_belongs_to_that_watch(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """A watched folder inside a recursive watch is left to its own watch and destinations."""
+    inner = hot / "Prints"
+    inner.mkdir()
+    there = write(inner / "there.jpg")
+    watcher = start_watcher(
+        watch_of(hot, recursive=True, destinations=("outer",)),
+        watch_of(inner, destinations=("inner",)),
+    )
+    outer_file = write(hot / "outer.jpg")
+    inner_file = write(inner / "inner.jpg")
+
+    wait_enqueued(outbox, there, outer_file, inner_file)
+    settle_down(watcher, outbox, outer_file)
+
+    jobs = outbox.claim_all()
+    assert {path: [(job.watch, job.destination) for job in js] for path, js in jobs.items()} == {
+        there: [(str(inner), "inner")],
+        outer_file: [(str(hot), "outer")],
+        inner_file: [(str(inner), "inner")],
+    }
+
+
+@WATCHDOG_REREGISTERS
+def test_subfolder_albums_route_pictures_to_their_album(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """A picture goes to its first-level subfolder's album (names case-insensitive), at any
+    depth below it; pictures in the folder itself or other subfolders go to the watch's album.
+    """
+    start_watcher(
+        watch_of(
+            hot,
+            recursive=True,
+            album_id="watch-album",
+            albums={"Prints": "prints-album", "Originals": "originals-album"},
+            destinations=("gallery", "backup"),
+        )
+    )
+    paths = tree(hot, "root.jpg", "prints/a.jpg", "ORIGINALS/2024/b.jpg", "Other/c.jpg")
+
+    wait_enqueued(outbox, *paths)
+
+    jobs = outbox.claim_all()
+    albums = {p.relative_to(hot).as_posix(): {j.album_id for j in jobs[p]} for p in paths}
+    assert albums == {
+        "root.jpg": {"watch-album"},
+        "prints/a.jpg": {"prints-album"},
+        "ORIGINALS/2024/b.jpg": {"originals-album"},
+        "Other/c.jpg": {"watch-album"},
+    }
+    assert all(sorted(j.destination for j in jobs[p]) == ["backup", "gallery"] for p in paths)
+
+
+@WATCHDOG_REREGISTERS
+def test_without_an_album_the_destination_album_applies(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """A picture outside the albums map, in a watch without album_id, has no album of its own."""
+    start_watcher(watch_of(hot, recursive=True, albums={"Prints": "p"}))
+    path = tree(hot, "Other/x.jpg")[0]
+
+    wait_enqueued(outbox, path)
+
+    assert [job.album_id for job in outbox.claim_all()[path]] == [None]
+
+
+def test_each_folder_is_scanned_again_at_its_own_interval(
+    tmp_path: Path, hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """scan_interval is per watch: a folder with a short one is rescanned often, the other not."""
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    markers = []
+    for folder in (hot, slow):
+        marker = write(folder / "marker.jpg")
+        st = marker.stat()
+        outbox.add(marker, size=st.st_size, mtime_ns=st.st_mtime_ns, watch="x", destinations={})
+        markers.append(marker)
+
+    start_watcher(watch_of(hot, scan_interval=0.05), watch_of(slow, scan_interval=300))
+    wait_for(lambda: outbox.lookup_count(markers[0]) >= 5, what="a few rescans of the fast one")
+
+    assert outbox.lookup_count(markers[1]) == 1
+
+
+# -- notify(): the booth software says a file is done -----------------------------------------
+
+
+def test_notified_file_is_queued_without_events_or_settling(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """A file named by notify() is queued after the quiet window, with no event and no settle.
+
+    Polling every minute with a 30 s settle time, nothing but the notification can queue it
+    within the few seconds allowed.
+    """
+    watcher = start_watcher(watch_of(hot, poll=True, poll_interval=60, settle_seconds=LONG_SETTLE))
+    path = write(hot / "print.jpg")
+    notified = time.monotonic()
+
+    assert watcher.notify(path)
+
+    wait_enqueued(outbox, path, timeout=5)
+    assert outbox.first_queued_at[path] - notified >= CLOSE_QUIET
+    assert outbox.enqueued()[path] == [(path.stat().st_size, path.stat().st_mtime_ns)]
+
+
+@WATCHDOG_REREGISTERS
+def test_notified_path_as_a_string_in_a_subfolder_is_queued_with_its_album(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """notify() takes the path as the booth software writes it, a string in native form."""
+    watcher = start_watcher(
+        watch_of(
+            hot,
+            recursive=True,
+            poll=True,
+            poll_interval=60,
+            settle_seconds=LONG_SETTLE,
+            albums={"Prints": "p"},
+        )
+    )
+    path = tree(hot, "Prints/x.jpg")[0]
+
+    assert watcher.notify(os.path.join(str(hot), "Prints", "..", "Prints", "x.jpg"))
+
+    wait_enqueued(outbox, path, timeout=5)
+    assert [job.album_id for job in outbox.claim_all()[path]] == ["p"]
+
+
+def test_notify_refuses_anything_but_a_picture_of_a_watched_folder(
+    tmp_path: Path, hot: Path, outbox: RecordingOutbox
+) -> None:
+    """notify() says False, and does nothing, for paths that are not the watcher's to take."""
+    deep = tmp_path / "deep"
+    watcher = Watcher([watch_of(hot), watch_of(deep, recursive=True)], outbox)
+
+    assert watcher.notify(hot / "x.jpg")
+    assert watcher.notify(str(hot / "X.JPG"))
+    assert watcher.notify(deep / "Prints" / "2024" / "x.jpg")
+    refused = [
+        "",
+        "x.jpg",
+        "hot/x.jpg",
+        str(hot / "x.jpg") + "\0",
+        str(hot / "notes.txt"),
+        str(hot / ".hidden.jpg"),
+        str(hot / "x.jpg.tmp"),
+        str(hot / "sub" / "x.jpg"),
+        str(hot / ".." / "elsewhere" / "x.jpg"),
+        str(tmp_path / "x.jpg"),
+        str(hot),
+        str(deep / "raw" / "x.jpg"),
+        str(deep / "Prints" / "@eaDir" / "x.jpg"),
+        str(deep / ".git" / "x.jpg"),
+    ]
+    assert [p for p in refused if watcher.notify(p)] == []
+
+
 # -- things going wrong ---------------------------------------------------------------------
 
 
@@ -413,7 +740,7 @@ def test_missing_folder_is_warned_about_once_and_watched_when_it_appears(
     st = marker.stat()
     outbox.add(marker, size=st.st_size, mtime_ns=st.st_mtime_ns, watch="x", destinations={})
 
-    start_watcher(watch_of(later), watch_of(hot), rescan_interval=0.1)
+    start_watcher(watch_of(later, scan_interval=0.1), watch_of(hot, scan_interval=0.1))
     wait_for(lambda: outbox.lookup_count(marker) >= 5, what="a few rescans")
 
     def lines(level: int, text: str) -> list[str]:
@@ -442,7 +769,7 @@ def test_folder_that_vanishes_and_returns_is_watched_again(
 ) -> None:
     """A watched folder deleted while running is one warning; when it is back, it is watched."""
     caplog.set_level(logging.INFO, logger="boothsync.watcher")
-    start_watcher(watch_of(hot), rescan_interval=0.2)
+    start_watcher(watch_of(hot, scan_interval=0.2))
     first = write(hot / "first.jpg")
     wait_enqueued(outbox, first)
 

@@ -1,0 +1,234 @@
+"""Watching, end to end: only whole files reach the gallery, and none is missed.
+
+Each test runs the engine on a real folder against the receiver over HTTP, in
+native (inotify) mode and in polling mode, as a network share would be watched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boothsync.config import Config, parse_config
+from boothsync.demo import write_sample_jpeg
+from boothsync.engine import Engine
+from boothsync.receiver import DEMO_API_KEY, Receiver
+from tests.helpers import wait_for
+
+PIECE = 64 * 1024
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Receiver]:
+    with Receiver(tmp_path / "received") as server:
+        yield server
+
+
+StartEngine = Callable[..., Engine]
+
+
+@pytest.fixture
+def start_engine(tmp_path: Path, receiver: Receiver) -> Iterator[StartEngine]:
+    engines: list[Engine] = []
+
+    def start(*, poll: bool, **watch: Any) -> Engine:
+        hot = tmp_path / "hot"
+        hot.mkdir(exist_ok=True)
+        config: Config = parse_config(
+            {
+                "booth": {"timezone": "Europe/Berlin"},
+                "watch": [
+                    {"path": str(hot), "poll": poll, "poll_interval": 0.5, **watch},
+                ],
+                "destinations": {
+                    "eventpics": {
+                        "type": "eventpics",
+                        "api_key": DEMO_API_KEY,
+                        "link_id": "demo",
+                        "base_url": receiver.base_url,
+                    }
+                },
+                "state": {"dir": str(tmp_path / "state")},
+            },
+            source=None,
+            environ={},
+        )
+        engine = Engine(config)
+        engine.start()
+        engines.append(engine)
+        assert engine.wait_ready(10)
+        return engine
+
+    yield start
+    for engine in engines:
+        engine.stop(5)
+
+
+modes = pytest.mark.parametrize("poll", [False, True], ids=["native", "polling"])
+
+
+def names(receiver: Receiver) -> list[str]:
+    return sorted(r.file_name for r in receiver.received())
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_slowly(path: Path, data: bytes, seconds: float, *, reopen: bool = False) -> None:
+    """Write ``data`` in 64 KiB pieces spread over ``seconds``, as a slow booth or share does.
+
+    With ``reopen`` each piece is appended by a separate open/close, so the
+    file is "closed after writing" many times before it is whole.
+    """
+    pieces = [data[i : i + PIECE] for i in range(0, len(data), PIECE)]
+    pace = threading.Event()
+    gap = seconds / len(pieces)
+    if reopen:
+        for piece in pieces:
+            with path.open("ab") as handle:
+                handle.write(piece)
+            pace.wait(gap)
+        return
+    with path.open("wb") as handle:
+        for piece in pieces:
+            handle.write(piece)
+            handle.flush()
+            pace.wait(gap)
+
+
+@modes
+def test_a_slowly_written_file_arrives_once_and_whole(
+    tmp_path: Path, receiver: Receiver, start_engine: StartEngine, poll: bool
+) -> None:
+    """A 12 MB file written in 64 KiB pieces over 6 s is uploaded once, byte-exact."""
+    start_engine(poll=poll)
+    data = os.urandom(12 * 1024 * 1024)
+    path = tmp_path / "hot" / "slow.jpg"
+    write_slowly(path, data, 6.0)
+    wait_for(lambda: receiver.received(), timeout=30)
+    record = receiver.received()[0]
+    assert record.sha256 == sha256(data) and record.size == len(data)
+    # Give a wrongly queued partial copy every chance to show up: a scan, then
+    # another upload that must come after anything already queued.
+    write_sample_jpeg(tmp_path / "hot" / "zz-last.jpg", datetime(2026, 5, 1, 12), "x", (9, 9, 9))
+    wait_for(lambda: "zz-last.jpg" in names(receiver), timeout=30)
+    assert names(receiver) == ["slow.jpg", "zz-last.jpg"]
+
+
+def test_a_file_appended_piece_by_piece_arrives_once_and_whole(
+    tmp_path: Path, receiver: Receiver, start_engine: StartEngine
+) -> None:
+    """A writer that reopens the file for every piece still gets it uploaded only once, whole."""
+    start_engine(poll=False)
+    data = os.urandom(3 * 1024 * 1024)
+    path = tmp_path / "hot" / "appended.jpg"
+    write_slowly(path, data, 1.5, reopen=True)
+    wait_for(lambda: receiver.received(), timeout=30)
+    write_sample_jpeg(tmp_path / "hot" / "zz-last.jpg", datetime(2026, 5, 1, 12), "x", (9, 9, 9))
+    wait_for(lambda: "zz-last.jpg" in names(receiver), timeout=30)
+    assert names(receiver) == ["appended.jpg", "zz-last.jpg"]
+    assert receiver.received()[0].sha256 == sha256(data)
+
+
+@modes
+def test_a_file_there_before_start_arrives(
+    tmp_path: Path, receiver: Receiver, start_engine: StartEngine, poll: bool
+) -> None:
+    """A picture already in the folder when boothsync starts is uploaded."""
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    write_sample_jpeg(hot / "early.jpg", datetime(2026, 5, 1, 12), "x", (1, 2, 3))
+    start_engine(poll=poll)
+    wait_for(lambda: names(receiver) == ["early.jpg"], timeout=30)
+
+
+@modes
+def test_a_file_renamed_in_from_a_temporary_name_arrives(
+    tmp_path: Path, receiver: Receiver, start_engine: StartEngine, poll: bool
+) -> None:
+    """Written as .tmp then renamed: the final name is uploaded, the temporary one never."""
+    start_engine(poll=poll)
+    hot = tmp_path / "hot"
+    temporary = hot / "IMG_0001.jpg.tmp"
+    write_sample_jpeg(temporary, datetime(2026, 5, 1, 12), "x", (1, 2, 3))
+    os.replace(temporary, hot / "IMG_0001.jpg")
+    wait_for(lambda: names(receiver) == ["IMG_0001.jpg"], timeout=30)
+
+
+@modes
+def test_temporary_and_hidden_files_never_arrive(
+    tmp_path: Path, receiver: Receiver, start_engine: StartEngine, poll: bool
+) -> None:
+    """Temp, partial, lock, hidden and OS files are never uploaded, even after a full scan."""
+    engine = start_engine(poll=poll)
+    hot = tmp_path / "hot"
+    junk = [
+        "photo.jpg.tmp",
+        "photo.jpg.part",
+        "photo.jpg.partial",
+        "photo.jpg.crdownload",
+        "~photo.jpg",
+        ".hidden.jpg",
+        ".syncthing.photo.jpg.tmp",
+        "~syncthing~photo.jpg.tmp",
+        "Thumbs.db",
+        ".DS_Store",
+        "notes.txt",
+    ]
+    for name in junk:
+        (hot / name).write_bytes(b"\xff\xd8 not for the gallery")
+    engine.scan()
+    write_sample_jpeg(hot / "real.jpg", datetime(2026, 5, 1, 12), "one", (1, 2, 3))
+    wait_for(lambda: "real.jpg" in names(receiver), timeout=30)
+    engine.scan()
+    write_sample_jpeg(hot / "real2.jpg", datetime(2026, 5, 1, 12), "two", (4, 5, 6))
+    wait_for(lambda: "real2.jpg" in names(receiver), timeout=30)
+    assert names(receiver) == ["real.jpg", "real2.jpg"]
+
+
+@modes
+def test_a_re_export_with_the_same_name_arrives_again(
+    tmp_path: Path, receiver: Receiver, start_engine: StartEngine, poll: bool
+) -> None:
+    """The booth re-exports a print under the same name with new content: it is uploaded again."""
+    start_engine(poll=poll)
+    hot = tmp_path / "hot"
+    path = hot / "print.jpg"
+    write_sample_jpeg(path, datetime(2026, 5, 1, 12), "first", (1, 2, 3))
+    first = path.read_bytes()
+    wait_for(lambda: len(receiver.received()) == 1, timeout=30)
+    write_sample_jpeg(path, datetime(2026, 5, 1, 12), "second edit", (200, 10, 10))
+    second = path.read_bytes()
+    assert first != second
+    wait_for(lambda: len(receiver.received()) == 2, timeout=30)
+    assert [r.file_name for r in receiver.received()] == ["print.jpg", "print.jpg"]
+    assert sorted(r.sha256 for r in receiver.received()) == sorted([sha256(first), sha256(second)])
+
+
+def test_a_burst_of_500_files_all_arrive_once(
+    tmp_path: Path, receiver: Receiver, start_engine: StartEngine
+) -> None:
+    """500 pictures dropped at once are all uploaded, each exactly once."""
+    start_engine(poll=False)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    sample = staging / "sample.jpg"
+    write_sample_jpeg(sample, datetime(2026, 5, 1, 12), "x", (1, 2, 3))
+    content = sample.read_bytes()
+    for index in range(500):
+        # Distinct bytes per file, so none is a duplicate of another.
+        (staging / f"burst-{index:03}.jpg").write_bytes(content + index.to_bytes(2, "big"))
+    sample.unlink()
+    hot = tmp_path / "hot"
+    for path in staging.iterdir():
+        os.replace(path, hot / path.name)
+    wait_for(lambda: len(receiver.received()) >= 500, timeout=120)
+    assert names(receiver) == [f"burst-{index:03}.jpg" for index in range(500)]
