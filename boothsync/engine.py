@@ -18,8 +18,10 @@ from pathlib import Path
 
 from boothsync.config import Config, WatchConfig
 from boothsync.destinations import Destination, create
+from boothsync.errors import BoothsyncError
 from boothsync.outbox import Job, Outbox, Stats
 from boothsync.paths import outbox_path
+from boothsync.triggers import DslrBoothTriggers, SparkboothStatus
 from boothsync.uploader import DestinationHealth, Uploader, UploadReport
 from boothsync.watcher import Watcher
 
@@ -52,6 +54,7 @@ class Engine:
         self._destinations: dict[str, Destination] = {}
         self._uploader: Uploader | None = None
         self._watcher: Watcher | None = None
+        self._triggers: list[DslrBoothTriggers | SparkboothStatus] = []
 
     @property
     def outbox(self) -> Outbox:
@@ -85,6 +88,35 @@ class Engine:
             on_enqueued=self._uploader.wake,
         )
         self._watcher.start()
+        self._start_triggers(self._watcher)
+
+    def _start_triggers(self, watcher: Watcher) -> None:
+        """Listen to the booth software's own "file done" signals, where configured.
+
+        They only make pictures go sooner (the folder is watched either way),
+        so one that cannot start is reported and the rest carries on.
+        """
+        triggers = self.config.triggers
+        if triggers.dslrbooth:
+            listener = DslrBoothTriggers(
+                port=triggers.port, on_file=watcher.notify, on_session_end=watcher.scan
+            )
+            try:
+                listener.start()
+            except BoothsyncError as exc:
+                log.error("%s", exc)
+            else:
+                self._triggers.append(listener)
+                log.info("dslrBooth triggers: %s", listener.url)
+        if triggers.sparkbooth_status is not None:
+            follower = SparkboothStatus(triggers.sparkbooth_status, on_file=watcher.notify)
+            follower.start()
+            self._triggers.append(follower)
+            log.info("following Sparkbooth's status file %s", triggers.sparkbooth_status)
+
+    @property
+    def trigger_urls(self) -> list[str]:
+        return [t.url for t in self._triggers if isinstance(t, DslrBoothTriggers)]
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until every folder is watched and has been scanned once."""
@@ -98,6 +130,9 @@ class Engine:
         Returns True when every upload finished in time.
         """
         deadline = time.monotonic() + timeout
+        for trigger in self._triggers:
+            trigger.stop()
+        self._triggers = []
         if self._watcher is not None:
             self._watcher.stop(timeout=min(2.0, timeout))
             self._watcher = None

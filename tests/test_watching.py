@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from boothsync.config import Config, parse_config
@@ -38,12 +40,13 @@ StartEngine = Callable[..., Engine]
 def start_engine(tmp_path: Path, receiver: Receiver) -> Iterator[StartEngine]:
     engines: list[Engine] = []
 
-    def start(*, poll: bool, **watch: Any) -> Engine:
+    def start(*, poll: bool, triggers: dict[str, Any] | None = None, **watch: Any) -> Engine:
         hot = tmp_path / "hot"
         hot.mkdir(exist_ok=True)
         config: Config = parse_config(
             {
                 "booth": {"timezone": "Europe/Berlin"},
+                "triggers": triggers or {},
                 "watch": [
                     {"path": str(hot), "poll": poll, "poll_interval": 0.5, **watch},
                 ],
@@ -232,3 +235,63 @@ def test_a_burst_of_500_files_all_arrive_once(
         os.replace(path, hot / path.name)
     wait_for(lambda: len(receiver.received()) >= 500, timeout=120)
     assert names(receiver) == [f"burst-{index:03}.jpg" for index in range(500)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+# Polling with long intervals and settle time: without the booth's signal the
+# picture would wait for a minute, so a quick upload proves the signal did it.
+SLOW_WATCH = {"settle_seconds": 60, "poll_interval": 60}
+
+
+def test_a_dslrbooth_trigger_sends_the_named_file_at_once(
+    tmp_path: Path, receiver: Receiver, start_engine: StartEngine
+) -> None:
+    """dslrBooth's processing_start trigger naming a file makes it go without waiting for scans."""
+    port = free_port()
+    engine = start_engine(poll=True, triggers={"dslrbooth": True, "port": port}, **SLOW_WATCH)
+    (url,) = engine.trigger_urls
+    final = tmp_path / "hot" / "final.jpg"
+    write_sample_jpeg(final, datetime(2026, 5, 1, 12), "x", (1, 2, 3))
+    answer = httpx.get(
+        url,
+        params={
+            "event_type": "processing_start",
+            "param1": str(tmp_path / "x.jpg"),
+            "param2": str(final),
+        },
+    )
+    assert answer.status_code == 200
+    wait_for(lambda: names(receiver) == ["final.jpg"], timeout=20)
+
+
+def test_sparkbooth_saved_layouts_go_at_once(
+    tmp_path: Path, receiver: Receiver, start_engine: StartEngine
+) -> None:
+    """A SAVED_LAYOUT line in Sparkbooth's status file makes that layout go without waiting."""
+    status = tmp_path / "sparkbooth-status.txt"
+    status.write_text("START\r\n")
+    start_engine(poll=True, triggers={"sparkbooth_status": str(status)}, **SLOW_WATCH)
+    layout = tmp_path / "hot" / "layout-001.jpg"
+    write_sample_jpeg(layout, datetime(2026, 5, 1, 12), "x", (1, 2, 3))
+    status.write_text(f"SAVED_LAYOUT\t{layout}\r\n")
+    wait_for(lambda: names(receiver) == ["layout-001.jpg"], timeout=20)
+
+
+def test_a_taken_trigger_port_does_not_stop_uploads(
+    tmp_path: Path, receiver: Receiver, start_engine: StartEngine
+) -> None:
+    """If the trigger port is in use, that is one error line; watching and uploading go on."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        engine = start_engine(poll=False, triggers={"dslrbooth": True, "port": port})
+        assert engine.trigger_urls == []
+        write_sample_jpeg(tmp_path / "hot" / "a.jpg", datetime(2026, 5, 1, 12), "x", (1, 2, 3))
+        wait_for(lambda: names(receiver) == ["a.jpg"], timeout=20)
