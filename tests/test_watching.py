@@ -295,3 +295,38 @@ def test_a_taken_trigger_port_does_not_stop_uploads(
         assert engine.trigger_urls == []
         write_sample_jpeg(tmp_path / "hot" / "a.jpg", datetime(2026, 5, 1, 12), "x", (1, 2, 3))
         wait_for(lambda: names(receiver) == ["a.jpg"], timeout=20)
+
+
+def test_recursive_watch_routes_albums_and_moves_keeping_subfolders(
+    tmp_path: Path, receiver: Receiver, start_engine: StartEngine
+) -> None:
+    """Subfolders map to albums; moved originals keep their subfolder and never overwrite."""
+    hot = tmp_path / "hot"
+    (hot / "Prints").mkdir(parents=True)
+    (hot / "Originals").mkdir()
+    (hot / "raw").mkdir()
+    occupied = hot / "uploaded" / "Prints" / "p1.jpg"
+    occupied.parent.mkdir(parents=True)
+    occupied.write_bytes(b"an earlier print, not to be overwritten")
+    start_engine(
+        poll=False,
+        recursive=True,
+        albums={"prints": "a1", "Originals": "a2"},
+        after_upload="move",
+    )
+    print_path = hot / "Prints" / "p1.jpg"
+    write_sample_jpeg(print_path, datetime(2026, 5, 1, 12), "print", (1, 2, 3))
+    print_bytes = print_path.read_bytes()
+    write_sample_jpeg(hot / "Originals" / "o1.jpg", datetime(2026, 5, 1, 12), "orig", (4, 5, 6))
+    write_sample_jpeg(hot / "raw" / "r1.jpg", datetime(2026, 5, 1, 12), "raw", (7, 8, 9))
+    write_sample_jpeg(hot / "top.jpg", datetime(2026, 5, 1, 12), "top", (9, 8, 7))
+
+    wait_for(lambda: names(receiver) == ["o1.jpg", "p1.jpg", "top.jpg"], timeout=30)
+    albums = {r.file_name: r.album_id for r in receiver.received()}
+    assert albums == {"p1.jpg": "a1", "o1.jpg": "a2", "top.jpg": None}
+    wait_for(lambda: not print_path.exists() and not (hot / "top.jpg").exists(), timeout=30)
+    assert occupied.read_bytes() == b"an earlier print, not to be overwritten"
+    assert (hot / "uploaded" / "Prints" / "p1 (1).jpg").read_bytes() == print_bytes
+    assert (hot / "uploaded" / "Originals" / "o1.jpg").exists()
+    assert (hot / "uploaded" / "top.jpg").exists()
+    assert (hot / "raw" / "r1.jpg").exists()
