@@ -18,7 +18,6 @@ memory, write to stderr per request, or let one bad request stop the server.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import http.server
@@ -30,7 +29,6 @@ import random
 import re
 import secrets
 import socket
-import socketserver
 import struct
 import tempfile
 import threading
@@ -43,6 +41,8 @@ from types import TracebackType
 from typing import Any, Final, Literal, cast
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
+
+from boothsync.localserver import TrackedHTTPServer
 
 __all__ = [
     "DEMO_API_KEY",
@@ -550,54 +550,17 @@ def _linger_close(conn: socket.socket, stopping: threading.Event) -> None:
         conn.close()
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its connections, so stop() can cut and join them."""
+class _Server(TrackedHTTPServer):
+    """The receiver's server: can also reset or linger-close a connection on purpose."""
 
-    daemon_threads = True
+    connection_thread_name = "receiver-conn"
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], receiver: Receiver) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         self.receiver = receiver
-        self._conn_lock = threading.Lock()
-        self._connections: dict[socket.socket, threading.Thread] = {}
         self._resets: set[socket.socket] = set()
         self._lingers: set[socket.socket] = set()
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN, which can stall on a bad resolver.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def process_request(
-        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
-    ) -> None:
-        conn = cast(socket.socket, request)
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(conn, client_address),
-            name="receiver-conn",
-            daemon=True,
-        )
-        with self._conn_lock:
-            self._connections[conn] = thread
-        try:
-            thread.start()
-        except BaseException:
-            with self._conn_lock:
-                del self._connections[conn]
-            raise
-
-    def _serve_connection(self, conn: socket.socket, client_address: Any) -> None:
-        try:
-            self.process_request_thread(conn, client_address)
-        finally:
-            with self._conn_lock:
-                self._connections.pop(conn, None)
 
     def mark_reset(self, conn: socket.socket) -> None:
         with self._conn_lock:
@@ -620,15 +583,6 @@ class _Server(http.server.ThreadingHTTPServer):
             _linger_close(conn, self.receiver._stopping)
         else:
             super().shutdown_request(request)
-
-    def close_connections(self) -> list[threading.Thread]:
-        """Cut every open connection (blocked reads return at once); their threads."""
-        with self._conn_lock:
-            items = list(self._connections.items())
-        for conn, _ in items:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        return [thread for _, thread in items]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The default prints a traceback to stderr. Requests are answered inside the handler,

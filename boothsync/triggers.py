@@ -32,8 +32,6 @@ import logging
 import os
 import queue
 import re
-import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +40,7 @@ from typing import Any, BinaryIO, Final, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from boothsync.errors import BoothsyncError
+from boothsync.localserver import TrackedHTTPServer
 
 __all__ = ["FILE_EVENTS", "SESSION_END_EVENTS", "DslrBoothTriggers", "SparkboothStatus"]
 
@@ -234,71 +233,19 @@ class DslrBoothTriggers:
                 )
 
 
-class _Server(http.server.HTTPServer):
-    """An HTTPServer with a thread per connection that knows its connections, so stop() can
-    cut and join them (socketserver's ThreadingMixIn would wait for idle clients)."""
+class _Server(TrackedHTTPServer):
+    """The trigger listener's server: a thread per connection, stoppable at once."""
 
-    # On Windows SO_REUSEADDR lets a second program bind a port that is in use; there the
-    # port is taken exclusively instead (server_bind), elsewhere it allows a quick restart.
+    connection_thread_name = "triggers-dslrbooth-conn"
+    exclusive_port = True
+    # Elsewhere SO_REUSEADDR allows a quick restart; on Windows the port is
+    # taken exclusively instead (see TrackedHTTPServer.exclusive_port).
     allow_reuse_address = os.name != "nt"
     request_queue_size = 32
 
     def __init__(self, address: tuple[str, int], owner: DslrBoothTriggers) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         self.owner = owner
-        self._conn_lock = threading.Lock()
-        self._connections: dict[socket.socket, threading.Thread] = {}
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        exclusive = getattr(socket, "SO_EXCLUSIVEADDRUSE", None)
-        if exclusive is not None:
-            self.socket.setsockopt(socket.SOL_SOCKET, exclusive, 1)
-        # HTTPServer.server_bind resolves the host's FQDN, which can stall on a bad resolver.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def process_request(
-        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
-    ) -> None:
-        conn = cast(socket.socket, request)
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(conn, client_address),
-            name="triggers-dslrbooth-conn",
-            daemon=True,
-        )
-        with self._conn_lock:
-            self._connections[conn] = thread
-        try:
-            thread.start()
-        except BaseException:
-            # socketserver closes the connection when this raises.
-            with self._conn_lock:
-                del self._connections[conn]
-            raise
-
-    def _serve_connection(self, conn: socket.socket, client_address: Any) -> None:
-        try:
-            self.finish_request(conn, client_address)
-        except Exception:
-            self.handle_error(conn, client_address)
-        finally:
-            self.shutdown_request(conn)
-            with self._conn_lock:
-                self._connections.pop(conn, None)
-
-    def close_connections(self) -> list[threading.Thread]:
-        """Cut every open connection (blocked reads return at once); their threads."""
-        with self._conn_lock:
-            items = list(self._connections.items())
-        for conn, _ in items:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        return [thread for _, thread in items]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The default prints a traceback to stderr; a broken connection is not news.

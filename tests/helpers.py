@@ -1,11 +1,15 @@
-"""Helpers the tests share: waiting with a deadline instead of sleeping."""
+"""Helpers the tests share: waiting with a deadline instead of sleeping, test configs."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
+
+from boothsync.config import Config, parse_config
+from boothsync.receiver import DEMO_API_KEY
 
 T = TypeVar("T")
 
@@ -23,3 +27,36 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate!r}")
         idle.wait(interval)
+
+
+def engine_config(
+    tmp_path: Path,
+    base_url: str,
+    *,
+    api_key: str = DEMO_API_KEY,
+    album_id: str | None = None,
+    triggers: dict[str, Any] | None = None,
+    **watch: Any,
+) -> Config:
+    """A config for one hot folder (``tmp_path/hot``, created) and the receiver at ``base_url``."""
+    hot = tmp_path / "hot"
+    hot.mkdir(exist_ok=True)
+    destination: dict[str, Any] = {
+        "type": "eventpics",
+        "api_key": api_key,
+        "link_id": "demo",
+        "base_url": base_url,
+    }
+    if album_id is not None:
+        destination["album_id"] = album_id
+    return parse_config(
+        {
+            "booth": {"name": "test-booth", "timezone": "Europe/Berlin"},
+            "triggers": triggers or {},
+            "watch": [{"path": str(hot), **watch}],
+            "destinations": {"eventpics": destination},
+            "state": {"dir": str(tmp_path / "state")},
+        },
+        source=None,
+        environ={},
+    )

@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from boothsync.config import Config, parse_config
+from boothsync.config import Config
 from boothsync.demo import write_sample_jpeg
 from boothsync.engine import Engine
 from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
 from boothsync.uploader import Health
-from tests.helpers import wait_for
+from tests.helpers import engine_config, wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -31,26 +31,8 @@ def receiver(tmp_path: Path) -> Iterator[Receiver]:
 def make_config(
     tmp_path: Path, receiver: Receiver, *, api_key: str = DEMO_API_KEY, **watch: Any
 ) -> Config:
-    hot = tmp_path / "hot"
-    hot.mkdir(exist_ok=True)
-    return parse_config(
-        {
-            "booth": {"name": "test-booth", "timezone": "Europe/Berlin"},
-            "watch": [{"path": str(hot), "settle_seconds": 0.3, **watch}],
-            "destinations": {
-                "eventpics": {
-                    "type": "eventpics",
-                    "api_key": api_key,
-                    "link_id": "demo",
-                    "album_id": "a1",
-                    "base_url": receiver.base_url,
-                }
-            },
-            "state": {"dir": str(tmp_path / "state")},
-        },
-        source=None,
-        environ={},
-    )
+    watch = {"settle_seconds": 0.3, **watch}
+    return engine_config(tmp_path, receiver.base_url, api_key=api_key, album_id="a1", **watch)
 
 
 @pytest.fixture

@@ -18,11 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from boothsync.config import Config, parse_config
 from boothsync.demo import write_sample_jpeg
 from boothsync.engine import Engine
-from boothsync.receiver import DEMO_API_KEY, Receiver
-from tests.helpers import wait_for
+from boothsync.receiver import Receiver
+from tests.helpers import engine_config, wait_for
 
 PIECE = 64 * 1024
 
@@ -41,28 +40,8 @@ def start_engine(tmp_path: Path, receiver: Receiver) -> Iterator[StartEngine]:
     engines: list[Engine] = []
 
     def start(*, poll: bool, triggers: dict[str, Any] | None = None, **watch: Any) -> Engine:
-        hot = tmp_path / "hot"
-        hot.mkdir(exist_ok=True)
-        config: Config = parse_config(
-            {
-                "booth": {"timezone": "Europe/Berlin"},
-                "triggers": triggers or {},
-                "watch": [
-                    {"path": str(hot), "poll": poll, "poll_interval": 0.5, **watch},
-                ],
-                "destinations": {
-                    "eventpics": {
-                        "type": "eventpics",
-                        "api_key": DEMO_API_KEY,
-                        "link_id": "demo",
-                        "base_url": receiver.base_url,
-                    }
-                },
-                "state": {"dir": str(tmp_path / "state")},
-            },
-            source=None,
-            environ={},
-        )
+        watch = {"poll": poll, "poll_interval": 0.5, **watch}
+        config = engine_config(tmp_path, receiver.base_url, triggers=triggers, **watch)
         engine = Engine(config)
         engine.start()
         engines.append(engine)
