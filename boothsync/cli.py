@@ -173,11 +173,18 @@ def _status(args: argparse.Namespace) -> int:
         detail = f" ({entry['detail']})" if entry.get("detail") else ""
         print(f"{name}: {entry['health']}{detail}  {counts}")
     last = report["last_upload"]
-    print(
-        f"last upload: {last['file']} to {last['destination']} at {last['at']}"
-        if last
-        else "last upload: none yet"
-    )
+    if last:
+        taken = (
+            f" (taken {last['taken_at']}, from {last['taken_at_source']})"
+            if last["taken_at"]
+            else ""
+        )
+        print(f"last upload: {last['file']} to {last['destination']} at {last['at']}{taken}")
+    else:
+        print("last upload: none yet")
+    if report["sources"]:
+        sources = ", ".join(f"{source} {count}" for source, count in report["sources"].items())
+        print(f"capture times from: {sources}")
     error = report["last_error"]
     if error:
         where = f"{error['file']} to {error['destination']} at {error['at']}"
@@ -199,6 +206,7 @@ def _status_report(config: Config, database: Path) -> dict[str, Any]:
         "destinations": destinations,
         "last_upload": None,
         "last_error": None,
+        "sources": {},
     }
     if not database.exists():
         return report
@@ -221,6 +229,7 @@ def _status_report(config: Config, database: Path) -> dict[str, Any]:
     report["totals"] = {state: stats.totals.get(state, 0) for state in STATES}
     report["last_upload"] = _event_json(stats.last_upload)
     report["last_error"] = _event_json(stats.last_error)
+    report["sources"] = dict(sorted(stats.sources.items()))
     return report
 
 
@@ -231,10 +240,16 @@ def _event_json(event: Event | None) -> dict[str, Any] | None:
         "file": Path(event.path).name,
         "path": event.path,
         "destination": event.destination,
-        "at": datetime.fromtimestamp(event.at).astimezone().isoformat(timespec="seconds"),
+        "at": _iso(event.at),
         "error": event.error,
         "note": event.note,
+        "taken_at": _iso(event.taken_at_ms / 1000) if event.taken_at_ms is not None else None,
+        "taken_at_source": event.taken_at_source,
     }
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
 
 
 def _retry(args: argparse.Namespace) -> int:

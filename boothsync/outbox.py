@@ -71,6 +71,9 @@ class Event:
     error: str | None
     # Why an uploaded job needed no upload ("same content as IMG_1.jpg, already uploaded").
     note: str | None = None
+    # The picture's capture time and the source it came from ("exif:DateTimeOriginal", ...).
+    taken_at_ms: int | None = None
+    taken_at_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,8 @@ class Stats:
 
     ``duplicates`` counts, per destination, the uploaded jobs that were settled
     without sending anything because the destination already had the same
-    content; they are included in the ``uploaded`` counts too.
+    content; they are included in the ``uploaded`` counts too. ``sources``
+    counts pictures by where their capture time came from.
     """
 
     destinations: dict[str, dict[str, int]]
@@ -87,6 +91,7 @@ class Stats:
     last_upload: Event | None
     last_error: Event | None
     duplicates: dict[str, int] = field(default_factory=dict)
+    sources: dict[str, int] = field(default_factory=dict)
 
 
 # Each entry moves the schema from version i to i + 1 and is applied in the
@@ -167,6 +172,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             WHERE note IS NOT NULL AND state = 'uploaded'
         """,
     ),
+    (
+        # stats(): counts pictures per capture-time source from the index alone.
+        "CREATE INDEX files_taken_at_source ON files (taken_at_source)",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -183,7 +192,8 @@ _JOB_SELECT = """
 # turning into a sort of the whole table (the planner does not pick the partial
 # index on its own without ANALYZE statistics).
 _LAST_UPLOAD = """
-    SELECT f.path, j.destination, j.finished_at AS at, NULL AS error, j.note
+    SELECT f.path, j.destination, j.finished_at AS at, NULL AS error, j.note,
+           f.taken_at_ms, f.taken_at_source
     FROM jobs AS j INDEXED BY jobs_finished JOIN files AS f ON f.id = j.file_id
     WHERE j.state = 'uploaded'
     ORDER BY j.finished_at DESC, j.id DESC
@@ -191,7 +201,8 @@ _LAST_UPLOAD = """
 """
 
 _LAST_ERROR = """
-    SELECT f.path, j.destination, j.updated_at AS at, j.last_error AS error, NULL AS note
+    SELECT f.path, j.destination, j.updated_at AS at, j.last_error AS error, NULL AS note,
+           f.taken_at_ms, f.taken_at_source
     FROM jobs AS j INDEXED BY jobs_errors JOIN files AS f ON f.id = j.file_id
     WHERE j.last_error IS NOT NULL AND j.state IN ('waiting', 'failed')
     ORDER BY j.updated_at DESC, j.id DESC
@@ -519,6 +530,10 @@ class Outbox:
                 last_upload = self._event(conn.execute(_LAST_UPLOAD).fetchone())
                 last_error = self._event(conn.execute(_LAST_ERROR).fetchone())
                 duplicates = conn.execute(_DUPLICATES).fetchall()
+                sources = conn.execute(
+                    "SELECT taken_at_source, COUNT(*) FROM files"
+                    " WHERE taken_at_source IS NOT NULL GROUP BY taken_at_source"
+                ).fetchall()
             finally:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
@@ -536,6 +551,7 @@ class Outbox:
             last_upload=last_upload,
             last_error=last_error,
             duplicates=dupes,
+            sources={str(source): int(count) for source, count in sources},
         )
 
     def set_health(self, destination: str, health: str, detail: str = "") -> None:
@@ -712,4 +728,6 @@ class Outbox:
             at=row["at"],
             error=row["error"],
             note=row["note"],
+            taken_at_ms=row["taken_at_ms"],
+            taken_at_source=row["taken_at_source"],
         )

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -159,6 +160,12 @@ def test_run_uploads_reports_status_and_stops_cleanly_on_sigterm(
         assert report["destinations"]["eventpics"]["uploaded"] == 3
         assert report["destinations"]["eventpics"]["health"] == "online"
         assert report["last_upload"]["file"].startswith("IMG_")
+        assert report["last_upload"]["taken_at_source"] == "exif:DateTimeOriginal"
+        taken = datetime.fromisoformat(report["last_upload"]["taken_at"])
+        assert taken.astimezone(ZoneInfo("Europe/Berlin")).replace(minute=0, tzinfo=None) == (
+            datetime(2026, 6, 1, 20, 0)
+        )
+        assert report["sources"] == {"exif:DateTimeOriginal": 3}
     finally:
         code = daemon.stop(signal.SIGTERM)
     assert code == 0, daemon.output

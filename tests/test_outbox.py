@@ -449,7 +449,12 @@ def test_a_schema_1_database_is_migrated_with_its_data(db: Path, clock: Clock) -
         }
         assert stats.duplicates == {"eventpics": 0}
         assert stats.last_upload == Event(
-            path="/booth/prints/IMG_1.jpg", destination="eventpics", at=7.0, error=None
+            path="/booth/prints/IMG_1.jpg",
+            destination="eventpics",
+            at=7.0,
+            error=None,
+            taken_at_ms=1_700_000_000_000,
+            taken_at_source="exif",
         )
         assert stats.last_error is not None and stats.last_error.error == "server busy (503)"
         assert box.health() == {"eventpics": ("offline", "no network")}
@@ -468,7 +473,7 @@ def test_a_schema_1_database_is_migrated_with_its_data(db: Path, clock: Clock) -
         box.close()
     raw = sqlite3.connect(db)
     try:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     finally:
         raw.close()
 
@@ -746,3 +751,19 @@ def test_destination_health_is_visible_to_a_reader(db: Path, clock: Clock) -> No
             reader.close()
     finally:
         writer.close()
+
+
+def test_status_knows_where_each_capture_time_came_from(box: Outbox) -> None:
+    """Capture time and source are kept per picture, counted, and shown for the last upload."""
+    add(box, "IMG_1.jpg")
+    add(box, "IMG_2.jpg")
+    first, second = drain(box)
+    box.complete(first.id, taken_at_ms=1_700_000_000_123, taken_at_source="exif:DateTimeOriginal")
+    box.complete(second.id, taken_at_ms=1_700_000_500_000, taken_at_source="mtime")
+    stats = box.stats()
+    assert stats.sources == {"exif:DateTimeOriginal": 1, "mtime": 1}
+    assert stats.last_upload is not None
+    assert (stats.last_upload.taken_at_ms, stats.last_upload.taken_at_source) in {
+        (1_700_000_000_123, "exif:DateTimeOriginal"),
+        (1_700_000_500_000, "mtime"),
+    }
