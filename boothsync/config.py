@@ -24,12 +24,14 @@ import socket
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path, PurePath
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from boothsync.capture import DEFAULT_FILENAME_DATES, CaptureOptions, compile_filename_date
 from boothsync.errors import ConfigError
 from boothsync.paths import CONFIG_FILE_NAME, user_config_file
 
@@ -169,6 +171,36 @@ def _folder_names(value: Mapping[str, str]) -> Mapping[str, str]:
     return value
 
 
+_CLOCK_OFFSET: Final = re.compile(
+    r"([+-])(?=[0-9])(?:([0-9]{1,6})h)?(?:([0-9]{1,6})m)?(?:([0-9]{1,6})s)?", re.IGNORECASE
+)
+
+
+def _clock_offset(value: str) -> timedelta:
+    """A sign, then hours, minutes and seconds in that order ("+1h02m", "-30s"), or "0"."""
+    text = value.strip()
+    if text == "0":
+        return timedelta(0)
+    match = _CLOCK_OFFSET.fullmatch(text)
+    if match is None:
+        raise _Invalid(
+            'must be a sign and then hours, minutes and/or seconds, like "+1h02m" or "-30s"',
+            value,
+        )
+    sign, hours, minutes, seconds = match.groups()
+    offset = timedelta(hours=int(hours or 0), minutes=int(minutes or 0), seconds=int(seconds or 0))
+    return -offset if sign == "-" else offset
+
+
+def _filename_dates(value: tuple[str, ...]) -> tuple[str, ...]:
+    for index, pattern in enumerate(value):
+        try:
+            compile_filename_date(pattern)
+        except ValueError as exc:
+            raise _Invalid(str(exc), pattern, at=f"[{index}]") from None
+    return value
+
+
 def _time_zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -214,8 +246,25 @@ BOOTH_OPTIONS: Final[tuple[Option, ...]] = (
     Option(
         "timezone",
         "str",
-        "IANA time zone for EXIF capture times that carry no offset. Default: the system zone.",
+        "IANA time zone for EXIF and XMP capture times that carry no offset, and for dates in "
+        "file names. Default: the system zone.",
         check=_time_zone,
+    ),
+    Option(
+        "camera_clock_offset",
+        "str",
+        'Added to the times the camera wrote (EXIF, XMP) to correct its clock: "+1h02m", "-30s". '
+        "Not applied to file name dates, video container times or file times.",
+        default=timedelta(0),
+        check=_clock_offset,
+    ),
+    Option(
+        "filename_dates",
+        "strings",
+        "Date patterns searched in file names (%Y %m %d %H %M %S, other characters literal); "
+        "[] turns them off.",
+        default=DEFAULT_FILENAME_DATES,
+        check=_filename_dates,
     ),
 )
 
@@ -390,11 +439,20 @@ TRIGGERS_OPTIONS: Final[tuple[Option, ...]] = (
 
 @dataclass(frozen=True, kw_only=True)
 class BoothConfig:
-    """``[booth]``: who this booth is and which time zone its camera clock runs in."""
+    """``[booth]``: who this booth is, and how to read its capture times."""
 
     name: str
     timezone: str | None = None
     tz: ZoneInfo = field(compare=False)  # ``timezone`` resolved; the system zone when None
+    camera_clock_offset: timedelta = timedelta(0)
+    filename_dates: tuple[str, ...] = DEFAULT_FILENAME_DATES
+
+    @property
+    def capture_options(self) -> CaptureOptions:
+        """``camera_clock_offset`` and ``filename_dates`` as :func:`capture_time` takes them."""
+        return CaptureOptions(
+            camera_clock_offset=self.camera_clock_offset, filename_dates=self.filename_dates
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -625,6 +683,8 @@ def _booth(raw: object, ctx: _Context) -> BoothConfig:
         name=values["name"] or socket.gethostname() or "booth",
         timezone=timezone,
         tz=ZoneInfo(timezone) if timezone else _system_zone(ctx.environ),
+        camera_clock_offset=values["camera_clock_offset"],
+        filename_dates=values["filename_dates"],
     )
 
 

@@ -77,6 +77,7 @@ class Engine:
             outbox,
             self._destinations,
             tz=self.config.booth.tz,
+            capture_options=self.config.booth.capture_options,
             concurrency=self.config.upload.concurrency,
             on_report=self._on_report,
             on_file_done=self._after_upload,

@@ -29,7 +29,7 @@ from enum import StrEnum
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from boothsync.capture import Capture, capture_time, content_type
+from boothsync.capture import Capture, CaptureOptions, capture_time, content_type
 from boothsync.destinations.base import Destination, UploadItem
 from boothsync.errors import (
     DestinationUnavailable,
@@ -107,6 +107,7 @@ class Uploader:
         destinations: Mapping[str, Destination],
         *,
         tz: ZoneInfo,
+        capture_options: CaptureOptions | None = None,
         concurrency: int = 2,
         on_report: Callable[[UploadReport], None] | None = None,
         on_file_done: Callable[[Job], None] | None = None,
@@ -117,6 +118,7 @@ class Uploader:
         self._outbox = outbox
         self._destinations = dict(destinations)
         self._tz = tz
+        self._capture_options = capture_options
         self._concurrency = concurrency
         self._on_report = on_report
         self._on_file_done = on_file_done
@@ -277,7 +279,7 @@ class Uploader:
     def _capture(self, job: Job) -> Capture:
         if job.taken_at_ms is not None and job.taken_at_source:
             return Capture(taken_at_ms=job.taken_at_ms, source=job.taken_at_source)
-        return capture_time(job.path, self._tz)
+        return capture_time(job.path, self._tz, options=self._capture_options)
 
     def _item(self, job: Job, capture: Capture, version: _Version) -> UploadItem:
         return UploadItem(

@@ -36,6 +36,7 @@ def engine_config(
     api_key: str = DEMO_API_KEY,
     album_id: str | None = None,
     triggers: dict[str, Any] | None = None,
+    booth: dict[str, Any] | None = None,
     **watch: Any,
 ) -> Config:
     """A config for one hot folder (``tmp_path/hot``, created) and the receiver at ``base_url``."""
@@ -51,7 +52,7 @@ def engine_config(
         destination["album_id"] = album_id
     return parse_config(
         {
-            "booth": {"name": "test-booth", "timezone": "Europe/Berlin"},
+            "booth": {"name": "test-booth", "timezone": "Europe/Berlin", **(booth or {})},
             "triggers": triggers or {},
             "watch": [{"path": str(hot), **watch}],
             "destinations": {"eventpics": destination},

@@ -6,12 +6,14 @@ import dataclasses
 import re
 import socket
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from boothsync.capture import DEFAULT_FILENAME_DATES, CaptureOptions
 from boothsync.config import (
     API_KEY_ENV,
     CONFIG_ENV,
@@ -187,6 +189,9 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.booth.name == socket.gethostname()
     assert config.booth.timezone is None
     assert isinstance(config.booth.tz, ZoneInfo)
+    assert config.booth.camera_clock_offset == timedelta(0)
+    assert config.booth.filename_dates == DEFAULT_FILENAME_DATES
+    assert config.booth.capture_options == CaptureOptions()
     (watch,) = config.watches
     assert watch == WatchConfig(path=tmp_path / "prints", destinations=("eventpics",))
     assert watch.patterns == ("*.jpg", "*.jpeg", "*.png", "*.gif")
@@ -214,7 +219,8 @@ def test_defaults(tmp_path: Path) -> None:
 def test_every_value_is_read(tmp_path: Path) -> None:
     """Each key in the file ends up in its dataclass field."""
     text = config_text(
-        head='[booth]\nname = "booth-7"\ntimezone = "Europe/Berlin"\n',
+        head='[booth]\nname = "booth-7"\ntimezone = "Europe/Berlin"\n'
+        'camera_clock_offset = "+1h02m"\nfilename_dates = ["shot_%Y%m%d%H%M"]\n',
         watch='patterns = ["*.JPG"]\nignore = ["thumb_*"]\nrecursive = true\nalbum_id = "w1"\n'
         'albums = { Prints = "p1", "Original Photos" = "o1" }\npoll = true\n'
         'poll_interval = 5\nscan_interval = 60\nsettle_seconds = 0.5\nafter_upload = "delete"\n'
@@ -227,6 +233,11 @@ def test_every_value_is_read(tmp_path: Path) -> None:
 
     assert config.booth.name == "booth-7"
     assert config.booth.tz == ZoneInfo("Europe/Berlin")
+    assert config.booth.camera_clock_offset == timedelta(hours=1, minutes=2)
+    assert config.booth.filename_dates == ("shot_%Y%m%d%H%M",)
+    assert config.booth.capture_options == CaptureOptions(
+        camera_clock_offset=timedelta(hours=1, minutes=2), filename_dates=("shot_%Y%m%d%H%M",)
+    )
     (watch,) = config.watches
     assert watch.patterns == ("*.JPG",)
     assert watch.ignore == ("thumb_*",)
@@ -247,6 +258,45 @@ def test_every_value_is_read(tmp_path: Path) -> None:
     assert config.triggers == TriggersConfig(
         dslrbooth=True, port=9000, sparkbooth_status=tmp_path / "spark" / "status.txt"
     )
+
+
+@pytest.mark.parametrize(
+    ("written", "offset"),
+    [
+        ("+1h02m", timedelta(hours=1, minutes=2)),
+        ("-30s", timedelta(seconds=-30)),
+        ("+2h", timedelta(hours=2)),
+        ("+1h02m05s", timedelta(hours=1, minutes=2, seconds=5)),
+        ("-1h05s", -timedelta(hours=1, seconds=5)),
+        ("+90m", timedelta(minutes=90)),
+        ("+215000h", timedelta(hours=215000)),
+        (" +1H02M ", timedelta(hours=1, minutes=2)),
+        ("0", timedelta(0)),
+        ("+0s", timedelta(0)),
+    ],
+)
+def test_camera_clock_offset_forms(written: str, offset: timedelta) -> None:
+    """camera_clock_offset is a sign and then hours, minutes, seconds in that order, or "0"."""
+    config = parse_config(
+        {**minimal(), "booth": {"camera_clock_offset": written}}, source=None, environ={}
+    )
+    assert config.booth.camera_clock_offset == offset
+
+
+def test_filename_dates_can_be_turned_off() -> None:
+    """filename_dates = [] leaves no pattern to try."""
+    config = parse_config({**minimal(), "booth": {"filename_dates": []}}, source=None, environ={})
+    assert config.booth.filename_dates == ()
+    assert config.booth.capture_options.filename_dates == ()
+
+
+def test_example_lists_the_default_filename_dates() -> None:
+    """The commented-out filename_dates in the example is exactly the default list."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    block = re.search(r"^# filename_dates = \[\n(.*?)^# \]$", text, re.M | re.S)
+    assert block is not None
+    uncommented = "x = [\n" + re.sub(r"^#", "", block.group(1), flags=re.M) + "]"
+    assert tuple(tomllib.loads(uncommented)["x"]) == DEFAULT_FILENAME_DATES
 
 
 def test_system_time_zone_is_the_default() -> None:
@@ -639,6 +689,76 @@ ERRORS = [
     ),
     ("watch", "scan_interval = 0", "watch[0].scan_interval", "must be greater than 0 (got 0)"),
     ("watch", 'scan_interval = "5"', "watch[0].scan_interval", 'must be a number (got "5")'),
+    # camera clock and file name dates
+    (
+        "head",
+        '[booth]\ncamera_clock_offset = "1h02m"',
+        "booth.camera_clock_offset",
+        'must be a sign and then hours, minutes and/or seconds, like "+1h02m" or "-30s" '
+        '(got "1h02m")',
+    ),
+    (
+        "head",
+        '[booth]\ncamera_clock_offset = "+2m1h"',
+        "booth.camera_clock_offset",
+        'must be a sign and then hours, minutes and/or seconds, like "+1h02m" or "-30s" '
+        '(got "+2m1h")',
+    ),
+    (
+        "head",
+        '[booth]\ncamera_clock_offset = "+1d"',
+        "booth.camera_clock_offset",
+        'must be a sign and then hours, minutes and/or seconds, like "+1h02m" or "-30s" '
+        '(got "+1d")',
+    ),
+    (
+        "head",
+        '[booth]\ncamera_clock_offset = "+"',
+        "booth.camera_clock_offset",
+        'must be a sign and then hours, minutes and/or seconds, like "+1h02m" or "-30s" (got "+")',
+    ),
+    (
+        "head",
+        "[booth]\ncamera_clock_offset = 3600",
+        "booth.camera_clock_offset",
+        "must be a string (got 3600)",
+    ),
+    (
+        "head",
+        '[booth]\nfilename_dates = ["%Y%m%d_%H%M%S", "%d-%b-%Y %H%M"]',
+        "booth.filename_dates[1]",
+        'unknown directive %b; only %Y %m %d %H %M %S and %% are allowed (got "%d-%b-%Y %H%M")',
+    ),
+    (
+        "head",
+        '[booth]\nfilename_dates = ["%Y%m%d"]',
+        "booth.filename_dates[0]",
+        'needs %H %M (only %S is optional) (got "%Y%m%d")',
+    ),
+    (
+        "head",
+        '[booth]\nfilename_dates = ["%Y%m%d_%H%M%S_%"]',
+        "booth.filename_dates[0]",
+        'ends in a lone %; write %% for a percent sign (got "%Y%m%d_%H%M%S_%")',
+    ),
+    (
+        "head",
+        '[booth]\nfilename_dates = ["%Y%m%d_%H%M_%H"]',
+        "booth.filename_dates[0]",
+        '%H appears twice (got "%Y%m%d_%H%M_%H")',
+    ),
+    (
+        "head",
+        '[booth]\nfilename_dates = "%Y%m%d_%H%M%S"',
+        "booth.filename_dates",
+        'must be a list of strings (got "%Y%m%d_%H%M%S")',
+    ),
+    (
+        "head",
+        '[booth]\nfilename_dates = [""]',
+        "booth.filename_dates[0]",
+        'must not be empty (got "")',
+    ),
     # [triggers]
     ("tail", "[triggers]\ndslrbooth = 1", "triggers.dslrbooth", "must be true or false (got 1)"),
     ("tail", "[triggers]\nport = 0", "triggers.port", "must be between 1 and 65535 (got 0)"),

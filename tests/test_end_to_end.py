@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from PIL import Image
 
 from boothsync.config import Config
 from boothsync.demo import write_sample_jpeg
@@ -225,3 +226,25 @@ def test_burst_of_files_all_arrive_once(
     wait_for(lambda: len(receiver.received()) >= 50, timeout=60)
     names = [r.file_name for r in receiver.received()]
     assert sorted(names) == [f"burst-{index:03}.jpg" for index in range(50)]
+
+
+def test_capture_settings_reach_the_gallery(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """camera_clock_offset corrects EXIF times; a PNG without EXIF is timed by its file name."""
+    config = engine_config(
+        tmp_path,
+        receiver.base_url,
+        booth={"camera_clock_offset": "+1h02m"},
+        settle_seconds=0.3,
+    )
+    engine_for(config)
+    hot = config.watches[0].path
+    picture(hot, "camera.jpg", datetime(2026, 7, 4, 22, 15, 30))
+    Image.new("RGB", (40, 30), (10, 20, 30)).save(hot / "2026-07-04-23-01-02_pibooth.png")
+    got = wait_for(lambda: len(receiver.received()) == 2 and received_by_name(receiver))
+    shifted = datetime(2026, 7, 4, 23, 17, 30, tzinfo=BERLIN)
+    assert got["camera.jpg"].taken_at == int(shifted.timestamp() * 1000)
+    from_name = datetime(2026, 7, 4, 23, 1, 2, tzinfo=BERLIN)
+    assert got["2026-07-04-23-01-02_pibooth.png"].taken_at == int(from_name.timestamp() * 1000)
+    assert got["2026-07-04-23-01-02_pibooth.png"].content_type == "image/png"
