@@ -87,6 +87,9 @@ BUILTIN_IGNORES: tuple[str, ...] = (
 #: queued: long enough to bridge a writer that closes and reopens a file to append, short
 #: enough that nobody waits for it.
 CLOSE_QUIET = 0.15
+# An empty file goes only after standing empty this long (seconds), so that a
+# placeholder the booth fills a moment later is not sent empty.
+EMPTY_SETTLE = 10.0
 # Such files are re-checked this often, so one is queued at most a third of the window late.
 QUIET_TICK = CLOSE_QUIET / 3
 
@@ -494,11 +497,12 @@ class Watcher:
                     # the settle time decides.
                     entry.quiet = False
                     continue
-                # An empty file that stays empty is a placeholder, not a picture; a later write
-                # brings it back through an event or a scan.
-                del self._pending[path]
-                log.debug("%s stayed empty; not queued", path)
-                continue
+                # Booth software may create a file empty and fill it a moment later; one
+                # that stays empty much longer than that is what there is, and still goes.
+                if now - entry.stable_since < max(entry.wait, EMPTY_SETTLE):
+                    continue
+                if entry.failures == 0:
+                    log.warning("%s is empty (0 bytes); uploading it as it is", path)
             if now < entry.retry_at:
                 continue
             if _WINDOWS and _locked(path):

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from PIL import Image
 
+from boothsync import watcher
 from boothsync.config import Config
 from boothsync.demo import write_sample_jpeg
 from boothsync.engine import Engine
@@ -248,3 +249,22 @@ def test_capture_settings_reach_the_gallery(
     from_name = datetime(2026, 7, 4, 23, 1, 2, tzinfo=BERLIN)
     assert got["2026-07-04-23-01-02_pibooth.png"].taken_at == int(from_name.timestamp() * 1000)
     assert got["2026-07-04-23-01-02_pibooth.png"].content_type == "image/png"
+
+
+def test_an_empty_file_still_arrives_but_a_filled_placeholder_arrives_whole(
+    tmp_path: Path, receiver: Receiver, engine_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file left empty is uploaded as is; a placeholder filled soon after goes once, full."""
+    monkeypatch.setattr(watcher, "EMPTY_SETTLE", 1.5)
+    config = make_config(tmp_path, receiver)
+    engine_for(config)
+    hot = config.watches[0].path
+    placeholder = hot / "placeholder.jpg"
+    placeholder.write_bytes(b"")
+    (hot / "empty.jpg").write_bytes(b"")
+    picture(tmp_path, "content.jpg", datetime(2026, 5, 1, 12, 0))
+    placeholder.write_bytes((tmp_path / "content.jpg").read_bytes())
+    wait_for(lambda: len(receiver.received()) == 2, timeout=30)
+    got = received_by_name(receiver)
+    assert got["empty.jpg"].size == 0
+    assert got["placeholder.jpg"].sha256 == sha256(tmp_path / "content.jpg")
