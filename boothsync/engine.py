@@ -64,7 +64,7 @@ class Engine:
 
     def start(self) -> None:
         """Open the queue, put back what a crash left in flight, then upload and watch."""
-        outbox = Outbox(outbox_path(self.config))
+        outbox = Outbox.open_or_rebuild(outbox_path(self.config))
         self._outbox = outbox
         outbox.recover()
         if self._given_destinations is not None:

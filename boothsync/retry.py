@@ -3,8 +3,9 @@
 Owns the classification of HTTP answers into the error tree of
 :mod:`boothsync.errors` (the same rule for every destination: retry, pause the
 destination, or fail the one file), the job-level backoff with jitter, the
-parsing of ``Retry-After``, and the per-attempt tenacity policy whose sleeps a
-shutdown interrupts. Knows nothing of HTTP libraries or of the queue.
+parsing of ``Retry-After``, the per-attempt tenacity policy whose sleeps a
+shutdown interrupts, and the client-wide retry budget that keeps an outage
+from turning into a retry storm. Knows nothing of HTTP libraries or of the queue.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from boothsync.errors import (
 __all__ = [
     "RETRYABLE_STATUSES",
     "Phase",
+    "RetryBudget",
     "attempt_policy",
     "backoff",
     "classify_status",
@@ -136,6 +138,57 @@ def _http_date(value: str) -> float | None:
     return parsed.timestamp()
 
 
+class RetryBudget:
+    """A token bucket shared by every worker: each quick in-attempt retry spends a token.
+
+    ``rate`` tokens come back per second, up to ``burst``. When the bucket is
+    empty a failed attempt is not retried on the spot but handed back to the
+    queue, whose job backoff spreads the files out: one flaky moment costs a
+    few quick retries, a long outage cannot multiply every file's requests
+    (the pattern of gRPC's retry throttling and the AWS SDKs' retry quota).
+    Thread-safe; ``clock`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        rate: float = 1.0,
+        burst: float = 10.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate < 0 or burst < 1:
+            raise ValueError("a retry budget needs rate >= 0 and burst >= 1")
+        self._rate = rate
+        self._burst = float(burst)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens = float(burst)
+        self._at = clock()
+
+    def try_acquire(self) -> bool:
+        """Take one token if there is one; False (and nothing taken) when the budget is spent."""
+        with self._lock:
+            self._refill()
+            if self._tokens < 1.0:
+                return False
+            self._tokens -= 1.0
+            return True
+
+    @property
+    def available(self) -> float:
+        """Tokens in the bucket now (for logs and tests)."""
+        with self._lock:
+            self._refill()
+            return self._tokens
+
+    def _refill(self) -> None:
+        now = self._clock()
+        # A clock that steps back must not drain the bucket.
+        elapsed = max(0.0, now - self._at)
+        self._at = now
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+
+
 def _quick_retry(exc: BaseException) -> bool:
     if isinstance(exc, NetworkError | UploadUrlRejected):
         return True
@@ -152,25 +205,47 @@ def _wait_for_server(retry_state: tenacity.RetryCallState) -> float:
     return 0.0
 
 
+class _BudgetSpent(tenacity.stop.stop_base):
+    """Stop when the shared budget has no token left for one more quick retry."""
+
+    def __init__(self, budget: RetryBudget) -> None:
+        self._budget = budget
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return not self._budget.try_acquire()
+
+
 def attempt_policy(
-    stop: threading.Event, *, attempts: int = 3, max_wait: float = 4.0
+    stop: threading.Event,
+    *,
+    attempts: int = 3,
+    max_wait: float = 4.0,
+    budget: RetryBudget | None = None,
 ) -> tenacity.Retrying:
     """Tenacity policy for one upload attempt: a few quick tries, then give up to the queue.
 
     Network errors, rejected URLs and short server hiccups are tried again at
     once with full-jitter exponential waits (or the server's short
     Retry-After). Every wait is on ``stop``, so a shutdown never waits out a
-    backoff, and no new try starts once ``stop`` is set. The last error is
-    re-raised for the caller to put the job back in the queue.
+    backoff, and no new try starts once ``stop`` is set. Each quick retry
+    takes a token from ``budget`` when one is given; with none left the error
+    goes to the queue at once. The last error is re-raised for the caller to
+    put the job back in the queue.
     """
+    stops: list[tenacity.stop.stop_base] = [
+        tenacity.stop_after_attempt(attempts),
+        tenacity.stop_when_event_set(stop),
+    ]
+    if budget is not None:
+        # Last, and tenacity asks "stop?" only once "retry?" said yes: a token
+        # is spent only on a retry that really happens.
+        stops.append(_BudgetSpent(budget))
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(_quick_retry),
         wait=tenacity.wait_combine(
             tenacity.wait_random_exponential(multiplier=0.25, max=max_wait), _wait_for_server
         ),
-        stop=tenacity.stop_any(
-            tenacity.stop_after_attempt(attempts), tenacity.stop_when_event_set(stop)
-        ),
+        stop=tenacity.stop_any(*stops),
         sleep=tenacity.nap.sleep_using_event(stop),
         reraise=True,
     )

@@ -3,9 +3,16 @@
 Each worker claims one job from the outbox, reads the capture time, hashes
 the file, hands it to its destination and records what happened: uploaded,
 duplicate (the destination already has this content, in this album), waiting
-(try again later, with backoff), or failed (the gallery refused this file). A
-destination that rejects the key or the event is paused as a whole instead of
-failing every file in turn.
+(try again later, with backoff), or failed (the gallery refused this file, or
+the file is gone or unreadable).
+
+Each destination has a health. One that rejects the key or the event is
+paused as a whole (unauthorized) instead of failing every file in turn; one
+that asks to slow down (429) waits until its Retry-After (rate-limited); one
+that cannot be reached (offline) gets no more uploads, only a cheap probe with
+backoff, and when the probe answers every waiting file of it is due at once.
+Other destinations go on meanwhile. Quick retries inside one attempt draw on a
+client-wide :class:`~boothsync.retry.RetryBudget`.
 
 The file is stat'ed before it is hashed and again once the destination took
 it; if it changed in between, the job is sent again, so a gallery never keeps
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import threading
 import time
@@ -37,11 +45,12 @@ from boothsync.errors import (
     NetworkError,
     OutboxError,
     RetryableError,
+    ServerBusy,
     SourceFileError,
     UploadError,
 )
 from boothsync.outbox import Job, Outbox
-from boothsync.retry import attempt_policy, backoff
+from boothsync.retry import RetryBudget, attempt_policy, backoff
 
 __all__ = ["DestinationHealth", "Health", "UploadReport", "Uploader"]
 
@@ -57,19 +66,45 @@ _HASH_CHUNK = 1024 * 1024
 
 _CHANGED_ERROR = "changed while it was being uploaded; sending it again"
 
+# Probing an offline destination: exponential backoff with equal jitter, from
+# about half a second up to this cap. The issue allows a 30 s cap, but it also
+# promises that uploads resume within 5 s of the network coming back, and the
+# gap between the network returning and the next probe can be as long as the
+# cap: only a cap of 5 s keeps that promise. A probe is one small GET, so one
+# every 5 s during a long outage costs nothing.
+_PROBE_BASE = 1.0
+_PROBE_CAP = 5.0
+
+# A file that cannot be read (permissions, a locked file) is tried this many
+# times, with the job backoff in between, before it fails with the reason.
+_READ_ATTEMPTS = 3
+
 
 class Health(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
+    RATE_LIMITED = "rate-limited"
     UNAUTHORIZED = "unauthorized"
     UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
 class DestinationHealth:
+    """A destination's health; ``paused_until`` (the uploader's clock) ends a pause or a
+    rate limit: no job of it is claimed before then."""
+
     health: Health
     detail: str = ""
     paused_until: float | None = None
+
+
+@dataclass
+class _Outage:
+    """An offline destination: since when (monotonic), probes so far, when to probe next."""
+
+    since: float
+    probes: int
+    next_probe: float
 
 
 @dataclass(frozen=True)
@@ -114,6 +149,11 @@ class Uploader:
         pause_seconds: float = 300.0,
         changed_delay: float = 2.0,
         clock: Callable[[], float] = time.time,
+        retry_budget: RetryBudget | None = None,
+        job_backoff: Callable[[int], float] = backoff,
+        probe_base: float = _PROBE_BASE,
+        probe_cap: float = _PROBE_CAP,
+        read_attempts: int = _READ_ATTEMPTS,
     ) -> None:
         self._outbox = outbox
         self._destinations = dict(destinations)
@@ -127,7 +167,15 @@ class Uploader:
         # try sees the change again and waits once more.
         self._changed_delay = changed_delay
         self._clock = clock
+        # One budget for every worker: the point is to bound the whole client.
+        self._budget = retry_budget if retry_budget is not None else RetryBudget()
+        self._job_backoff = job_backoff
+        self._probe_base = probe_base
+        self._probe_cap = probe_cap
+        self._read_attempts = read_attempts
         self._stopping = threading.Event()
+        self._probe_wake = threading.Event()
+        self._outages: dict[str, _Outage] = {}
         self._cond = threading.Condition()
         self._generation = 0
         self._threads: list[threading.Thread] = []
@@ -141,6 +189,9 @@ class Uploader:
             thread = threading.Thread(target=self._work, name=f"uploader-{index + 1}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        prober = threading.Thread(target=self._probe_loop, name="uploader-probe", daemon=True)
+        prober.start()
+        self._threads.append(prober)
 
     def wake(self) -> None:
         """New jobs are in the queue: idle workers look now instead of at their next check."""
@@ -155,6 +206,7 @@ class Uploader:
         after that keeps its job in ``uploading``; the next start puts it back.
         """
         self._stopping.set()
+        self._probe_wake.set()
         self.wake()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
@@ -201,21 +253,25 @@ class Uploader:
             due = self._outbox.next_due(only=self._active())
         except OutboxError:
             return _IDLE_CHECK
-        wait = _IDLE_CHECK if due is None else due - self._clock()
+        now = self._clock()
+        wait = _IDLE_CHECK if due is None else due - now
         with self._health_lock:
             for state in self._health.values():
-                if state.paused_until is not None:
-                    wait = min(wait, state.paused_until - self._clock())
+                # A pause that already ended says nothing about when to look
+                # again (and would make idle workers spin).
+                if state.paused_until is not None and state.paused_until > now:
+                    wait = min(wait, state.paused_until - now)
         return min(_IDLE_CHECK, max(0.01, wait))
 
     def _active(self) -> list[str]:
-        """Destinations to claim jobs for: configured and not paused."""
+        """Destinations to claim jobs for: configured, reachable, not paused or rate-limited."""
         now = self._clock()
         with self._health_lock:
             return [
                 name
                 for name, state in self._health.items()
-                if state.paused_until is None or state.paused_until <= now
+                if name not in self._outages
+                and (state.paused_until is None or state.paused_until <= now)
             ]
 
     def _process(self, job: Job) -> None:
@@ -243,13 +299,20 @@ class Uploader:
             )
             if copy is None:
                 item = self._item(job, capture, before)
-                for attempt in attempt_policy(self._stopping):
+                for attempt in attempt_policy(self._stopping, budget=self._budget):
                     with attempt:
                         destination.upload(item)
         except DestinationUnavailable as exc:
             self._release(job)
             self._pause(job.destination, exc)
             self._report(job, "paused", started, capture, str(exc))
+        except NetworkError as exc:
+            self._unreachable(job, exc, started, capture)
+        except ServerBusy as exc:
+            if exc.status == 429:
+                self._rate_limited(job, exc, started, capture)
+            else:
+                self._retry_later(job, exc, started, capture)
         except RetryableError as exc:
             self._retry_later(job, exc, started, capture)
         except SourceFileError as exc:
@@ -258,7 +321,7 @@ class Uploader:
             if before is not None and _changed(job.path, before):
                 self._send_again(job, started, capture)
             else:
-                self._fail(job, exc, started, capture)
+                self._source_error(job, exc, started, capture)
         except (FileRejected, UploadError) as exc:
             self._fail(job, exc, started, capture)
         except OutboxError as exc:
@@ -302,6 +365,9 @@ class Uploader:
         except OutboxError as exc:
             log.error("%s", exc)
             return
+        # An upload that went through while another worker found the
+        # destination unreachable proves it is back.
+        self._back_online(job.destination)
         self._set_health(job.destination, DestinationHealth(Health.ONLINE))
         log.info("uploaded %s to %s", job.path.name, job.destination)
         self._report(job, "uploaded", started, capture, None)
@@ -361,7 +427,7 @@ class Uploader:
         if self._stopping.is_set():
             self._release(job)
             return
-        delay = backoff(job.attempts)
+        delay = self._job_backoff(job.attempts)
         if isinstance(exc, RetryableError) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
         message = str(exc) or type(exc).__name__
@@ -369,12 +435,173 @@ class Uploader:
             self._outbox.retry_later(job.id, delay=delay, error=message)
         except OutboxError as db_exc:
             log.error("%s", db_exc)
-        if isinstance(exc, NetworkError):
-            self._set_health(job.destination, DestinationHealth(Health.OFFLINE, message))
         log.warning(
             "%s to %s: %s; trying again in %.0f s", job.path.name, job.destination, message, delay
         )
         self._report(job, "waiting", started, capture, message)
+
+    def _unreachable(
+        self, job: Job, exc: NetworkError, started: float, capture: Capture | None
+    ) -> None:
+        """No answer even after the quick retries: is it the network, or this one request?
+
+        One probe decides. If the destination answers it, the trouble was this
+        request (a reset, a PUT too slow for the timeout): the job backs off as
+        usual. If not, the destination is offline: the job goes back uncounted
+        (the file did nothing wrong), no more jobs of it are claimed, and the
+        probe thread takes over. Files in flight that hit the same outage are
+        handed back quietly: one line for the outage, not one per file.
+        """
+        if self._stopping.is_set():
+            self._release(job)
+            return
+        name = job.destination
+        with self._health_lock:
+            known = name in self._outages
+        if not known and self._reachable(name):
+            self._retry_later(job, exc, started, capture)
+            return
+        message = str(exc) or type(exc).__name__
+        try:
+            self._outbox.retry_later(job.id, delay=0.0, error=message, count_attempt=False)
+        except OutboxError as db_exc:
+            log.error("%s", db_exc)
+        self._go_offline(name, message)
+        log.debug("%s to %s waits for the destination to be reachable", job.path.name, name)
+        self._report(job, "waiting", started, capture, message)
+
+    def _rate_limited(
+        self, job: Job, exc: ServerBusy, started: float, capture: Capture | None
+    ) -> None:
+        """429: this destination waits until the server's Retry-After; the others go on.
+
+        The server asked us to slow down, the file did nothing wrong: the
+        attempt is not counted, and the job is due when the wait ends.
+        """
+        if self._stopping.is_set():
+            self._release(job)
+            return
+        name = job.destination
+        delay = exc.retry_after
+        if delay is None:
+            delay = self._job_backoff(max(1, job.attempts))
+        message = str(exc) or type(exc).__name__
+        try:
+            self._outbox.retry_later(job.id, delay=delay, error=message, count_attempt=False)
+        except OutboxError as db_exc:
+            log.error("%s", db_exc)
+        until = self._clock() + delay
+        with self._health_lock:
+            before = self._health.get(name)
+        if (
+            before is not None
+            and before.health is Health.RATE_LIMITED
+            and before.paused_until is not None
+        ):
+            until = max(until, before.paused_until)
+        if before is None or before.health is not Health.RATE_LIMITED:
+            log.warning(
+                "%s asks boothsync to slow down (%s); its uploads wait %.0f s, others go on",
+                name,
+                message,
+                delay,
+            )
+        self._set_health(name, DestinationHealth(Health.RATE_LIMITED, message, paused_until=until))
+        self._report(job, "waiting", started, capture, message)
+        # Idle workers may be waiting for this destination's next due job.
+        self.wake()
+
+    def _source_error(
+        self, job: Job, exc: SourceFileError, started: float, capture: Capture | None
+    ) -> None:
+        """The picture itself is the problem: gone for good, or not readable (yet).
+
+        A missing file fails at once: it is not coming back, and the watcher
+        queues it anew if it does. An unreadable one (permissions, a lock held
+        by the booth software) may be fixed by then, so it is tried a few
+        times with the job backoff before it fails with the reason.
+        """
+        if _missing(job.path, exc):
+            self._fail(job, SourceFileError(f"missing: {job.path} vanished"), started, capture)
+            return
+        if job.attempts >= self._read_attempts:
+            self._fail(job, exc, started, capture)
+        else:
+            self._retry_later(job, exc, started, capture)
+
+    def _reachable(self, name: str) -> bool:
+        """Whether the destination answers its probe; a probe that breaks counts as an answer.
+
+        (A bug in a probe must not hold a destination offline for ever: the
+        job backoff then still applies.)
+        """
+        try:
+            self._destinations[name].probe()
+        except UploadError:
+            return False
+        except Exception:
+            log.exception("probing %s failed unexpectedly", name)
+        return True
+
+    def _go_offline(self, name: str, message: str) -> None:
+        now = time.monotonic()
+        with self._health_lock:
+            if name in self._outages:
+                return
+            self._outages[name] = _Outage(
+                since=now, probes=0, next_probe=now + self._probe_delay(1)
+            )
+        self._set_health(name, DestinationHealth(Health.OFFLINE, message))
+        self._probe_wake.set()
+
+    def _probe_delay(self, probes: int) -> float:
+        return backoff(probes, base=self._probe_base, cap=self._probe_cap)
+
+    def _probe_loop(self) -> None:
+        """The one place an offline destination is contacted: a cheap probe, with backoff."""
+        while not self._stopping.is_set():
+            # Cleared before looking, so a destination going offline meanwhile
+            # is never missed.
+            self._probe_wake.clear()
+            now = time.monotonic()
+            with self._health_lock:
+                due = [name for name, o in self._outages.items() if o.next_probe <= now]
+            for name in due:
+                if self._stopping.is_set():
+                    return
+                if self._reachable(name):
+                    self._back_online(name)
+                    continue
+                with self._health_lock:
+                    outage = self._outages.get(name)
+                    if outage is not None:
+                        outage.probes += 1
+                        outage.next_probe = time.monotonic() + self._probe_delay(outage.probes + 1)
+            with self._health_lock:
+                upcoming = min((o.next_probe for o in self._outages.values()), default=math.inf)
+            self._probe_wake.wait(min(_IDLE_CHECK, max(0.0, upcoming - time.monotonic())))
+
+    def _back_online(self, name: str) -> None:
+        """The destination answered: every waiting file of it goes now."""
+        with self._health_lock:
+            outage = self._outages.pop(name, None)
+            if outage is None:
+                return
+        waiting = 0
+        try:
+            # Files backed off by errors from before the outage need not wait it out.
+            self._outbox.make_due(name)
+            waiting = self._outbox.stats().destinations.get(name, {}).get("waiting", 0)
+        except OutboxError as exc:
+            log.error("%s", exc)
+        log.info(
+            "%s is reachable again after %.0f s; %d picture(s) waiting go now",
+            name,
+            time.monotonic() - outage.since,
+            waiting,
+        )
+        self._set_health(name, DestinationHealth(Health.ONLINE))
+        self.wake()
 
     def _fail(self, job: Job, exc: Exception, started: float, capture: Capture | None) -> None:
         message = str(exc)
@@ -413,11 +640,8 @@ class Uploader:
             elif (
                 health.health is Health.ONLINE
                 and before is not None
-                and before.health
-                in (
-                    Health.OFFLINE,
-                    Health.UNAUTHORIZED,
-                )
+                # Back from offline is said by _back_online, with figures.
+                and before.health in (Health.UNAUTHORIZED, Health.RATE_LIMITED)
             ):
                 log.info("%s is online again", name)
             self._store_health(name, health)
@@ -453,11 +677,24 @@ class Uploader:
             log.exception("report callback failed")
 
 
+def _missing(path: Path, exc: SourceFileError) -> bool:
+    """Whether a source-file error means the file is gone (not merely unreadable)."""
+    if isinstance(exc.__cause__, FileNotFoundError):
+        return True
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _version(path: Path) -> _Version:
     try:
         st = os.stat(path)
     except FileNotFoundError as exc:
-        raise SourceFileError(f"{path}: vanished before it was uploaded") from exc
+        raise SourceFileError(f"missing: {path} vanished") from exc
     except OSError as exc:
         raise SourceFileError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
     return _Version(size=st.st_size, mtime_ns=st.st_mtime_ns)
@@ -479,7 +716,7 @@ def _sha256(path: Path) -> str:
             while chunk := handle.read(_HASH_CHUNK):
                 digest.update(chunk)
     except FileNotFoundError as exc:
-        raise SourceFileError(f"{path}: vanished before it was uploaded") from exc
+        raise SourceFileError(f"missing: {path} vanished") from exc
     except OSError as exc:
         raise SourceFileError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
     return digest.hexdigest()

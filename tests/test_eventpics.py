@@ -306,3 +306,52 @@ def test_a_large_picture_is_streamed_not_loaded(tmp_path: Path) -> None:
     assert record.size == item.size
     # Client and receiver together, in this process, stay far below the file's size.
     assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("status", [200, 401, 404, 500])
+def test_a_probe_is_one_short_get_and_any_answer_means_reachable(status: int) -> None:
+    """probe() sends one GET of base_url with a short timeout; any HTTP answer, even an
+    error, means the API can be reached."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status)
+
+    destination(answer).probe()
+    (request,) = seen
+    assert (request.method, str(request.url).rstrip("/")) == ("GET", BASE)
+    assert request.extensions["timeout"]["connect"] == 5.0
+    assert KEY not in str(request.url) and KEY not in str(request.headers)
+
+
+def test_a_probe_without_an_answer_is_a_network_error() -> None:
+    """No connection, or no answer in time, raises NetworkError naming the host."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    def silent(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    for handler in (refuse, silent):
+        with pytest.raises(NetworkError, match=r"api\.example\.test"):
+            destination(handler).probe()
+
+
+def test_a_probe_against_the_receiver_follows_it_up_and_down(tmp_path: Path) -> None:
+    """Over real HTTP, the probe answers while the receiver runs and fails once it stopped."""
+    receiver = Receiver(tmp_path / "received").start()
+    client = EventPicsDestination(
+        EventPicsConfig(
+            name="eventpics", api_key=DEMO_API_KEY, link_id="demo", base_url=receiver.base_url
+        )
+    )
+    try:
+        client.probe()
+        receiver.stop()
+        with pytest.raises(NetworkError, match="cannot reach"):
+            client.probe()
+    finally:
+        receiver.stop()
+        client.close()

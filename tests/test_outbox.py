@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from boothsync.errors import OutboxError
-from boothsync.outbox import _MIGRATIONS, SCHEMA_VERSION, Event, Job, JobState, Outbox
+from boothsync.outbox import (
+    _MIGRATIONS,
+    SCHEMA_VERSION,
+    Event,
+    Job,
+    JobState,
+    Outbox,
+    _move_aside,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE = {"eventpics": None}
@@ -767,3 +775,215 @@ def test_status_knows_where_each_capture_time_came_from(box: Outbox) -> None:
         (1_700_000_000_123, "exif:DateTimeOriginal"),
         (1_700_000_500_000, "mtime"),
     }
+
+
+# -- damage, full disks, durability ---------------------------------------------
+
+DAMAGE_KINDS = ["random-bytes", "corrupt-page", "truncated"]
+
+
+def _fill(db: Path, files: int = 5_000) -> None:
+    """A real queue database spread over a few hundred pages, checkpointed."""
+    Outbox(db).close()
+    raw = sqlite3.connect(db)
+    try:
+        with raw:
+            raw.executemany(
+                "INSERT INTO files (path, size, mtime_ns, watch, added_at) VALUES (?, ?, ?, ?, ?)",
+                ((f"/booth/prints/{i:06}.jpg", i, i, "bulk", float(i)) for i in range(files)),
+            )
+            raw.execute(
+                "INSERT INTO jobs (file_id, destination, state, next_attempt_at, updated_at)"
+                " SELECT id, 'eventpics', 'waiting', 0, 0 FROM files"
+            )
+    finally:
+        raw.close()
+
+
+def _quick_check(db: Path) -> list[str]:
+    raw = sqlite3.connect(db)
+    try:
+        return [str(row[0]) for row in raw.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    finally:
+        raw.close()
+
+
+def _damage(db: Path, kind: str) -> bytes:
+    """Damage the queue database at ``db`` in one of DAMAGE_KINDS; returns its bytes."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "random-bytes":
+        db.write_bytes(os.urandom(64 * 1024))
+    else:
+        _fill(db)
+        size = db.stat().st_size
+        page = 4096
+        assert size > 50 * page, "the database should span many pages"
+        if kind == "corrupt-page":
+            with db.open("r+b") as f:
+                # Inside a page in the middle, past its header: cell pointers and records.
+                f.seek((size // 2) // page * page + 100)
+                f.write(b"\xff" * 3000)
+        else:
+            os.truncate(db, size // 2)
+    assert _quick_check(db) != ["ok"], "the damage should be visible to quick_check"
+    return db.read_bytes()
+
+
+@pytest.mark.parametrize("kind", DAMAGE_KINDS)
+def test_a_damaged_database_is_moved_aside_and_a_new_one_started(
+    db: Path, clock: Clock, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """open_or_rebuild() moves a damaged database aside with its -wal and -shm, says so in
+    one ERROR line naming both paths, and starts a new, working queue."""
+    damaged = _damage(db, kind)
+    wal, shm = Path(f"{db}-wal"), Path(f"{db}-shm")
+    # Companions as a crash can leave them; SQLite may drop them itself when the
+    # open fails, else they move with the database.
+    wal.write_bytes(b"old wal")
+    shm.write_bytes(b"old shm")
+
+    with caplog.at_level("ERROR", logger="boothsync.outbox"):
+        box = Outbox.open_or_rebuild(db, clock=clock)
+    try:
+        moved = box.rebuilt_from
+        assert moved is not None
+        assert re.fullmatch(r"outbox\.sqlite3\.corrupt-\d{8}-\d{6}", moved.name)
+        assert moved.parent == db.parent
+        assert moved.read_bytes() == damaged
+        assert wal.read_bytes() != b"old wal" and shm.read_bytes() != b"old shm"
+        [record] = caplog.records
+        assert record.levelname == "ERROR"
+        line = record.getMessage()
+        assert str(db) in line and str(moved) in line and "\n" not in line
+        assert "queued again by the first scan" in line
+
+        assert add(box, "IMG_1.jpg") == 1
+        box.complete(claim(box).id)
+        assert counts(box)["uploaded"] == 1
+    finally:
+        box.close()
+    # The new queue's own -wal/-shm went with its close; none of the old one stayed.
+    assert not wal.exists() and not shm.exists()
+    assert _quick_check(db) == ["ok"]
+
+
+@pytest.mark.parametrize("kind", DAMAGE_KINDS)
+def test_status_and_plain_opens_report_damage_and_move_nothing(db: Path, kind: str) -> None:
+    """Read-only (status) and plain writable opens of a damaged database raise a one-line
+    OutboxError naming it, and leave every file where and as it was."""
+    damaged = _damage(db, kind)
+    for readonly in (True, False):
+        with pytest.raises(OutboxError, match="damaged") as excinfo:
+            Outbox(db, readonly=readonly)
+        assert str(db) in str(excinfo.value)
+        assert "\n" not in str(excinfo.value)
+        # SQLite may leave a -wal/-shm of its own; the database itself stays put.
+        assert [p.name for p in db.parent.iterdir() if "corrupt" in p.name] == []
+        assert db.read_bytes() == damaged
+
+
+def test_moving_aside_takes_the_wal_and_shm_and_never_overwrites(db: Path) -> None:
+    """A damaged database moves with its -wal and -shm; a second one in the same second
+    gets a name of its own."""
+    db.parent.mkdir(parents=True)
+    first = None
+    for generation in (b"1", b"2"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").write_bytes(generation + suffix.encode())
+        moved = _move_aside(db, 1_000_000.0)
+        for suffix in ("", "-wal", "-shm"):
+            assert Path(f"{moved}{suffix}").read_bytes() == generation + suffix.encode()
+            assert not Path(f"{db}{suffix}").exists()
+        assert moved != first
+        first = moved
+    assert first is not None and first.name.endswith("-1")
+
+
+def test_a_database_without_our_tables_is_damaged(db: Path, clock: Clock) -> None:
+    """A database whose schema version says boothsync but whose tables are gone is moved aside."""
+    Outbox(db).close()
+    raw = sqlite3.connect(db)
+    try:
+        raw.execute("DROP TABLE destinations")
+    finally:
+        raw.close()
+    with pytest.raises(OutboxError, match="no table destinations"):
+        Outbox(db, readonly=True)
+    box = Outbox.open_or_rebuild(db, clock=clock)
+    try:
+        assert box.rebuilt_from is not None and box.rebuilt_from.is_file()
+        box.set_health("eventpics", "online")
+    finally:
+        box.close()
+
+
+def test_a_sound_or_newer_database_is_never_moved_aside(db: Path, clock: Clock) -> None:
+    """open_or_rebuild() opens a sound queue as it is, and refuses a newer schema without
+    moving it: only damage leads to a rebuild."""
+    Outbox(db).close()
+    box = Outbox.open_or_rebuild(db, clock=clock)
+    try:
+        assert box.rebuilt_from is None
+        add(box, "IMG_1.jpg")
+    finally:
+        box.close()
+    raw = sqlite3.connect(db)
+    try:
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    finally:
+        raw.close()
+    with pytest.raises(OutboxError, match="newer"):
+        Outbox.open_or_rebuild(db, clock=clock)
+    assert [p.name for p in db.parent.iterdir() if "corrupt" in p.name] == []
+
+
+def test_a_state_folder_under_a_file_is_one_line_naming_path_and_cause(tmp_path: Path) -> None:
+    """A state folder that cannot be created gives one line naming the database and why."""
+    (tmp_path / "a-file").write_text("")
+    path = tmp_path / "a-file" / "state" / "outbox.sqlite3"
+    for opener in (Outbox, Outbox.open_or_rebuild):
+        with pytest.raises(OutboxError) as excinfo:
+            opener(path)
+        message = str(excinfo.value)
+        assert str(path) in message and "a file is in the way" in message
+        assert "\n" not in message
+
+
+def test_a_full_disk_is_named_as_such(box: Outbox) -> None:
+    """SQLite's "database or disk is full" reaches the caller as an OutboxError that says the
+    disk is full and where, and the queue stays usable once there is room again."""
+    add(box, "IMG_1.jpg")
+    # A page limit is how SQLite itself produces SQLITE_FULL without filling a disk;
+    # it is a setting of the outbox's own connection.
+    conn = box._connection()
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    conn.execute(f"PRAGMA max_page_count = {int(pages)}")
+    with pytest.raises(OutboxError, match="the disk is full") as excinfo:
+        for i in range(2_000):
+            add(box, f"IMG_{i:04}_{'x' * 200}.jpg")
+    assert isinstance(excinfo.value.__cause__, sqlite3.OperationalError)
+    assert excinfo.value.__cause__.sqlite_errorcode == sqlite3.SQLITE_FULL
+    assert "\n" not in str(excinfo.value)
+    conn.execute("PRAGMA max_page_count = 1073741823")
+    assert add(box, "IMG_after.jpg") == 1
+
+
+def test_a_writable_outbox_uses_wal_and_full_sync(box: Outbox) -> None:
+    """Writes go to a WAL with synchronous=FULL, so an uploaded mark survives a power cut."""
+    # synchronous is per connection: only the outbox's own connection can show it.
+    conn = box._connection()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_make_due_brings_a_destinations_backed_off_jobs_forward(box: Outbox, clock: Clock) -> None:
+    """When a destination is back, its waiting jobs are due now; other destinations keep theirs."""
+    add(box, "IMG_1.jpg", TWO)
+    for job in drain(box):
+        box.retry_later(job.id, delay=600, error="offline")
+    assert box.make_due("eventpics") == 1
+    assert box.next_due(only=["eventpics"]) == clock.now
+    assert box.next_due(only=["backup"]) == clock.now + 600
+    assert box.make_due("eventpics") == 0

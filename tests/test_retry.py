@@ -15,7 +15,13 @@ from boothsync.errors import (
     UnknownTarget,
     UploadUrlRejected,
 )
-from boothsync.retry import attempt_policy, backoff, classify_status, parse_retry_after
+from boothsync.retry import (
+    RetryBudget,
+    attempt_policy,
+    backoff,
+    classify_status,
+    parse_retry_after,
+)
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 599])
@@ -112,3 +118,77 @@ def test_attempt_policy_stops_at_once_when_shutting_down() -> None:
                 stop.set()
                 raise NetworkError("down")
     assert len(calls) == 1
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_retry_budget_allows_a_burst_then_refills_at_its_rate() -> None:
+    """A full bucket gives ``burst`` tokens at once, then one per 1/rate seconds, never more
+    than ``burst`` however long it rested."""
+    clock = FakeClock()
+    budget = RetryBudget(rate=2.0, burst=3, clock=clock)
+    assert [budget.try_acquire() for _ in range(4)] == [True, True, True, False]
+    clock.now += 0.5
+    assert budget.try_acquire() and not budget.try_acquire()
+    clock.now += 3600
+    assert budget.available == pytest.approx(3.0)
+    clock.now -= 10  # a clock stepping back neither adds nor drains tokens
+    assert budget.available == pytest.approx(3.0)
+
+
+def test_the_retry_budget_is_shared_safely_between_threads() -> None:
+    """Many workers drawing at once never get more tokens than the bucket held."""
+    budget = RetryBudget(rate=0.0, burst=50)
+    granted: list[bool] = []
+    lock = threading.Lock()
+
+    def draw() -> None:
+        for _ in range(20):
+            ok = budget.try_acquire()
+            with lock:
+                granted.append(ok)
+
+    threads = [threading.Thread(target=draw) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert granted.count(True) == 50
+
+
+def test_a_spent_budget_sends_the_error_to_the_queue_without_a_quick_retry() -> None:
+    """With no token left an attempt is tried once; tokens go only to retries that happen."""
+    budget = RetryBudget(rate=0.0, burst=2)
+    calls = []
+    with pytest.raises(NetworkError):
+        for attempt in attempt_policy(threading.Event(), attempts=3, max_wait=0.01, budget=budget):
+            with attempt:
+                calls.append(1)
+                raise NetworkError("down")
+    assert len(calls) == 3 and budget.available == 0.0
+    calls.clear()
+    with pytest.raises(NetworkError):
+        for attempt in attempt_policy(threading.Event(), attempts=3, max_wait=0.01, budget=budget):
+            with attempt:
+                calls.append(1)
+                raise NetworkError("down")
+    assert len(calls) == 1
+
+
+def test_an_attempt_that_succeeds_spends_nothing() -> None:
+    """A first try that works, or an error not retried, leaves the budget untouched."""
+    budget = RetryBudget(rate=0.0, burst=1)
+    for attempt in attempt_policy(threading.Event(), budget=budget):
+        with attempt:
+            pass
+    with pytest.raises(FileRejected):
+        for attempt in attempt_policy(threading.Event(), budget=budget):
+            with attempt:
+                raise FileRejected("no", status=422)
+    assert budget.available == 1.0

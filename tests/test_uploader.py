@@ -13,8 +13,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from boothsync.destinations import CheckItem, GalleryEvent, UploadItem
-from boothsync.errors import FileRejected, ServerBusy, SourceFileError, Unauthorized
+from boothsync.errors import (
+    FileRejected,
+    NetworkError,
+    ServerBusy,
+    SourceFileError,
+    Unauthorized,
+)
 from boothsync.outbox import Job, Outbox
+from boothsync.retry import RetryBudget
 from boothsync.uploader import Health, Uploader, UploadReport
 from tests.helpers import wait_for
 
@@ -26,6 +33,7 @@ class FakeGallery:
     ``behaviour`` (which may raise, or change the file as a writer would).
 
     ``items`` records every upload tried; ``received`` the bytes of each one accepted.
+    ``unreachable`` makes ``probe`` fail, as for a service the network cannot reach.
     """
 
     type = "fake"
@@ -36,6 +44,8 @@ class FakeGallery:
         self.items: list[UploadItem] = []
         self.received: list[bytes] = []
         self.lock = threading.Lock()
+        # While set, probe() finds no one there.
+        self.unreachable = threading.Event()
 
     def upload(self, item: UploadItem) -> None:
         with self.lock:
@@ -54,6 +64,10 @@ class FakeGallery:
 
     def events(self) -> list[GalleryEvent]:
         return []
+
+    def probe(self) -> None:
+        if self.unreachable.is_set():
+            raise NetworkError(f"cannot reach {self.name}")
 
     def check(self, album_ids: Collection[str] = ()) -> list[CheckItem]:
         return []
@@ -527,3 +541,133 @@ def test_a_picture_deleted_during_its_upload_is_not_marked_uploaded(
     assert recorder.outcomes() == ["waiting", "failed"]
     assert "vanished" in (recorder.reports[1].error or "")
     assert recorder.done == []
+
+
+# -- destination health and source-file errors -------------------------------------
+
+
+def test_an_unreachable_destination_goes_offline_and_catches_up_when_back(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A network error with no answer to the probe makes the destination offline: its job goes
+    back uncounted, nothing fails, another destination goes on. When the probe answers, it is
+    online again and every waiting file goes at once, even one backed off before the outage."""
+
+    def flaky(item: UploadItem) -> None:
+        if not gallery.unreachable.is_set():
+            return
+        if item.file_name == "a.jpg":
+            raise ServerBusy("EventPics answered 503", status=503)
+        raise NetworkError("cannot reach EventPics")
+
+    gallery = FakeGallery("eventpics", flaky)
+    backup = FakeGallery("backup")
+    gallery.unreachable.set()
+    queue(outbox, picture(tmp_path, "a.jpg"), "eventpics")
+    queue(outbox, picture(tmp_path, "b.jpg"), "eventpics", "backup")
+    uploader, recorder = recording(
+        outbox, gallery, backup, job_backoff=lambda attempts: 600.0, probe_cap=0.2
+    )
+    try:
+        wait_for(lambda: uploader.health()["eventpics"].health is Health.OFFLINE)
+        wait_for(lambda: outbox.stats().destinations["backup"]["uploaded"] == 1)
+        assert outbox.health()["eventpics"][0] == "offline"
+        assert totals(outbox)["failed"] == 0
+        first = recorder.reports[0]
+        assert (first.job.path.name, first.outcome) == ("a.jpg", "waiting")  # for 600 s
+        gallery.unreachable.clear()
+        # Well inside a.jpg's backoff: only the catch-up can send it.
+        wait_for(lambda: outbox.stats().destinations["eventpics"]["uploaded"] == 2, timeout=5)
+    finally:
+        uploader.stop(5)
+    assert uploader.health()["eventpics"].health is Health.ONLINE
+    assert outbox.health()["eventpics"][0] == "online"
+    offline = [r for r in recorder.reports if r.job.path.name == "b.jpg" and r.outcome == "waiting"]
+    assert offline, "b.jpg met the outage"
+    uploaded = {r.job.path.name: r.job for r in recorder.reports if r.outcome == "uploaded"}
+    # The outage was not counted against b.jpg: its upload is its first counted attempt.
+    assert uploaded["b.jpg"].attempts == 1
+
+
+def test_a_network_error_with_the_destination_reachable_is_a_plain_retry(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """When the probe answers, a network error was about that request: the job backs off
+    counted, and the destination does not go offline."""
+
+    def reset(item: UploadItem) -> None:
+        raise NetworkError("connection reset")
+
+    queue(outbox, picture(tmp_path), "eventpics")
+    uploader, recorder = recording(
+        outbox, FakeGallery("eventpics", reset), retry_budget=RetryBudget(rate=0.0, burst=1)
+    )
+    try:
+        wait_for(lambda: recorder.outcomes() == ["waiting"])
+    finally:
+        uploader.stop(5)
+    assert uploader.health()["eventpics"].health is not Health.OFFLINE
+    due = outbox.next_due()
+    assert due is not None and due > time.time()
+
+
+def test_a_rate_limit_holds_that_destination_only(tmp_path: Path, outbox: Outbox) -> None:
+    """A 429 makes its destination rate-limited until Retry-After, without counting the
+    attempt; the other destination goes on."""
+
+    def busy(item: UploadItem) -> None:
+        raise ServerBusy("EventPics answered 429", status=429, retry_after=60)
+
+    slow, backup = FakeGallery("eventpics", busy), FakeGallery("backup")
+    for index in range(3):
+        queue(outbox, picture(tmp_path, f"p{index}.jpg"), "eventpics", "backup")
+    uploader = running(outbox, slow, backup)
+    try:
+        wait_for(lambda: outbox.stats().destinations["backup"]["uploaded"] == 3)
+        wait_for(lambda: uploader.health()["eventpics"].health is Health.RATE_LIMITED)
+    finally:
+        uploader.stop(5)
+    health = uploader.health()["eventpics"]
+    assert health.paused_until is not None and health.paused_until - time.time() > 50
+    assert outbox.health()["eventpics"][0] == "rate-limited"
+    # Held after the first 429 (two workers may each have had one in hand).
+    assert len(slow.items) <= 2
+    counts = outbox.stats().destinations["eventpics"]
+    assert counts["waiting"] == 3 and counts["failed"] == 0
+    job = outbox.claim(only=["eventpics"], now=time.time() + 3600)
+    assert job is not None and job.attempts == 1  # the 429 was not counted
+
+
+def test_an_unreadable_picture_is_tried_a_few_times_then_fails_with_the_reason(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A file that exists but cannot be read is retried with the job backoff, then fails
+    saying why. (Unreadable here is a folder where the picture was: file permissions do
+    not bind root, a folder refuses open() for every user alike.)"""
+    path = picture(tmp_path, "locked.jpg")
+    queue(outbox, path, "eventpics")
+    path.unlink()
+    path.mkdir()
+    uploader, recorder = recording(
+        outbox, FakeGallery("eventpics"), job_backoff=lambda attempts: 0.05
+    )
+    try:
+        wait_for(lambda: totals(outbox)["failed"] == 1)
+    finally:
+        uploader.stop(5)
+    assert recorder.outcomes() == ["waiting", "waiting", "failed"]
+    assert "locked.jpg: cannot be read" in (recorder.reports[-1].error or "")
+
+
+def test_a_vanished_picture_is_marked_missing(tmp_path: Path, outbox: Outbox) -> None:
+    """A picture deleted before its upload fails at once, once, as missing."""
+    path = picture(tmp_path, "gone.jpg")
+    queue(outbox, path, "eventpics")
+    path.unlink()
+    uploader, recorder = recording(outbox, FakeGallery("eventpics"))
+    try:
+        wait_for(lambda: totals(outbox)["failed"] == 1)
+    finally:
+        uploader.stop(5)
+    assert recorder.outcomes() == ["failed"]
+    assert recorder.reports[0].error == f"missing: {path} vanished"

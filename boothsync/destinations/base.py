@@ -2,8 +2,8 @@
 
 A destination takes one file at a time and either returns (the gallery has
 it) or raises an :class:`~boothsync.errors.UploadError` subclass that says
-what to do next. It lists the events and albums it knows and checks its own
-configuration. It must not know about the queue.
+what to do next. It lists the events and albums it knows, checks its own
+configuration and answers a cheap reachability probe. It must not know about the queue.
 """
 
 from __future__ import annotations
@@ -61,6 +61,14 @@ class Destination(Protocol):
 
     def events(self) -> list[GalleryEvent]:
         """The events and albums this account can upload to."""
+
+    def probe(self) -> None:
+        """One cheap request: return if the service answers at all, whatever it says.
+
+        Raise :class:`~boothsync.errors.NetworkError` when there is no answer
+        (no route, refused, timed out). The uploader calls it while the
+        destination is offline, to learn when to send again.
+        """
 
     def check(self, album_ids: Collection[str] = ()) -> list[CheckItem]:
         """Reach the service and confirm the key, the event and each album exist."""

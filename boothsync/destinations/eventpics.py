@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 256 * 1024
 _MESSAGE_LIMIT = 200
+# A probe only asks "is anyone there?": on a network that is down it must
+# fail fast, so the uploader can probe again soon.
+_PROBE_TIMEOUT = 5.0
 
 
 class EventPicsDestination:
@@ -83,6 +86,14 @@ class EventPicsDestination:
             headers={"Authorization": f"Bearer {self._config.api_key}"},
         )
         return _parse_events(self._json(response, "geteventsandalbums"))
+
+    def probe(self) -> None:
+        """GET ``base_url``: any HTTP answer (even 401 or 404) means the API is reachable."""
+        try:
+            self._client.get(self._config.base_url, timeout=_PROBE_TIMEOUT)
+        except httpx.HTTPError as exc:
+            reason = _one_line(str(exc)) or type(exc).__name__
+            raise NetworkError(f"cannot reach EventPics ({self._host}): {reason}") from exc
 
     def check(self, album_ids: Collection[str] = ()) -> list[CheckItem]:
         """Reach the API, then confirm the key, the link and every album named in the config."""

@@ -1,0 +1,207 @@
+"""Crash safety of the queue: processes killed at random moments, unusable state folders."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+
+from boothsync.demo import write_sample_jpeg
+from boothsync.outbox import JobState, Outbox
+from boothsync.receiver import DEMO_API_KEY, Receiver
+from tests.helpers import wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Adds pictures and works through them for ever: most claims complete, every
+# fourth stays uploading (an upload in flight). Each line is printed only after
+# the call it reports returned, so it is committed.
+WORKER = """
+import sys
+from pathlib import Path
+from boothsync.outbox import Outbox
+
+box = Outbox(Path(sys.argv[1]))
+start = int(sys.argv[2])
+for i in range(start, start + 100_000):
+    name = f"/booth/prints/IMG_{i:06}.jpg"
+    box.add(Path(name), size=i, mtime_ns=i, watch="prints", destinations={"eventpics": None})
+    print("added", name, flush=True)
+    job = box.claim()
+    if job is not None and i % 4 != 3:
+        box.complete(job.id)
+        print("done", job.path, flush=True)
+"""
+
+
+def _has_completed(log: Path, count: int) -> bool:
+    return log.read_text().count("done") >= count
+
+
+def _committed(log: Path) -> tuple[set[str], set[str]]:
+    """The files the worker reported added and completed (whole lines only)."""
+    added: set[str] = set()
+    done: set[str] = set()
+    for line in log.read_text().splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break  # cut short by the kill
+        what, _, path = line.strip().partition(" ")
+        (added if what == "added" else done).add(path)
+    return added, done
+
+
+def _rows(db: Path) -> dict[str, str]:
+    raw = sqlite3.connect(db)
+    try:
+        return {
+            str(path): str(state)
+            for path, state in raw.execute(
+                "SELECT f.path, j.state FROM jobs AS j JOIN files AS f ON f.id = j.file_id"
+            )
+        }
+    finally:
+        raw.close()
+
+
+def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
+    """A writer SIGKILLed five times at random moments loses no row and no completion:
+    after each restart recover() brings every interrupted upload back to waiting, and
+    the database passes quick_check."""
+    db = tmp_path / "state" / "outbox.sqlite3"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rng = random.Random(5)
+    pace = threading.Event()
+    all_added: set[str] = set()
+    all_done: set[str] = set()
+    for round_ in range(5):
+        log = tmp_path / f"worker-{round_}.log"
+        with log.open("w") as out:
+            worker = subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(db), str(round_ * 100_000)],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.PIPE,
+            )
+        try:
+            wait_for(partial(_has_completed, log, 5), timeout=20, what="the worker to work")
+            pace.wait(rng.uniform(0.0, 0.3))
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(timeout=10)
+            assert worker.stderr is not None
+            errors = worker.stderr.read().decode()
+            worker.stderr.close()
+        assert worker.returncode == -signal.SIGKILL, errors
+
+        added, done = _committed(log)
+        all_added |= added
+        all_done |= done
+        box = Outbox(db)
+        try:
+            uploading = box.stats().totals[JobState.UPLOADING]
+            assert uploading > 0, "every fourth claim was left uploading"
+            assert box.recover() == uploading
+            assert box.stats().totals[JobState.UPLOADING] == 0
+        finally:
+            box.close()
+        rows = _rows(db)
+        assert all_added <= rows.keys(), "a reported add was lost"
+        # At most the one call the kill cut short between its commit and its line.
+        assert len(rows.keys() - all_added) <= 1
+        all_added |= rows.keys()
+        assert all(rows[path] == "uploaded" for path in all_done), "a completion was lost"
+        raw = sqlite3.connect(db)
+        try:
+            assert raw.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+        finally:
+            raw.close()
+
+
+def test_run_with_an_unusable_state_folder_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """`python -m boothsync run` whose state folder sits under a regular file exits 1
+    with one line naming the queue database and the cause, no traceback."""
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    (tmp_path / "a-file").write_text("")
+    state = tmp_path / "a-file" / "state"
+    config = tmp_path / "boothsync.toml"
+    config.write_text(
+        f"""
+[booth]
+name = "booth-1"
+timezone = "Europe/Berlin"
+
+[[watch]]
+path = "{hot.as_posix()}"
+
+[destinations.eventpics]
+type = "eventpics"
+api_key = "k"
+link_id = "demo"
+base_url = "http://127.0.0.1:9"
+
+[state]
+dir = "{state.as_posix()}"
+""",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTHSYNC_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "boothsync", "run", "-c", str(config)],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "outbox.sqlite3" in lines[0] and "a file is in the way" in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_damaged_queue_is_moved_aside_and_the_folder_queued_again(tmp_path: Path) -> None:
+    """`boothsync run` on a damaged queue says so, keeps the old file, and uploads the folder."""
+    hot = tmp_path / "hot"
+    state = tmp_path / "state"
+    hot.mkdir()
+    state.mkdir()
+    (state / "outbox.sqlite3").write_bytes(b"the power went out while this was written" * 50)
+    write_sample_jpeg(hot / "kept.jpg", datetime(2026, 5, 1, 12), "x", (1, 2, 3))
+    with Receiver(tmp_path / "received") as receiver:
+        config = tmp_path / "boothsync.toml"
+        config.write_text(
+            f'[[watch]]\npath = "{hot.as_posix()}"\nsettle_seconds = 0.3\n'
+            f'[destinations.eventpics]\ntype = "eventpics"\napi_key = "{DEMO_API_KEY}"\n'
+            f'link_id = "demo"\nbase_url = "{receiver.base_url}"\n'
+            f'[state]\ndir = "{state.as_posix()}"\n'
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTHSYNC_")}
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "boothsync", "run", "-c", str(config)],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            wait_for(lambda: [r.file_name for r in receiver.received()] == ["kept.jpg"], timeout=30)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            _, errors = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, errors
+    assert "was damaged" in errors and "moved it to" in errors
+    assert "Traceback" not in errors
+    assert [p.name for p in state.glob("outbox.sqlite3.corrupt-*")] != []
