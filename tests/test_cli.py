@@ -432,3 +432,72 @@ def test_an_unusable_state_folder_is_one_line_and_exit_1(tmp_path: Path) -> None
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "a-file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_fixed_key_is_used_as_soon_as_the_config_is_saved(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A rejected key pauses uploads; saving the fixed key delivers everything, nothing failed."""
+    config = write_config(tmp_path, receiver.base_url, api_key="wrong-key-1234")
+    daemon = Daemon("run", "-c", str(config))
+    try:
+        wait_for(lambda: "ready" in daemon.output, timeout=30)
+        for index in range(2):
+            write_sample_jpeg(
+                tmp_path / "hot" / f"k{index}.jpg", datetime(2026, 6, 1, 20, index), "k", (1, 2, 3)
+            )
+        wait_for(
+            lambda: (
+                (s := status(config))["destinations"]["eventpics"]["health"] == "unauthorized"
+                and s["totals"]["waiting"] == 2
+            ),
+            timeout=30,
+        )
+        config.write_text(config.read_text().replace("wrong-key-1234", DEMO_API_KEY))
+        wait_for(lambda: len(receiver.received()) == 2, timeout=30)
+        report = wait_for(lambda: (s := status(config))["totals"]["uploaded"] == 2 and s)
+        assert report["totals"]["failed"] == 0
+        assert report["destinations"]["eventpics"]["health"] == "online"
+    finally:
+        assert daemon.stop() == 0
+    assert "the config changed" in daemon.output
+    assert "wrong-key-1234" not in daemon.output
+
+
+def test_a_broken_config_edit_is_reported_and_uploads_go_on(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Saving a broken config while running is one error line; the running config stays."""
+    config = write_config(tmp_path, receiver.base_url)
+    good = config.read_text()
+    daemon = Daemon("run", "-c", str(config))
+    try:
+        wait_for(lambda: "ready" in daemon.output, timeout=30)
+        config.write_text(good + "\n[upload]\nconcurrency = 0\n")
+        wait_for(lambda: "config change is ignored" in daemon.output, timeout=30)
+        write_sample_jpeg(
+            tmp_path / "hot" / "after.jpg", datetime(2026, 6, 1, 20, 0), "a", (1, 2, 3)
+        )
+        wait_for(lambda: [r.file_name for r in receiver.received()] == ["after.jpg"], timeout=30)
+    finally:
+        assert daemon.stop() == 0
+    assert "upload.concurrency" in daemon.output
+    assert "Traceback" not in daemon.output
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_sighup_rereads_the_config(tmp_path: Path, receiver: Receiver) -> None:
+    """SIGHUP makes the daemon reread its config even when the file looks unchanged."""
+    config = write_config(tmp_path, receiver.base_url, api_key="wrong-key-1234")
+    daemon = Daemon("run", "-c", str(config))
+    try:
+        wait_for(lambda: "ready" in daemon.output, timeout=30)
+        before = config.stat()
+        # Same length and the old time stamp: only the signal can make it look again.
+        config.write_text(config.read_text().replace("wrong-key-1234", "demo-key-fixed"))
+        os.utime(config, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert config.stat().st_size == before.st_size
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "the config changed" in daemon.output, timeout=30)
+    finally:
+        assert daemon.stop() == 0
