@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from boothsync.config import Config
+from boothsync.engine import Engine
 from tests.helpers import wait_for
 
 
@@ -24,3 +26,20 @@ def no_thread_leaks() -> Iterator[None]:
     except AssertionError:
         names = ", ".join(t.name for t in leaked())
         pytest.fail(f"threads still running after the test: {names}")
+
+
+@pytest.fixture
+def engine_for() -> Iterator[Callable[[Config], Engine]]:
+    """Start an engine on a config, ready (first scan done); every one is stopped afterwards."""
+    engines: list[Engine] = []
+
+    def start(config: Config) -> Engine:
+        engine = Engine(config)
+        engine.start()
+        engines.append(engine)
+        assert engine.wait_ready(10)
+        return engine
+
+    yield start
+    for engine in engines:
+        engine.stop(5)

@@ -16,7 +16,6 @@ from PIL import Image
 from boothsync import watcher
 from boothsync.config import Config
 from boothsync.demo import write_sample_jpeg
-from boothsync.engine import Engine
 from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
 from boothsync.uploader import Health
 from tests.helpers import engine_config, wait_for
@@ -35,22 +34,6 @@ def make_config(
 ) -> Config:
     watch = {"settle_seconds": 0.3, **watch}
     return engine_config(tmp_path, receiver.base_url, api_key=api_key, album_id="a1", **watch)
-
-
-@pytest.fixture
-def engine_for(tmp_path: Path) -> Iterator[Any]:
-    engines: list[Engine] = []
-
-    def start(config: Config) -> Engine:
-        engine = Engine(config)
-        engine.start()
-        engines.append(engine)
-        assert engine.wait_ready(10)
-        return engine
-
-    yield start
-    for engine in engines:
-        engine.stop(5)
 
 
 def picture(folder: Path, name: str, taken: datetime) -> Path:

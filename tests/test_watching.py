@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from boothsync.config import Config
 from boothsync.demo import write_sample_jpeg
 from boothsync.engine import Engine
 from boothsync.receiver import Receiver
@@ -36,21 +37,14 @@ StartEngine = Callable[..., Engine]
 
 
 @pytest.fixture
-def start_engine(tmp_path: Path, receiver: Receiver) -> Iterator[StartEngine]:
-    engines: list[Engine] = []
-
+def start_engine(
+    tmp_path: Path, receiver: Receiver, engine_for: Callable[[Config], Engine]
+) -> StartEngine:
     def start(*, poll: bool, triggers: dict[str, Any] | None = None, **watch: Any) -> Engine:
         watch = {"poll": poll, "poll_interval": 0.5, **watch}
-        config = engine_config(tmp_path, receiver.base_url, triggers=triggers, **watch)
-        engine = Engine(config)
-        engine.start()
-        engines.append(engine)
-        assert engine.wait_ready(10)
-        return engine
+        return engine_for(engine_config(tmp_path, receiver.base_url, triggers=triggers, **watch))
 
-    yield start
-    for engine in engines:
-        engine.stop(5)
+    return start
 
 
 modes = pytest.mark.parametrize("poll", [False, True], ids=["native", "polling"])
