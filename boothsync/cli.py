@@ -92,6 +92,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
+    tray = commands.add_parser(
+        "tray", parents=[with_config], help="watch and upload with a tray icon (Quit to stop)"
+    )
+    tray.add_argument(
+        "--attach",
+        action="store_true",
+        help="show and control a boothsync already running as a service instead",
+    )
+    tray.set_defaults(handler=_tray)
+
     status = commands.add_parser(
         "status", parents=[with_config], help="what is waiting, uploaded and failed"
     )
@@ -103,6 +113,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("--destination", metavar="NAME", help="only this destination")
     retry.set_defaults(handler=_retry)
+
+    pause = commands.add_parser(
+        "pause", parents=[with_config], help="ask the running boothsync to start no more uploads"
+    )
+    pause.set_defaults(handler=_send_command, control="pause")
+    resume = commands.add_parser(
+        "resume", parents=[with_config], help="ask the running boothsync to upload again"
+    )
+    resume.set_defaults(handler=_send_command, control="resume")
 
     events = commands.add_parser(
         "events", parents=[with_config], help="list the gallery's events and albums for the key"
@@ -158,6 +177,12 @@ def _run(args: argparse.Namespace) -> int:
     return run(_load(args))
 
 
+def _tray(args: argparse.Namespace) -> int:
+    from boothsync.tray import run_tray
+
+    return run_tray(_load(args), attach=args.attach)
+
+
 def _status(args: argparse.Namespace) -> int:
     config = _load(args)
     database = outbox_path(config)
@@ -166,6 +191,10 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return EXIT_OK
     print(f"queue: {database}" + ("" if report["queue_exists"] else " (nothing queued yet)"))
+    if report["paused"]:
+        print("uploads: paused (`boothsync resume` resumes them)")
+    for folder in report["missing_folders"]:
+        print(f"watch folder missing: {folder}")
     for name, entry in report["destinations"].items():
         counts = "  ".join(f"{state} {entry[state]}" for state in STATES)
         if entry["duplicates"]:
@@ -207,6 +236,8 @@ def _status_report(config: Config, database: Path) -> dict[str, Any]:
         "last_upload": None,
         "last_error": None,
         "sources": {},
+        "paused": False,
+        "missing_folders": [],
     }
     if not database.exists():
         return report
@@ -214,8 +245,11 @@ def _status_report(config: Config, database: Path) -> dict[str, Any]:
     try:
         stats = outbox.stats()
         health = outbox.health()
+        flags = outbox.flags()
     finally:
         outbox.close()
+    report["paused"] = flags.get("paused") == "1"
+    report["missing_folders"] = _json_list(flags.get("missing_folders"))
     for name, counts in stats.destinations.items():
         entry = destinations.setdefault(
             name, {"type": "unknown", **zero, "duplicates": 0, "health": "unknown", "detail": ""}
@@ -231,6 +265,15 @@ def _status_report(config: Config, database: Path) -> dict[str, Any]:
     report["last_error"] = _event_json(stats.last_error)
     report["sources"] = dict(sorted(stats.sources.items()))
     return report
+
+
+def _json_list(text: str | None) -> list[str]:
+    """A flag holding a JSON list of strings; anything else reads as empty."""
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return [str(item) for item in value] if isinstance(value, list) else []
 
 
 def _event_json(event: Event | None) -> dict[str, Any] | None:
@@ -266,6 +309,19 @@ def _retry(args: argparse.Namespace) -> int:
     finally:
         outbox.close()
     print(f"{count} failed upload(s) queued again" if count else "no failed uploads")
+    return EXIT_OK
+
+
+def _send_command(args: argparse.Namespace) -> int:
+    """Leave pause or resume in the queue database, where the running boothsync takes it."""
+    config = _load(args)
+    database = outbox_path(config)
+    outbox = Outbox(database)
+    try:
+        outbox.send_command(args.control)
+    finally:
+        outbox.close()
+    print(f"{args.control} sent: boothsync applies it within a second (or when it next starts)")
     return EXIT_OK
 
 

@@ -64,6 +64,8 @@ DEFAULT_PATTERNS: Final = ("*.jpg", "*.jpeg", "*.png", "*.gif")
 DEFAULT_BASE_URL: Final = "https://api.eventpics.net"
 MAX_CONCURRENCY: Final = 16
 DEFAULT_TRIGGER_PORT: Final = 8787
+#: ``[booth] language``: the tray's texts; "auto" follows the system locale.
+LANGUAGES: Final = ("auto", "en", "de")
 
 #: Subfolders a recursive watch never looks into (compared case-insensitively), besides hidden
 #: ones (".*") and its move_to folder: Synology thumbnails, pibooth's raw and discarded shots,
@@ -266,6 +268,13 @@ BOOTH_OPTIONS: Final[tuple[Option, ...]] = (
         default=DEFAULT_FILENAME_DATES,
         check=_filename_dates,
     ),
+    Option(
+        "language",
+        "str",
+        'The tray\'s language: "en", "de", or "auto" (from the system locale).',
+        default="auto",
+        choices=LANGUAGES,
+    ),
 )
 
 WATCH_OPTIONS: Final[tuple[Option, ...]] = (
@@ -446,6 +455,7 @@ class BoothConfig:
     tz: ZoneInfo = field(compare=False)  # ``timezone`` resolved; the system zone when None
     camera_clock_offset: timedelta = timedelta(0)
     filename_dates: tuple[str, ...] = DEFAULT_FILENAME_DATES
+    language: str = "auto"
 
     @property
     def capture_options(self) -> CaptureOptions:
@@ -685,6 +695,7 @@ def _booth(raw: object, ctx: _Context) -> BoothConfig:
         tz=ZoneInfo(timezone) if timezone else _system_zone(ctx.environ),
         camera_clock_offset=values["camera_clock_offset"],
         filename_dates=values["filename_dates"],
+        language=values["language"],
     )
 
 

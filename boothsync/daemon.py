@@ -8,6 +8,7 @@ exit code. Must not import the tray.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import signal
 import sys
@@ -25,6 +26,7 @@ from boothsync.errors import ConfigError
 __all__ = [
     "GRACE_SECONDS",
     "LEVELS",
+    "log_to_file",
     "parse_level",
     "redact",
     "run",
@@ -89,6 +91,28 @@ def setup_logging(level: int, *, secrets: Iterable[str] = ()) -> None:
     quiet = logging.DEBUG if level <= logging.DEBUG else logging.WARNING
     for name in ("httpx", "httpcore", "watchdog"):
         logging.getLogger(name).setLevel(max(quiet, level))
+
+
+def log_to_file(
+    path: Path, *, max_bytes: int = 1_000_000, backups: int = 5
+) -> logging.handlers.RotatingFileHandler:
+    """Also write the log lines, secrets blanked as on stderr, to a rotating file.
+
+    Returns the handler, for the caller to remove and close when it is done.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+    )
+    root = logging.getLogger()
+    known = [h.formatter for h in root.handlers if isinstance(h.formatter, _RedactingFormatter)]
+    handler.setFormatter(
+        known[0]
+        if known
+        else _RedactingFormatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S", ())
+    )
+    root.addHandler(handler)
+    return handler
 
 
 def redact(secrets: Iterable[str]) -> None:
@@ -189,8 +213,11 @@ def _reloaded(config: Config) -> Config | None:
     return fresh
 
 
-def _started(config: Config) -> Engine:
+def _started(config: Config, *, paused: bool = False) -> Engine:
     engine = Engine(config)
+    if paused:
+        # A pause is the operator's; a config reload must not lift it.
+        engine.pause()
     engine.start()
     folders = ", ".join(str(w.path) for w in config.watches)
     targets = ", ".join(config.destinations)
@@ -225,9 +252,10 @@ def run(config: Config, *, stop: threading.Event | None = None) -> int:
                 if fresh is None:
                     continue
                 log.info("the config changed; restarting with it")
+                paused = engine.paused
                 engine.stop(GRACE_SECONDS)
                 config = fresh
-                engine = _started(config)
+                engine = _started(config, paused=paused)
                 ready = False
             log.info("stopping: no new uploads; up to %.0f s for the ones in flight", GRACE_SECONDS)
         finally:

@@ -5,12 +5,21 @@ them, and the engine only connects the wake-up signal between the two. It also
 owns what happens to a picture once every destination has it
 (``after_upload``: keep, move or delete) and the snapshot the CLI, the tray and
 the service read.
+
+It is also where the operator's commands land: pause, resume and retry, called
+in-process (the tray) or sent through the queue database by another process
+(``boothsync pause``, a tray attached to the service), which the
+``engine-control`` thread takes every second. The same thread keeps the flags
+other processes read current: ``paused`` ("1"/"0") and ``missing_folders`` (a
+JSON list). A pause outlives a restart: it is read back from the flag at start.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,7 +27,7 @@ from pathlib import Path
 
 from boothsync.config import Config, WatchConfig
 from boothsync.destinations import Destination, create
-from boothsync.errors import BoothsyncError
+from boothsync.errors import BoothsyncError, OutboxError
 from boothsync.outbox import Job, Outbox, Stats
 from boothsync.paths import outbox_path
 from boothsync.triggers import DslrBoothTriggers, SparkboothStatus
@@ -30,10 +39,19 @@ __all__ = ["Engine", "Snapshot"]
 log = logging.getLogger(__name__)
 
 
+# How often the control thread looks for commands and refreshes the flags (seconds).
+CONTROL_INTERVAL = 1.0
+
+PAUSED_FLAG = "paused"
+MISSING_FOLDERS_FLAG = "missing_folders"
+
+
 @dataclass(frozen=True)
 class Snapshot:
     stats: Stats
     health: dict[str, DestinationHealth]
+    paused: bool = False
+    missing_folders: tuple[str, ...] = ()
 
 
 class Engine:
@@ -55,6 +73,15 @@ class Engine:
         self._uploader: Uploader | None = None
         self._watcher: Watcher | None = None
         self._triggers: list[DslrBoothTriggers | SparkboothStatus] = []
+        # None until pause() or resume() says otherwise: then start() takes the flag.
+        self._paused: bool | None = None
+        # Serializes pause, resume and their flag writes (tray thread, control thread).
+        self._control_lock = threading.Lock()
+        self._control_stop = threading.Event()
+        self._control: threading.Thread | None = None
+        # The missing_folders flag as last written, so it is written only when it changes.
+        self._missing_written: str | None = None
+        self._control_error: str | None = None
 
     @property
     def outbox(self) -> Outbox:
@@ -82,6 +109,9 @@ class Engine:
             on_report=self._on_report,
             on_file_done=self._after_upload,
         )
+        paused = self._restored_pause(outbox)
+        if paused:
+            self._uploader.pause()
         self._uploader.start()
         self._watcher = Watcher(
             self.config.watches,
@@ -90,6 +120,33 @@ class Engine:
         )
         self._watcher.start()
         self._start_triggers(self._watcher)
+        self._control_stop.clear()
+        self._missing_written = None
+        self._control = threading.Thread(
+            target=self._control_loop, name="engine-control", daemon=True
+        )
+        self._control.start()
+
+    def _restored_pause(self, outbox: Outbox) -> bool:
+        """Whether to start paused: only if pause() was called before start.
+
+        A fresh start always uploads: a pause left over from another day must
+        never hold back tonight's pictures after a reboot. (The daemon carries
+        a pause over a config reload itself.) Commands sent while nothing ran
+        are old news and are dropped for the same reason.
+        """
+        with self._control_lock:
+            if self._paused is None:
+                self._paused = False
+            try:
+                stale = outbox.take_commands()
+            except OutboxError as exc:
+                log.error("%s", exc)
+            else:
+                if stale:
+                    log.info("ignoring %s sent while boothsync was not running", ", ".join(stale))
+            self._write_flag(outbox, PAUSED_FLAG, "1" if self._paused else "0")
+            return self._paused
 
     def _start_triggers(self, watcher: Watcher) -> None:
         """Listen to the booth software's own "file done" signals, where configured.
@@ -131,6 +188,10 @@ class Engine:
         Returns True when every upload finished in time.
         """
         deadline = time.monotonic() + timeout
+        self._control_stop.set()
+        if self._control is not None:
+            self._control.join(max(0.1, min(2.0, timeout)))
+            self._control = None
         for trigger in self._triggers:
             trigger.stop()
         self._triggers = []
@@ -160,7 +221,104 @@ class Engine:
         return Snapshot(
             stats=self.outbox.stats(),
             health=uploader.health() if uploader is not None else {},
+            paused=self.paused,
+            missing_folders=tuple(str(path) for path in self.missing_folders()),
         )
+
+    @property
+    def paused(self) -> bool:
+        return bool(self._paused)
+
+    def pause(self) -> None:
+        """Start no more uploads until :meth:`resume` (uploads in flight finish); pictures are
+        still watched and queued. Shown to other processes through the ``paused`` flag."""
+        self._set_paused(True)
+
+    def resume(self) -> None:
+        """Upload again, at once."""
+        self._set_paused(False)
+
+    def retry_failed(self) -> int:
+        """Queue every failed upload again and wake the uploader; returns how many."""
+        count = self.outbox.retry_failed()
+        uploader = self._uploader
+        if uploader is not None:
+            uploader.wake()
+        return count
+
+    def missing_folders(self) -> list[Path]:
+        """The watched folders that are missing now."""
+        watcher = self._watcher
+        return watcher.missing_folders() if watcher is not None else []
+
+    def _set_paused(self, paused: bool) -> None:
+        with self._control_lock:
+            changed = self._paused is not paused
+            self._paused = paused
+            uploader = self._uploader
+            if uploader is not None:
+                if paused:
+                    uploader.pause()
+                else:
+                    uploader.resume()
+            if self._outbox is not None:
+                self._write_flag(self._outbox, PAUSED_FLAG, "1" if paused else "0")
+        if changed:
+            if paused:
+                log.info("uploads paused; pictures are still queued and go when resumed")
+            else:
+                log.info("uploads resumed")
+
+    def _write_flag(self, outbox: Outbox, name: str, value: str) -> None:
+        try:
+            outbox.set_flag(name, value)
+        except OutboxError as exc:
+            log.error("%s", exc)
+
+    def _control_loop(self) -> None:
+        """Apply the commands other processes sent, and keep the flags they read current."""
+        while True:
+            try:
+                self._control_step()
+                self._control_error = None
+            except OutboxError as exc:
+                # Said once, not every second while the database is unusable.
+                if str(exc) != self._control_error:
+                    self._control_error = str(exc)
+                    log.error("%s", exc)
+            except Exception:
+                log.exception("the engine's control thread hit an unexpected error")
+            if self._control_stop.wait(CONTROL_INTERVAL):
+                return
+
+    def _control_step(self) -> None:
+        outbox = self._outbox
+        if outbox is None or self._control_stop.is_set():
+            return
+        # stop() joins this thread before it takes anything apart, so a command
+        # taken here is always applied.
+        for command in outbox.take_commands():
+            self._apply(command)
+        watcher = self._watcher
+        if watcher is None or not watcher.ready.is_set():
+            # Which folders are missing is known after the watcher's first look.
+            return
+        missing = json.dumps([str(path) for path in self.missing_folders()])
+        if missing != self._missing_written:
+            outbox.set_flag(MISSING_FOLDERS_FLAG, missing)
+            self._missing_written = missing
+
+    def _apply(self, command: str) -> None:
+        log.info("%s command received", command)
+        if command == "pause":
+            self.pause()
+        elif command == "resume":
+            self.resume()
+        elif command == "retry":
+            if not self.retry_failed():
+                log.info("no failed uploads to retry")
+        else:
+            log.warning("unknown command %r ignored", command)
 
     def scan(self) -> None:
         if self._watcher is not None:

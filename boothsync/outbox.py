@@ -4,7 +4,10 @@ Owns the SQLite file (schema, migrations recorded in ``PRAGMA user_version``)
 and every state change of a job: one row per (file version, destination),
 waiting → uploading → uploaded | failed, and back to waiting for a retry.
 It also remembers which content each uploaded job sent (its SHA-256), so the
-uploader can ask whether a destination already has a picture.
+uploader can ask whether a destination already has a picture. And it
+carries the control channel between processes: commands a tray or the CLI
+sends the running service (pause, resume, retry), and flags the service keeps
+about itself (paused, missing folders) for them to read.
 A row is written before anything is uploaded and marked uploaded only after
 the destination said yes, so a crash at any moment loses nothing: the next
 start calls :meth:`Outbox.recover`.
@@ -36,7 +39,7 @@ from pathlib import Path
 
 from boothsync.errors import OutboxError
 
-__all__ = ["Event", "Job", "JobState", "Outbox", "Stats"]
+__all__ = ["COMMANDS", "Event", "Job", "JobState", "Outbox", "Stats"]
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +187,30 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # stats(): counts pictures per capture-time source from the index alone.
         "CREATE INDEX files_taken_at_source ON files (taken_at_source)",
     ),
+    (
+        # The control channel: a tray or `boothsync pause` in another process
+        # asks the running service to pause, resume or retry; the service
+        # takes the commands and marks them done (take_commands()).
+        """
+        CREATE TABLE commands (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            command TEXT NOT NULL CHECK (command IN ('pause', 'resume', 'retry')),
+            sent_at REAL NOT NULL,
+            done_at REAL
+        )
+        """,
+        # take_commands(): only the pending few are read, however many are done.
+        "CREATE INDEX commands_pending ON commands (id) WHERE done_at IS NULL",
+        # What the running service says about itself (paused, missing folders),
+        # for a tray or `status` in another process.
+        """
+        CREATE TABLE flags (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )
+        """,
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -195,6 +222,12 @@ _TABLES = frozenset({"files", "jobs", "destinations"})
 # Result codes (the low byte of an extended code) that mean the file itself is
 # bad, as opposed to locked, full or unreadable: those must never lead to
 # moving a good queue aside.
+#: The commands another process may send the running service (see :meth:`Outbox.send_command`).
+COMMANDS = frozenset({"pause", "resume", "retry"})
+
+# Done commands are kept this long (seconds) for a look at what happened, then deleted.
+_COMMANDS_KEPT = 7 * 24 * 3600.0
+
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 _JOB_SELECT = """
@@ -619,6 +652,58 @@ class Outbox:
         if count:
             log.info("%d failed upload(s) queued again", count)
         return count
+
+    # -- the control channel ---------------------------------------------------
+
+    def send_command(self, command: str) -> None:
+        """Ask the running service to ``pause``, ``resume`` or ``retry`` (failed jobs).
+
+        The command waits in the database until the service takes it
+        (:meth:`take_commands`, within about a second), so this works from
+        another process; sent while no service runs, the next start applies it.
+        """
+        if command not in COMMANDS:
+            raise OutboxError(f"unknown command {command!r}; one of {', '.join(sorted(COMMANDS))}")
+        with self._write(f"send the {command} command") as conn:
+            conn.execute(
+                "INSERT INTO commands (command, sent_at) VALUES (?, ?)", (command, self._clock())
+            )
+
+    def take_commands(self) -> list[str]:
+        """The commands not taken yet, oldest first; they are marked done in the same transaction,
+        so each is taken once even with two takers."""
+        with self._write("take commands") as conn:
+            now = self._clock()
+            rows = conn.execute(
+                "SELECT id, command FROM commands INDEXED BY commands_pending"
+                " WHERE done_at IS NULL ORDER BY id"
+            ).fetchall()
+            if rows:
+                conn.execute(
+                    "UPDATE commands SET done_at = ? WHERE done_at IS NULL AND id <= ?",
+                    (now, rows[-1]["id"]),
+                )
+            conn.execute(
+                "DELETE FROM commands WHERE done_at IS NOT NULL AND done_at < ?",
+                (now - _COMMANDS_KEPT,),
+            )
+        return [str(row["command"]) for row in rows]
+
+    def set_flag(self, name: str, value: str) -> None:
+        """Record one thing the running service says about itself (``paused``, ...)."""
+        with self._write(f"set the {name} flag") as conn:
+            conn.execute(
+                "INSERT INTO flags (name, value, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET"
+                " value = excluded.value, updated_at = excluded.updated_at",
+                (name, value, self._clock()),
+            )
+
+    def flags(self) -> dict[str, str]:
+        """Every flag the service recorded: ``{name: value}`` (works read-only)."""
+        with self._read("read flags") as conn:
+            rows = conn.execute("SELECT name, value FROM flags").fetchall()
+        return {str(name): str(value) for name, value in rows}
 
     # -- reads ----------------------------------------------------------------
 

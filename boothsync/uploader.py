@@ -14,6 +14,9 @@ backoff, and when the probe answers every waiting file of it is due at once.
 Other destinations go on meanwhile. Quick retries inside one attempt draw on a
 client-wide :class:`~boothsync.retry.RetryBudget`.
 
+The operator can pause the uploader as a whole (:meth:`Uploader.pause`): no
+job is claimed until :meth:`Uploader.resume`, while uploads in flight finish.
+
 The file is stat'ed before it is hashed and again once the destination took
 it; if it changed in between, the job is sent again, so a gallery never keeps
 a copy that is stale or partial. The content hash is computed here, once per
@@ -181,6 +184,10 @@ class Uploader:
         self._threads: list[threading.Thread] = []
         self._health_lock = threading.Lock()
         self._health = {name: DestinationHealth(Health.UNKNOWN) for name in self._destinations}
+        # Held across the paused check and the claim, so once pause() returned
+        # no worker is about to claim.
+        self._pause_lock = threading.Lock()
+        self._paused = False
 
     def start(self) -> None:
         for name, health in self._health.items():
@@ -198,6 +205,21 @@ class Uploader:
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
+
+    def pause(self) -> None:
+        """Claim no more jobs until :meth:`resume`; uploads in flight finish as usual."""
+        with self._pause_lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        """Claim jobs again, at once."""
+        with self._pause_lock:
+            self._paused = False
+        self.wake()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop claiming; give in-flight uploads up to ``timeout`` seconds to finish.
@@ -232,9 +254,15 @@ class Uploader:
             with self._cond:
                 generation = self._generation
             try:
-                job = self._outbox.claim(only=self._active())
+                with self._pause_lock:
+                    paused = self._paused
+                    job = None if paused else self._outbox.claim(only=self._active())
             except OutboxError as exc:
                 log.error("%s", exc)
+                self._idle(generation, _IDLE_CHECK)
+                continue
+            if paused:
+                # resume() wakes the workers.
                 self._idle(generation, _IDLE_CHECK)
                 continue
             if job is None:

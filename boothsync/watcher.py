@@ -325,6 +325,8 @@ class Watcher:
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._enqueued_new = False
+        # Guards the folders' ``missing`` marks, which missing_folders() reads from other threads.
+        self._missing_lock = threading.Lock()
 
     # -- public ---------------------------------------------------------------
 
@@ -349,6 +351,12 @@ class Watcher:
         with self._lock:
             for folder in self._folders:
                 self._stop_observer(folder, max(0.1, deadline - time.monotonic()))
+
+    def missing_folders(self) -> list[Path]:
+        """The watched folders that are missing now (as last checked, at most
+        ``FOLDER_CHECK_INTERVAL`` ago), in config order; any thread may call it."""
+        with self._missing_lock:
+            return [folder.path for folder in self._folders if folder.missing]
 
     def scan(self) -> None:
         """Ask for a scan of every folder now (returns at once; the worker does it)."""
@@ -669,7 +677,8 @@ class Watcher:
                 folder.restarts = 0
                 continue
             if folder.missing:
-                folder.missing = False
+                with self._missing_lock:
+                    folder.missing = False
                 log.info("watched folder %s is there now; watching it", folder.path)
             elif observer is not None:
                 folder.restarts += 1
@@ -692,7 +701,8 @@ class Watcher:
             self._stop_observer(folder, 1.0)
         folder.identity = None
         if not folder.missing:
-            folder.missing = True
+            with self._missing_lock:
+                folder.missing = True
             log.warning(
                 "watched folder %s does not exist; checking again every %.0f s",
                 folder.path,

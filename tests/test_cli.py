@@ -501,3 +501,77 @@ def test_sighup_rereads_the_config(tmp_path: Path, receiver: Receiver) -> None:
         wait_for(lambda: "the config changed" in daemon.output, timeout=30)
     finally:
         assert daemon.stop() == 0
+
+
+def test_pause_and_resume_control_a_running_daemon(tmp_path: Path, receiver: Receiver) -> None:
+    """`boothsync pause` stops a running `boothsync run` from uploading (status says paused,
+    a dropped picture waits); `boothsync resume` sends it."""
+    config = write_config(tmp_path, receiver.base_url)
+    daemon = Daemon("run", "-c", str(config))
+    try:
+        wait_for(lambda: "ready" in daemon.output, timeout=30, what="the daemon to be ready")
+        assert status(config)["paused"] is False
+
+        result = boothsync("pause", "-c", str(config))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("\n") == 1 and result.stdout.startswith("pause sent")
+        wait_for(lambda: status(config)["paused"] is True, what="the daemon to pause")
+        write_sample_jpeg(
+            tmp_path / "hot" / "held.jpg", datetime(2026, 6, 1, 20, 0), "x", (1, 2, 3)
+        )
+        wait_for(lambda: status(config)["totals"]["waiting"] == 1, timeout=30)
+        threading.Event().wait(1.0)  # time passes: nothing may be uploaded in it
+        assert receiver.received() == []
+        assert status(config)["paused"] is True
+        text = boothsync("status", "-c", str(config))
+        assert "uploads: paused" in text.stdout
+
+        result = boothsync("resume", "-c", str(config))
+        assert result.returncode == 0 and result.stdout.startswith("resume sent"), result.stderr
+        wait_for(lambda: [r.file_name for r in receiver.received()] == ["held.jpg"], timeout=30)
+        assert status(config)["paused"] is False
+        assert "paused" not in boothsync("status", "-c", str(config)).stdout
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.output
+    assert "Traceback" not in daemon.output
+    assert "uploads paused" in daemon.output and "uploads resumed" in daemon.output
+
+
+def test_status_names_missing_watch_folders(tmp_path: Path, receiver: Receiver) -> None:
+    """A watch folder that does not exist while the daemon runs is listed by status, in text
+    and JSON."""
+    gone = tmp_path / "not-there"
+    config = write_config(
+        tmp_path,
+        receiver.base_url,
+        extra=f'\n[[watch]]\npath = "{gone.as_posix()}"\n',
+    )
+    daemon = Daemon("run", "-c", str(config))
+    try:
+        wait_for(lambda: "ready" in daemon.output, timeout=30, what="the daemon to be ready")
+        wait_for(
+            lambda: status(config)["missing_folders"] == [str(gone)],
+            timeout=30,
+            what="the missing folder in status",
+        )
+        text = boothsync("status", "-c", str(config)).stdout
+        assert f"watch folder missing: {gone}" in text
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_a_pause_survives_a_config_reload(tmp_path: Path, receiver: Receiver) -> None:
+    """Saving the config while paused keeps uploads paused; the operator's pause is theirs."""
+    config = write_config(tmp_path, receiver.base_url)
+    daemon = Daemon("run", "-c", str(config))
+    try:
+        wait_for(lambda: "ready" in daemon.output, timeout=30)
+        assert boothsync("pause", "-c", str(config)).returncode == 0
+        wait_for(lambda: status(config)["paused"] is True, timeout=30)
+        config.write_text(config.read_text().replace('name = "cli-booth"', 'name = "booth-2"'))
+        wait_for(lambda: "the config changed" in daemon.output, timeout=30)
+        wait_for(lambda: daemon.output.count("ready") >= 2, timeout=30)
+        assert status(config)["paused"] is True
+    finally:
+        assert daemon.stop() == 0

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,9 @@ from PIL import Image
 from boothsync import watcher
 from boothsync.config import Config
 from boothsync.demo import write_sample_jpeg
+from boothsync.engine import Engine
+from boothsync.outbox import Outbox
+from boothsync.paths import outbox_path
 from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
 from boothsync.uploader import Health
 from tests.helpers import engine_config, wait_for
@@ -251,3 +257,100 @@ def test_an_empty_file_still_arrives_but_a_filled_placeholder_arrives_whole(
     got = received_by_name(receiver)
     assert got["empty.jpg"].size == 0
     assert got["placeholder.jpg"].sha256 == sha256(tmp_path / "content.jpg")
+
+
+# -- the control channel ----------------------------------------------------------
+
+
+def flags_of(config: Config) -> dict[str, str]:
+    """The flags as another process reads them: through a read-only outbox."""
+    reader = Outbox(outbox_path(config), readonly=True)
+    try:
+        return reader.flags()
+    finally:
+        reader.close()
+
+
+def send(config: Config, command: str) -> None:
+    """Send a command as another process would: through an outbox of its own."""
+    sender = Outbox(outbox_path(config))
+    try:
+        sender.send_command(command)
+    finally:
+        sender.close()
+
+
+def test_pause_resume_and_retry_sent_through_the_database_are_applied(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """Commands another outbox sends reach the running engine: pause holds new pictures back
+    (flag and snapshot say paused), resume sends them, retry queues failed ones again."""
+    receiver.faults.fail_next = [("getuploadurl", 415)]
+    config = make_config(tmp_path, receiver)
+    engine: Engine = engine_for(config)
+    hot = config.watches[0].path
+    assert flags_of(config)["paused"] == "0"
+
+    picture(hot, "refused.jpg", datetime(2026, 5, 1, 12, 0))
+    wait_for(lambda: engine.snapshot().stats.totals["failed"] == 1)
+
+    send(config, "pause")
+    wait_for(lambda: flags_of(config).get("paused") == "1", what="the pause to be applied")
+    assert engine.paused and engine.snapshot().paused
+    picture(hot, "held.jpg", datetime(2026, 5, 1, 12, 1))
+    wait_for(lambda: engine.snapshot().stats.totals["waiting"] == 1, what="held.jpg queued")
+    threading.Event().wait(1.0)  # time passes: nothing may be uploaded in it
+    assert receiver.received() == []
+
+    send(config, "resume")
+    wait_for(lambda: [r.file_name for r in receiver.received()] == ["held.jpg"])
+    assert flags_of(config)["paused"] == "0" and not engine.snapshot().paused
+
+    send(config, "retry")
+    wait_for(lambda: sorted(received_by_name(receiver)) == ["held.jpg", "refused.jpg"])
+    assert engine.snapshot().stats.totals["failed"] == 0
+
+
+def test_a_fresh_start_uploads_even_after_a_pause(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """A pause does not outlive the run: the next start uploads, and commands sent while
+    nothing ran are dropped (a reboot must never leave tonight's pictures held back)."""
+    config = make_config(tmp_path, receiver)
+    first: Engine = engine_for(config)
+    first.pause()
+    assert first.stop(5)
+    picture(config.watches[0].path, "after.jpg", datetime(2026, 5, 1, 12, 0))
+    offline = Outbox(outbox_path(config))
+    try:
+        offline.send_command("pause")
+    finally:
+        offline.close()
+    second: Engine = engine_for(config)
+    assert not second.paused
+    wait_for(lambda: [r.file_name for r in receiver.received()] == ["after.jpg"])
+    assert flags_of(config)["paused"] == "0"
+
+
+def test_missing_folders_are_flagged_while_they_are_missing(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """A watch folder missing at start shows in the missing_folders flag and the snapshot;
+    once created, it is no longer listed."""
+    config = make_config(tmp_path, receiver)
+    later = tmp_path / "later"
+    config = replace(config, watches=(*config.watches, replace(config.watches[0], path=later)))
+    engine: Engine = engine_for(config)
+    wait_for(
+        lambda: json.loads(flags_of(config).get("missing_folders", "[]")) == [str(later)],
+        what="the missing folder to be flagged",
+    )
+    assert engine.snapshot().missing_folders == (str(later),)
+
+    later.mkdir()
+    wait_for(
+        lambda: flags_of(config).get("missing_folders") == "[]",
+        timeout=15,
+        what="the created folder to leave the flag",
+    )
+    assert engine.snapshot().missing_folders == ()

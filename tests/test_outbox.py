@@ -481,7 +481,7 @@ def test_a_schema_1_database_is_migrated_with_its_data(db: Path, clock: Clock) -
         box.close()
     raw = sqlite3.connect(db)
     try:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     finally:
         raw.close()
 
@@ -987,3 +987,89 @@ def test_make_due_brings_a_destinations_backed_off_jobs_forward(box: Outbox, clo
     assert box.next_due(only=["eventpics"]) == clock.now
     assert box.next_due(only=["backup"]) == clock.now + 600
     assert box.make_due("eventpics") == 0
+
+
+# -- the control channel ----------------------------------------------------------
+
+
+def test_commands_are_taken_once_oldest_first(box: Outbox) -> None:
+    """Commands come back in the order they were sent, each once: taking marks them done."""
+    for command in ("pause", "retry", "resume"):
+        box.send_command(command)
+    assert box.take_commands() == ["pause", "retry", "resume"]
+    assert box.take_commands() == []
+    box.send_command("pause")
+    assert box.take_commands() == ["pause"]
+
+
+def test_an_unknown_command_is_refused_and_the_table_refuses_it_too(db: Path, box: Outbox) -> None:
+    """Only pause, resume and retry can be sent; the CHECK constraint guards the table itself."""
+    with pytest.raises(OutboxError, match="unknown command 'stop'"):
+        box.send_command("stop")
+    raw = sqlite3.connect(db)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            raw.execute("INSERT INTO commands (command, sent_at) VALUES ('stop', 1.0)")
+    finally:
+        raw.close()
+    assert box.take_commands() == []
+
+
+def test_a_command_sent_by_another_connection_and_process_is_taken(db: Path, box: Outbox) -> None:
+    """The service's outbox takes what a second outbox on the same file and another process
+    sent; a command is never taken twice, whichever connection takes it."""
+    sender = Outbox(db)
+    try:
+        sender.send_command("pause")
+    finally:
+        sender.close()
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from boothsync.outbox import Outbox;"
+            " box = Outbox(Path(sys.argv[1])); box.send_command('resume'); box.close()",
+            str(db),
+        ],
+        check=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    other = Outbox(db)
+    try:
+        assert box.take_commands() == ["pause", "resume"]
+        assert other.take_commands() == []
+    finally:
+        other.close()
+
+
+def test_flags_are_kept_and_readable_from_a_read_only_outbox(db: Path, box: Outbox) -> None:
+    """A flag keeps its latest value; a read-only opener (status, an attached tray) reads them
+    all and can neither set flags nor send commands."""
+    assert box.flags() == {}
+    box.set_flag("paused", "1")
+    box.set_flag("missing_folders", '["/booth/prints"]')
+    box.set_flag("paused", "0")
+    reader = Outbox(db, readonly=True)
+    try:
+        assert reader.flags() == {"paused": "0", "missing_folders": '["/booth/prints"]'}
+        with pytest.raises(OutboxError, match="read-only"):
+            reader.set_flag("paused", "1")
+        with pytest.raises(OutboxError, match="read-only"):
+            reader.send_command("pause")
+    finally:
+        reader.close()
+
+
+def test_done_commands_are_deleted_after_a_week(box: Outbox, clock: Clock, db: Path) -> None:
+    """Taken commands are pruned once they are a week old, so the table never grows for ever."""
+    box.send_command("pause")
+    assert box.take_commands() == ["pause"]
+    clock.advance(8 * 24 * 3600)
+    box.send_command("resume")
+    assert box.take_commands() == ["resume"]
+    raw = sqlite3.connect(db)
+    try:
+        assert [row[0] for row in raw.execute("SELECT command FROM commands")] == ["resume"]
+    finally:
+        raw.close()

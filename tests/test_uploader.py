@@ -671,3 +671,61 @@ def test_a_vanished_picture_is_marked_missing(tmp_path: Path, outbox: Outbox) ->
         uploader.stop(5)
     assert recorder.outcomes() == ["failed"]
     assert recorder.reports[0].error == f"missing: {path} vanished"
+
+
+def test_a_paused_uploader_claims_nothing_and_resumes_at_once(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """While paused, queued pictures stay waiting however often the workers are woken; an
+    upload in flight when the pause came finishes; resume() sends the rest at once."""
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(item: UploadItem) -> None:
+        if item.file_name == "first.jpg":
+            started.set()
+            release.wait(10)
+
+    gallery = FakeGallery("eventpics", slow)
+    queue(outbox, picture(tmp_path, "first.jpg"), "eventpics")
+    uploader = running(outbox, gallery, concurrency=1)
+    try:
+        assert started.wait(10)
+        uploader.pause()
+        assert uploader.paused
+        for index in range(3):
+            queue(outbox, picture(tmp_path, f"later-{index}.jpg"), "eventpics")
+        uploader.wake()
+        release.set()
+        wait_for(lambda: totals(outbox)["uploaded"] == 1, what="the upload in flight to finish")
+        for _ in range(5):
+            uploader.wake()
+        threading.Event().wait(0.5)  # time passes: nothing may be claimed in it
+        assert totals(outbox)["waiting"] == 3 and totals(outbox)["uploading"] == 0
+        assert [item.file_name for item in gallery.items] == ["first.jpg"]
+
+        resumed = time.monotonic()
+        uploader.resume()
+        assert not uploader.paused
+        wait_for(lambda: totals(outbox)["uploaded"] == 4, timeout=5)
+        # At once, not at the workers' next idle check.
+        assert time.monotonic() - resumed < 2.0
+    finally:
+        release.set()
+        uploader.stop(5)
+
+
+def test_an_uploader_paused_before_start_claims_nothing(tmp_path: Path, outbox: Outbox) -> None:
+    """pause() before start() holds back even the first claim."""
+    gallery = FakeGallery("eventpics")
+    queue(outbox, picture(tmp_path), "eventpics")
+    uploader = Uploader(outbox, {"eventpics": gallery}, tz=UTC)
+    uploader.pause()
+    uploader.start()
+    try:
+        threading.Event().wait(0.3)  # time passes: nothing may be claimed in it
+        assert totals(outbox)["waiting"] == 1 and gallery.items == []
+        uploader.resume()
+        wait_for(lambda: totals(outbox)["uploaded"] == 1, timeout=5)
+    finally:
+        uploader.stop(5)

@@ -889,3 +889,19 @@ def test_stop_before_start_is_harmless(hot: Path, outbox: RecordingOutbox) -> No
     watcher.stop()
     with pytest.raises(RuntimeError):
         watcher.start()
+
+
+def test_missing_folders_lists_the_folders_missing_now(
+    tmp_path: Path, hot: Path, start_watcher: StartWatcher
+) -> None:
+    """missing_folders() names a folder missing at start, forgets it once it is created, and
+    names a folder deleted while watched."""
+    later = tmp_path / "later"
+    watcher = start_watcher(watch_of(later, scan_interval=0.1), watch_of(hot, scan_interval=0.1))
+    assert watcher.missing_folders() == [later]
+
+    later.mkdir()
+    wait_for(lambda: watcher.missing_folders() == [], what="the created folder to be found")
+
+    shutil.rmtree(hot)
+    wait_for(lambda: watcher.missing_folders() == [hot], what="the deleted folder to be missed")
