@@ -23,6 +23,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from datetime import time as dt_time
 from pathlib import Path
 
 from boothsync.config import Config, WatchConfig
@@ -34,7 +36,7 @@ from boothsync.triggers import DslrBoothTriggers, SparkboothStatus
 from boothsync.uploader import DestinationHealth, Uploader, UploadReport
 from boothsync.watcher import Watcher
 
-__all__ = ["Engine", "Snapshot"]
+__all__ = ["Engine", "Snapshot", "local_midnight"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,13 @@ class Snapshot:
     health: dict[str, DestinationHealth]
     paused: bool = False
     missing_folders: tuple[str, ...] = ()
+    uploaded_today: int = 0
+
+
+def local_midnight(now: float | None = None) -> float:
+    """Unix time of the start of today on this computer's clock."""
+    today = datetime.fromtimestamp(time.time() if now is None else now).date()
+    return datetime.combine(today, dt_time()).timestamp()
 
 
 class Engine:
@@ -223,6 +232,7 @@ class Engine:
             health=uploader.health() if uploader is not None else {},
             paused=self.paused,
             missing_folders=tuple(str(path) for path in self.missing_folders()),
+            uploaded_today=self.outbox.uploaded_since(local_midnight()),
         )
 
     @property

@@ -722,6 +722,16 @@ class Outbox:
             row = conn.execute(_FIND_UPLOADED, (sha256, destination, album_id)).fetchone()
         return None if row is None else Path(row["path"])
 
+    def uploaded_since(self, since: float) -> int:
+        """How many uploads finished at or after ``since`` (Unix time), e.g. "today"."""
+        with self._read("count recent uploads") as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM jobs INDEXED BY jobs_finished"
+                " WHERE state = 'uploaded' AND finished_at >= ?",
+                (since,),
+            ).fetchone()
+        return int(row[0])
+
     def make_due(self, destination: str) -> int:
         """Make every waiting job of ``destination`` due now (it is reachable again).
 

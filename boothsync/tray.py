@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw
 
 from boothsync.config import Config
 from boothsync.daemon import GRACE_SECONDS, log_to_file, stop_signals
-from boothsync.engine import Engine, Snapshot
+from boothsync.engine import Engine, Snapshot, local_midnight
 from boothsync.errors import BoothsyncError, OutboxError
 from boothsync.outbox import Outbox, Stats
 from boothsync.paths import log_dir, outbox_path
@@ -92,7 +92,7 @@ TEXTS: Final[Mapping[str, Mapping[str, str]]] = {
         "failed_n": "{n} failed",
         "paused": "paused",
         "folder_missing": "folder missing",
-        "uploaded_line": "Uploaded: {n}",
+        "uploaded_line": "Uploaded today: {n}",
         "waiting_line": "Waiting: {n}",
         "failed_line": "Failed: {n}",
         "last_upload": "Last upload: {file} at {time}",
@@ -122,7 +122,7 @@ TEXTS: Final[Mapping[str, Mapping[str, str]]] = {
         "failed_n": "{n} fehlgeschlagen",
         "paused": "angehalten",
         "folder_missing": "Ordner fehlt",
-        "uploaded_line": "Hochgeladen: {n}",
+        "uploaded_line": "Heute hochgeladen: {n}",
         "waiting_line": "Wartend: {n}",
         "failed_line": "Fehlgeschlagen: {n}",
         "last_upload": "Letzter Upload: {file} um {time}",
@@ -271,9 +271,8 @@ def menu_model(
     t = TEXTS[lang]
     stats = snapshot.stats
     show_time = clock_format or (lambda at: datetime.fromtimestamp(at).strftime("%H:%M"))
-    # "Uploaded today" would need a count since local midnight, which Stats does not have.
     lines = [
-        t["uploaded_line"].format(n=stats.totals.get("uploaded", 0)),
+        t["uploaded_line"].format(n=snapshot.uploaded_today),
         t["waiting_line"].format(n=_waiting(stats)),
         t["failed_line"].format(n=stats.totals.get("failed", 0)),
     ]
@@ -440,11 +439,12 @@ class AttachedController:
             stats = self._reader.stats()
             health = self._reader.health()
             flags = self._reader.flags()
+            today = self._reader.uploaded_since(local_midnight())
         except OutboxError as exc:
             log.warning("cannot read the service's state: %s", exc)
             self._close_reader()
             return self._last
-        self._last = snapshot_from_database(stats, health, flags)
+        self._last = snapshot_from_database(stats, health, flags, uploaded_today=today)
         return self._last
 
     def _send(self, command: str) -> None:
@@ -478,7 +478,11 @@ class AttachedController:
 
 
 def snapshot_from_database(
-    stats: Stats, health: Mapping[str, tuple[str, str]], flags: Mapping[str, str]
+    stats: Stats,
+    health: Mapping[str, tuple[str, str]],
+    flags: Mapping[str, str],
+    *,
+    uploaded_today: int = 0,
 ) -> Snapshot:
     """The Snapshot a service's database describes (health, counts, and its flags)."""
     healths: dict[str, DestinationHealth] = {}
@@ -497,6 +501,7 @@ def snapshot_from_database(
         health=healths,
         paused=flags.get("paused") == "1",
         missing_folders=tuple(str(m) for m in missing) if isinstance(missing, list) else (),
+        uploaded_today=uploaded_today,
     )
 
 
@@ -855,6 +860,22 @@ def _end_if_stuck(returned: threading.Event, code: int) -> None:
     threading.Thread(target=watch, name="tray-exit", daemon=True).start()
 
 
+# Refreshes without the icon embedded in a tray before it asks the tray again.
+_REDOCK_AFTER = 2
+
+
+def _docked(icon: Any) -> bool | None:
+    """Whether the X11 icon sits in a tray (its window was reparented); None elsewhere."""
+    window = getattr(icon, "_window", None)
+    if window is None or not getattr(icon, "visible", False):
+        return None
+    try:
+        tree = window.query_tree()
+        return bool(tree.parent.id != tree.root.id)
+    except Exception:
+        return None
+
+
 def _listen_for_clicks(icon: Any) -> None:
     """Make a left click on the X11 icon reach it.
 
@@ -949,11 +970,20 @@ def run_tray(
                 icon.notify(message, "boothsync")
             log.warning("%s", message)
 
-    def refresher() -> None:
+    def refresher(icon: pystray.Icon) -> None:
         last: dict[str, Any] = {}
+        undocked = 0
         while not stop.wait(REFRESH_SECONDS):
             try:
                 refresh(last)
+                undocked = 0 if _docked(icon) is not False else undocked + 1
+                if undocked >= _REDOCK_AFTER:
+                    # The tray host missed the request, or started after us: ask again.
+                    log.info("the tray icon is not in the tray yet; asking the tray again")
+                    icon.visible = False
+                    icon.visible = True
+                    _listen_for_clicks(icon)
+                    undocked = 0
             except Exception:  # a dead refresher would freeze the icon silently
                 log.exception("updating the tray icon failed")
 
@@ -963,7 +993,7 @@ def run_tray(
         # The stop watcher: everything after the loop started happens here, and ends here.
         icon.visible = True
         _listen_for_clicks(icon)
-        worker = threading.Thread(target=refresher, name="tray-refresh", daemon=True)
+        worker = threading.Thread(target=refresher, args=(icon,), name="tray-refresh", daemon=True)
         try:
             controller.start()
             log.info("tray ready")

@@ -1073,3 +1073,16 @@ def test_done_commands_are_deleted_after_a_week(box: Outbox, clock: Clock, db: P
         assert [row[0] for row in raw.execute("SELECT command FROM commands")] == ["resume"]
     finally:
         raw.close()
+
+
+def test_uploads_since_a_moment_are_counted(box: Outbox, clock: Clock) -> None:
+    """uploaded_since() counts uploads finished at or after the given time ("today")."""
+    add(box, "IMG_1.jpg")
+    add(box, "IMG_2.jpg")
+    first, second = drain(box)
+    box.complete(first.id)
+    midnight = clock.now + 10
+    clock.advance(20)
+    box.complete(second.id)
+    assert box.uploaded_since(midnight) == 1
+    assert box.uploaded_since(clock.now - 1000) == 2

@@ -52,6 +52,7 @@ def snap(
     paused: bool = False,
     missing: tuple[str, ...] = (),
     last_upload: Event | None = None,
+    today: int = 0,
 ) -> Snapshot:
     totals = {"waiting": waiting, "uploading": uploading, "uploaded": uploaded, "failed": failed}
     stats = Stats(
@@ -64,7 +65,9 @@ def snap(
         name: DestinationHealth(value)
         for name, value in (health or {"eventpics": Health.ONLINE}).items()
     }
-    return Snapshot(stats=stats, health=healths, paused=paused, missing_folders=missing)
+    return Snapshot(
+        stats=stats, health=healths, paused=paused, missing_folders=missing, uploaded_today=today
+    )
 
 
 # -- state and icon --------------------------------------------------------------------------------
@@ -190,13 +193,14 @@ def test_menu_shows_status_lines_and_every_action() -> None:
     snapshot = snap(
         waiting=3,
         uploaded=120,
+        today=45,
         failed=1,
         last_upload=last,
         health={"eventpics": Health.ONLINE, "backup": Health.OFFLINE},
     )
     entries = menu_model(snapshot, "en", autostart=True, clock_format=lambda at: "14:32")
     assert labels(entries) == [
-        "Uploaded: 120",
+        "Uploaded today: 45",
         "Waiting: 3",
         "Failed: 1",
         "Last upload: IMG_7.jpg at 14:32",
@@ -233,7 +237,7 @@ def test_menu_follows_the_state() -> None:
 def test_menu_speaks_german() -> None:
     """Every text of the German menu comes from the German table."""
     entries = menu_model(snap(waiting=1), "de")
-    assert labels(entries)[:3] == ["Hochgeladen: 0", "Wartend: 1", "Fehlgeschlagen: 0"]
+    assert labels(entries)[:3] == ["Heute hochgeladen: 0", "Wartend: 1", "Fehlgeschlagen: 0"]
     assert by_action(entries, "pause").label == "Uploads anhalten"
     assert by_action(entries, "quit").label == "Beenden"
     english = set(labels(menu_model(snap(waiting=1), "en")))
