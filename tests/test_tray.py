@@ -38,6 +38,7 @@ from boothsync.tray import (
 )
 from boothsync.uploader import DestinationHealth, Health
 from tests.helpers import wait_for
+from tests.test_cli import write_config as cli_config
 
 BOOTHSYNC = [sys.executable, "-m", "boothsync"]
 
@@ -286,34 +287,8 @@ class FakeController:
         return True
 
 
-def write_config(tmp_path: Path, base_url: str = "http://127.0.0.1:9", extra: str = "") -> Path:
-    hot = tmp_path / "hot"
-    hot.mkdir(exist_ok=True)
-    config = tmp_path / "boothsync.toml"
-    config.write_text(
-        f"""
-[booth]
-name = "tray-booth"
-timezone = "Europe/Berlin"
-{extra}
-
-[[watch]]
-path = "{hot.as_posix()}"
-settle_seconds = 0.3
-
-[destinations.eventpics]
-type = "eventpics"
-api_key = "demo-key"
-link_id = "demo"
-album_id = "a1"
-base_url = "{base_url}"
-
-[state]
-dir = "{(tmp_path / "state").as_posix()}"
-""",
-        encoding="utf-8",
-    )
-    return config
+def write_config(tmp_path: Path, base_url: str = "http://127.0.0.1:9") -> Path:
+    return cli_config(tmp_path, base_url)
 
 
 def recorder(tmp_path: Path) -> tuple[list[str], Path]:
