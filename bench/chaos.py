@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import os
 import random
@@ -56,13 +55,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.idle import READY_SECONDS, STOP_SECONDS, BenchError, Child, machine
+from bench.idle import READY_SECONDS, STOP_SECONDS, BenchError, Child, machine, write_config
 from boothsync.demo import write_sample_jpeg
-from boothsync.receiver import DEMO_API_KEY, OTHER, Faults, ReceivedFile, Receiver
+from boothsync.receiver import OTHER, Faults, ReceivedFile, Receiver
 
 __all__ = ["main"]
 
-SETTLE_SECONDS = 0.5
 CONCURRENCY = 2
 # How long the delivery may take once the scenario (drops, outage) has played out.
 DEADLINE_SECONDS = 180.0
@@ -282,39 +280,6 @@ class Dropper:
         self.join()
 
 
-def write_config(path: Path, *, hot: Path, state: Path, base_url: str) -> Path:
-    def toml(value: Path) -> str:
-        # A JSON string of a path is a valid TOML basic string.
-        return json.dumps(value.as_posix())
-
-    path.write_text(
-        f"""\
-[booth]
-name = "bench-chaos"
-timezone = "UTC"
-
-[[watch]]
-path = {toml(hot)}
-settle_seconds = {SETTLE_SECONDS}
-
-[destinations.eventpics]
-type = "eventpics"
-api_key = "{DEMO_API_KEY}"
-link_id = "demo"
-album_id = "a1"
-base_url = "{base_url}"
-
-[upload]
-concurrency = {CONCURRENCY}
-
-[state]
-dir = {toml(state)}
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
 class Daemon:
     """``boothsync run``, killed and restarted; every incarnation's output is kept."""
 
@@ -512,9 +477,11 @@ class Chaos:
         dropper = Dropper(self.root / "source", self.hot)
         config = write_config(
             self.root / "chaos.toml",
-            hot=self.hot,
+            watch=self.hot,
             state=self.root / "state",
             base_url=gallery.base_url,
+            name="bench-chaos",
+            concurrency=CONCURRENCY,
         )
         recovery: float | None = None
         daemon: Daemon | None = None

@@ -53,6 +53,7 @@ from boothsync.config import load_config
 from boothsync.demo import write_sample_jpeg
 from boothsync.outbox import Outbox
 from boothsync.paths import outbox_path
+from boothsync.receiver import DEMO_API_KEY
 
 __all__ = ["main"]
 
@@ -249,9 +250,13 @@ def write_config(
     watch: Path,
     state: Path,
     base_url: str,
-    poll: bool,
-    poll_interval: float,
+    name: str = "bench-idle",
+    poll: bool = False,
+    poll_interval: float = 2.0,
+    concurrency: int = 2,
 ) -> Path:
+    """The config a benchmark's daemon runs with: one folder, the local receiver."""
+
     def toml(value: Path) -> str:
         # A JSON string of a path is a valid TOML basic string.
         return json.dumps(value.as_posix())
@@ -259,7 +264,7 @@ def write_config(
     path.write_text(
         f"""\
 [booth]
-name = "bench-idle"
+name = "{name}"
 timezone = "UTC"
 
 [[watch]]
@@ -270,10 +275,13 @@ poll_interval = {poll_interval}
 
 [destinations.eventpics]
 type = "eventpics"
-api_key = "demo-key"
+api_key = "{DEMO_API_KEY}"
 link_id = "demo"
 album_id = "a1"
 base_url = "{base_url}"
+
+[upload]
+concurrency = {concurrency}
 
 [state]
 dir = {toml(state)}

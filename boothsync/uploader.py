@@ -363,7 +363,7 @@ class Uploader:
             if _changed(job.path, before):
                 self._send_again(job, started, capture)
             elif copy is not None:
-                self._skip_duplicate(job, capture, started, sha256, copy)
+                self._complete(job, capture, started, sha256, copy)
             else:
                 self._complete(job, capture, started, sha256)
 
@@ -382,30 +382,16 @@ class Uploader:
             album_id=job.album_id,
         )
 
-    def _complete(self, job: Job, capture: Capture | None, started: float, sha256: str) -> None:
-        try:
-            done = self._outbox.complete(
-                job.id,
-                taken_at_ms=capture.taken_at_ms if capture else None,
-                taken_at_source=capture.source if capture else None,
-                sha256=sha256,
-            )
-        except OutboxError as exc:
-            log.error("%s", exc)
-            return
-        # An upload that went through while another worker found the
-        # destination unreachable proves it is back.
-        self._back_online(job.destination)
-        self._set_health(job.destination, DestinationHealth(Health.ONLINE))
-        log.info("uploaded %s to %s", job.path.name, job.destination)
-        self._report(job, "uploaded", started, capture, None)
-        if done:
-            self._file_done(job)
-
-    def _skip_duplicate(
-        self, job: Job, capture: Capture | None, started: float, sha256: str, copy: Path
+    def _complete(
+        self,
+        job: Job,
+        capture: Capture | None,
+        started: float,
+        sha256: str,
+        copy: Path | None = None,
     ) -> None:
-        note = f"same content as {copy.name}, already uploaded"
+        """Record the job done: uploaded, or (``copy``) already there with the same content."""
+        note = f"same content as {copy.name}, already uploaded" if copy is not None else None
         try:
             done = self._outbox.complete(
                 job.id,
@@ -417,8 +403,16 @@ class Uploader:
         except OutboxError as exc:
             log.error("%s", exc)
             return
-        log.info("%s not sent to %s again: %s", job.path.name, job.destination, note)
-        self._report(job, "duplicate", started, capture, None, note)
+        if note is not None:
+            log.info("%s not sent to %s again: %s", job.path.name, job.destination, note)
+            self._report(job, "duplicate", started, capture, None, note)
+        else:
+            # An upload that went through while another worker found the
+            # destination unreachable proves it is back.
+            self._back_online(job.destination)
+            self._set_health(job.destination, DestinationHealth(Health.ONLINE))
+            log.info("uploaded %s to %s", job.path.name, job.destination)
+            self._report(job, "uploaded", started, capture, None)
         if done:
             self._file_done(job)
 
