@@ -579,7 +579,10 @@ class Chaos:
             for line in daemon.lines_about(concerned)[-80:]:
                 self.say(f"  {line}")
             errors = [
-                line.rstrip() for life in daemon.lives for line in life.lines if " ERROR " in line
+                line.rstrip()
+                for life in daemon.lives
+                for line in life.lines
+                if line.startswith(("<3>", "<2>"))
             ]
             if errors:
                 self.say("daemon ERROR lines:")

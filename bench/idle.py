@@ -86,8 +86,17 @@ class Child:
     """A boothsync subprocess whose output (stdout and stderr together) is read as it comes."""
 
     def __init__(self, args: Sequence[str]) -> None:
-        # A daemon run by an operator's environment must not pick up their key or config.
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("BOOTHSYNC_")}
+        # A daemon run by an operator's environment must not pick up their key or config,
+        # nor a service manager's folders.
+        environ = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("BOOTHSYNC_") and k not in ("STATE_DIRECTORY", "LOGS_DIRECTORY")
+        }
+        # As under systemd: the log lines come on stderr (with journal priorities, "<3>" for
+        # an error) rather than only into a log file, so they can be read as they come.
+        environ["INVOCATION_ID"] = "boothsync-bench"
+        environ.pop("NOTIFY_SOCKET", None)
         flags = 0
         if sys.platform == "win32":
             # Ctrl+Break goes to a process group; without its own group it would hit us too.

@@ -122,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
         "resume", parents=[with_config], help="ask the running boothsync to upload again"
     )
     resume.set_defaults(handler=_send_command, control="resume")
+    reload = commands.add_parser(
+        "reload",
+        parents=[with_config],
+        help="ask the running boothsync to reread its config (as SIGHUP does)",
+    )
+    reload.set_defaults(handler=_send_command, control="reload")
 
     events = commands.add_parser(
         "events", parents=[with_config], help="list the gallery's events and albums for the key"
@@ -145,6 +151,40 @@ def _parser() -> argparse.ArgumentParser:
     receiver.add_argument("--api-key", default=None, help="key to accept (default: demo-key)")
     receiver.add_argument("--link-id", default=None, help="the event's linkId (default: demo)")
     receiver.set_defaults(handler=_receiver)
+
+    service = commands.add_parser(
+        "service", help="install or remove boothsync as a service (systemd, Windows)"
+    )
+    actions = service.add_subparsers(dest="action", metavar="ACTION", required=True)
+    install = actions.add_parser(
+        "install",
+        parents=[with_config],
+        help="write the service definition for this installation and config, then start it",
+    )
+    install.add_argument(
+        "--user", action="store_true", help="a systemd user service (kiosk desktops)"
+    )
+    install.add_argument(
+        "--print",
+        dest="print_only",
+        action="store_true",
+        help="print the definition instead of installing it",
+    )
+    install.add_argument(
+        "--unit-dir", type=Path, metavar="DIR", help="write it here (images, packagers)"
+    )
+    install.add_argument(
+        "--run-as",
+        metavar="ACCOUNT",
+        help="the system service's account (default: $SUDO_USER, else the current one)",
+    )
+    install.set_defaults(handler=_service_install)
+    uninstall = actions.add_parser(
+        "uninstall", parents=[common], help="stop the service and remove its definition"
+    )
+    uninstall.add_argument("--user", action="store_true", help="the systemd user service")
+    uninstall.add_argument("--unit-dir", type=Path, metavar="DIR", help="remove it from here")
+    uninstall.set_defaults(handler=_service_uninstall)
 
     demo = commands.add_parser(
         "demo", parents=[common], help="see it work: local receiver, hot folder, sample pictures"
@@ -172,9 +212,9 @@ def _secrets(config: Config) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from boothsync.daemon import run
+    from boothsync.daemon import run_service
 
-    return run(_load(args))
+    return run_service(_load(args), args.level)
 
 
 def _tray(args: argparse.Namespace) -> int:
@@ -321,7 +361,7 @@ def _send_command(args: argparse.Namespace) -> int:
         outbox.send_command(args.control)
     finally:
         outbox.close()
-    print(f"{args.control} sent: boothsync applies it within a second (or when it next starts)")
+    print(f"{args.control} sent: a running boothsync applies it within a second")
     return EXIT_OK
 
 
@@ -393,6 +433,24 @@ def _writable(folder: Path) -> tuple[bool, str, str]:
     except OSError as exc:
         return False, label, f"not writable: {exc.strerror or exc}"
     return True, label, "writable"
+
+
+def _service_install(args: argparse.Namespace) -> int:
+    from boothsync import service
+
+    config = _load(args)
+    if args.print_only:
+        print(service.render(config, user=args.user, run_as=args.run_as), end="")
+        return EXIT_OK
+    service.install(config, user=args.user, folder=args.unit_dir, run_as=args.run_as)
+    return EXIT_OK
+
+
+def _service_uninstall(args: argparse.Namespace) -> int:
+    from boothsync import service
+
+    service.uninstall(user=args.user, folder=args.unit_dir)
+    return EXIT_OK
 
 
 def _receiver(args: argparse.Namespace) -> int:

@@ -416,8 +416,8 @@ STATE_OPTIONS: Final[tuple[Option, ...]] = (
     Option(
         "dir",
         "path",
-        "The folder for the queue database and the logs. Default: $STATE_DIRECTORY under "
-        "systemd, else the user's state folder.",
+        "The folder for the queue database and the logs; under a service $STATE_DIRECTORY "
+        "and $LOGS_DIRECTORY win. Default: the user's state folder.",
     ),
 )
 

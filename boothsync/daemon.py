@@ -1,8 +1,10 @@
-"""The headless runner behind ``boothsync run``: logging, signals, the main loop.
+"""The headless runner behind ``boothsync run``: logging, signals, the main loop, systemd.
 
 Signal handlers only set a flag (huey's consumer does the same); the main
 thread notices it, stops the engine with a bounded grace time and returns the
-exit code. Must not import the tray.
+exit code. The main loop is also what tells systemd how boothsync is (``READY=1``,
+``STATUS=``, ``WATCHDOG=1``, ``STOPPING=1``), and it holds the state folder's lock so
+only one boothsync works on a queue. Must not import the tray.
 """
 
 from __future__ import annotations
@@ -11,27 +13,38 @@ import logging
 import logging.handlers
 import os
 import signal
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from boothsync.config import Config, load_config
 from boothsync.engine import Engine
-from boothsync.errors import ConfigError
+from boothsync.errors import AlreadyRunning, BoothsyncError, ConfigError, OutboxError
+from boothsync.paths import log_file, state_dir
 
 __all__ = [
     "GRACE_SECONDS",
+    "JOURNAL_PRIORITIES",
     "LEVELS",
+    "Service",
+    "SystemdNotify",
+    "instance_lock",
     "log_to_file",
     "parse_level",
     "redact",
     "run",
+    "run_service",
+    "service_logging",
     "setup_logging",
     "stop_signals",
+    "under_journal",
     "wait_for_stop",
 ]
 
@@ -47,11 +60,29 @@ GRACE_SECONDS = 8.0
 LEVELS = ("debug", "info", "warning", "error")
 
 
-class _RedactingFormatter(logging.Formatter):
-    """Formats a record, then blanks every secret it knows wherever it appears."""
+#: syslog priorities as sd-daemon(3) prefixes: journald reads "<3>" as an error, and so on.
+JOURNAL_PRIORITIES = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
 
-    def __init__(self, fmt: str, datefmt: str, secrets: Iterable[str]) -> None:
-        super().__init__(fmt, datefmt)
+_TIMED = "%(asctime)s %(levelname)-7s %(message)s"
+_DATE = "%Y-%m-%d %H:%M:%S"
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Formats a record, then blanks every secret it knows wherever it appears.
+
+    For the journal (``journal=True``) there is no time stamp (journald adds its own) and
+    every line carries its priority prefix, tracebacks' lines too.
+    """
+
+    def __init__(self, secrets: Iterable[str], *, journal: bool = False) -> None:
+        super().__init__("%(message)s" if journal else _TIMED, None if journal else _DATE)
+        self._journal = journal
         self._secrets: list[str] = []
         self.add_secrets(secrets)
 
@@ -65,6 +96,11 @@ class _RedactingFormatter(logging.Formatter):
         text = super().format(record)
         for secret in self._secrets:
             text = text.replace(secret, "***")
+        if self._journal:
+            priority = JOURNAL_PRIORITIES.get(record.levelno)
+            if priority is None:
+                priority = 3 if record.levelno >= logging.ERROR else 6
+            text = "\n".join(f"<{priority}>{line}" for line in text.splitlines())
         return text
 
 
@@ -76,12 +112,16 @@ def parse_level(value: str | None, *, source: str) -> int:
     return int(getattr(logging, name.upper()))
 
 
-def setup_logging(level: int, *, secrets: Iterable[str] = ()) -> None:
-    """Log lines with time and level to stderr; ``secrets`` never appear in them."""
+def under_journal(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether systemd runs this process, so stderr goes to the journal."""
+    env = os.environ if environ is None else environ
+    return bool(env.get("JOURNAL_STREAM") or env.get("INVOCATION_ID"))
+
+
+def setup_logging(level: int, *, secrets: Iterable[str] = (), journal: bool = False) -> None:
+    """Log lines to stderr (time and level, or journal priorities); ``secrets`` never appear."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _RedactingFormatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S", secrets)
-    )
+    handler.setFormatter(_RedactingFormatter(secrets, journal=journal))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -94,7 +134,7 @@ def setup_logging(level: int, *, secrets: Iterable[str] = ()) -> None:
 
 
 def log_to_file(
-    path: Path, *, max_bytes: int = 1_000_000, backups: int = 5
+    path: Path, *, max_bytes: int = 2_000_000, backups: int = 5
 ) -> logging.handlers.RotatingFileHandler:
     """Also write the log lines, secrets blanked as on stderr, to a rotating file.
 
@@ -106,12 +146,41 @@ def log_to_file(
     )
     root = logging.getLogger()
     known = [h.formatter for h in root.handlers if isinstance(h.formatter, _RedactingFormatter)]
-    handler.setFormatter(
-        known[0]
-        if known
-        else _RedactingFormatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S", ())
-    )
+    handler.setFormatter(known[0] if known else _RedactingFormatter(()))
     root.addHandler(handler)
+    return handler
+
+
+def service_logging(
+    config: Config, level: int, *, environ: Mapping[str, str] | None = None
+) -> logging.Handler | None:
+    """Send ``boothsync run``'s log lines where an operator looks for them.
+
+    Under systemd: stderr with journal priorities, nothing else. Otherwise: a rotating log
+    file in the log folder, plus stderr when it is a terminal (a service manager that
+    captures stderr would otherwise get every line twice). Returns the file handler, for the
+    caller to remove and close at the end.
+    """
+    secrets = [d.api_key for d in config.destinations.values() if d.api_key]
+    if under_journal(environ):
+        setup_logging(level, secrets=secrets, journal=True)
+        return None
+    setup_logging(level, secrets=secrets)
+    path = log_file(config, environ=environ)
+    try:
+        handler = log_to_file(path)
+    except OSError as exc:
+        log.warning(
+            "cannot write the log file %s: %s; logging to stderr", path, exc.strerror or exc
+        )
+        return None
+    stderr = sys.stderr
+    if stderr is not None and not stderr.isatty():
+        root = logging.getLogger()
+        for other in list(root.handlers):
+            if other is not handler:
+                root.removeHandler(other)
+        print(f"boothsync: logging to {path}", file=stderr, flush=True)
     return handler
 
 
@@ -187,17 +256,328 @@ class _ConfigFile:
 
 
 @contextmanager
-def _reload_signal(config_file: _ConfigFile) -> Iterator[None]:
+def _reload_signal(request: Callable[[], None]) -> Iterator[None]:
     """SIGHUP (where there is one) rereads the config, as service managers expect."""
     hangup = getattr(signal, "SIGHUP", None)
     if hangup is None or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(hangup, lambda signum, frame: config_file.reload.set())
+    previous = signal.signal(hangup, lambda signum, frame: request())
     try:
         yield
     finally:
         signal.signal(hangup, previous)
+
+
+# -- systemd's notify protocol ---------------------------------------------------------------------
+
+
+class SystemdNotify:
+    """``sd_notify`` without libsystemd: datagrams to ``$NOTIFY_SOCKET``.
+
+    Does nothing when boothsync was not started by systemd with ``Type=notify``. The socket
+    may be a path or an abstract address (``@name``); ``vsock:`` addresses (systemd 254, for
+    virtual machines) are not spoken. A failed send is logged once and never stops anything.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        address = env.get("NOTIFY_SOCKET", "")
+        self._address: str | None = None
+        if address.startswith("@"):
+            self._address = "\0" + address[1:]
+        elif address.startswith("/"):
+            self._address = address
+        elif address:
+            log.warning("NOTIFY_SOCKET %r is not a socket path; not notifying systemd", address)
+        self.watchdog_seconds = _watchdog_seconds(env) if self._address else None
+        self._socket: socket.socket | None = None
+        self._failed = False
+
+    @property
+    def enabled(self) -> bool:
+        return self._address is not None
+
+    def send(self, *fields: str) -> bool:
+        """Send ``READY=1``, ``STATUS=...`` and the like in one datagram; False if not sent."""
+        if self._address is None:
+            return False
+        try:
+            if self._socket is None:
+                self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                # Never block the main loop on a full receive queue.
+                self._socket.setblocking(False)
+            self._socket.sendto("\n".join(fields).encode("utf-8"), self._address)
+        except OSError as exc:
+            if not self._failed:
+                self._failed = True
+                log.warning("cannot notify systemd at %s: %s", self._address, exc.strerror or exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        sock, self._socket = self._socket, None
+        if sock is not None:
+            sock.close()
+
+
+def _watchdog_seconds(env: Mapping[str, str]) -> float | None:
+    """``WatchdogSec=`` as systemd passes it, if it is meant for this process."""
+    pid = env.get("WATCHDOG_PID")
+    if pid and pid != str(os.getpid()):
+        return None
+    try:
+        usec = int(env.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    return usec / 1_000_000 if usec > 0 else None
+
+
+# -- one instance per state folder -----------------------------------------------------------------
+
+LOCK_FILE_NAME = "boothsync.lock"
+
+
+@contextmanager
+def instance_lock(folder: Path) -> Iterator[None]:
+    """Hold the state folder for this process; a second boothsync on it is refused.
+
+    The lock is the operating system's (``flock``, or a locked byte on Windows), so it goes
+    with the process, however it ends: a killed boothsync never leaves a stale lock behind.
+    """
+    path = folder / LOCK_FILE_NAME
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+    except (NotADirectoryError, FileExistsError) as exc:
+        raise BoothsyncError(f"{folder}: cannot be the state folder: a file is in the way") from exc
+    except OSError as exc:
+        raise BoothsyncError(
+            f"{folder}: cannot be the state folder: {exc.strerror or exc}"
+        ) from exc
+    try:
+        if not _try_lock(handle):
+            holder = _lock_holder(path)
+            raise AlreadyRunning(
+                f"another boothsync{holder} already runs with the queue in {folder}; "
+                "stop it first, or use `boothsync tray --attach` to see it"
+            )
+        handle.seek(0)
+        handle.truncate()
+        # Byte 0 stays a newline: on Windows it is the locked byte, which nobody else can read.
+        handle.write(f"\n{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def _try_lock(handle: IO[str]) -> bool:
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        import msvcrt
+
+        handle.seek(0)
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _lock_holder(path: Path) -> str:
+    """`` (pid 1234)`` from the lock file, or nothing when it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return f" (pid {text[0]})" if text and text[0].isdigit() else ""
+
+
+# -- the running service ---------------------------------------------------------------------------
+
+# How often the systemd status line is brought up to date (seconds).
+STATUS_SECONDS = 2.0
+
+# Without a watchdog to restart the process, dead workers are restarted in-process, but not
+# more often than this (seconds).
+REVIVE_SECONDS = 10.0
+
+
+class Service:
+    """One running boothsync with its config: the engine, config reloads, and what systemd hears.
+
+    Driven by its owner's loop (the daemon's main thread, the tray's stop watcher): ``start()``,
+    then ``step()`` every ``tick`` seconds, then ``stop()``. The main loop is the one place that
+    pings systemd's watchdog, and only while every worker thread is alive, so a hung loop or a
+    dead worker both end in a restart by systemd. Without a watchdog, dead workers are restarted
+    here.
+    """
+
+    def __init__(self, config: Config, *, notify: SystemdNotify | None = None) -> None:
+        self.config = config
+        self._notify = notify if notify is not None else SystemdNotify(environ={})
+        self._config_file = _ConfigFile(config.source)
+        self._engine: Engine | None = None
+        self._ready = False
+        self._next_check = 0.0
+        self._next_status = 0.0
+        self._status = ""
+        self._next_ping = 0.0
+        self._workers_dead = False
+        self._revived_at = -REVIVE_SECONDS
+        watchdog = self._notify.watchdog_seconds
+        # Half the timeout is systemd's advice; a quarter leaves room for a busy machine.
+        self._ping_every = watchdog / 4 if watchdog else None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the service is not started")
+        return self._engine
+
+    @property
+    def tick(self) -> float:
+        """How long the owner's loop may wait between two ``step()`` calls."""
+        wait = 1.0 if self._ready else 0.2
+        return min(wait, self._ping_every) if self._ping_every else wait
+
+    def request_reload(self) -> None:
+        """Reread the config at the next step (SIGHUP, the tray's menu, ``reload`` command)."""
+        self._config_file.reload.set()
+
+    def start(self) -> None:
+        self._engine = self._started(self.config)
+        self._next_check = time.monotonic() + CONFIG_CHECK_SECONDS
+
+    def _started(self, config: Config, *, paused: bool = False) -> Engine:
+        engine = Engine(config, on_reload=self.request_reload)
+        if paused:
+            # A pause is the operator's; a config reload must not lift it.
+            engine.pause()
+        engine.start()
+        folders = ", ".join(str(w.path) for w in config.watches)
+        targets = ", ".join(config.destinations)
+        log.info("boothsync watching %s, uploading to %s", folders, targets)
+        return engine
+
+    def step(self) -> None:
+        """Everything the loop does once: ready, watchdog, status line, config changes."""
+        engine = self.engine
+        now = time.monotonic()
+        if not self._ready and engine.wait_ready(0):
+            self._ready = True
+            log.info("ready: every folder scanned")
+            self._status = self._status_line()
+            self._notify.send("READY=1", f"STATUS={self._status}")
+            self._next_status = now + STATUS_SECONDS
+        if engine.alive:
+            self._workers_dead = False
+            if self._ping_every is not None and now >= self._next_ping:
+                self._notify.send("WATCHDOG=1")
+                self._next_ping = now + self._ping_every
+        else:
+            self._dead_workers(now)
+        if self._notify.enabled and self._ready and now >= self._next_status:
+            self._next_status = now + STATUS_SECONDS
+            line = self._status_line()
+            if line != self._status:
+                self._status = line
+                self._notify.send(f"STATUS={line}")
+        if now >= self._next_check or self._config_file.reload.is_set():
+            self._next_check = now + CONFIG_CHECK_SECONDS
+            if self._config_file.changed():
+                self._reload()
+
+    def _dead_workers(self, now: float) -> None:
+        if not self._workers_dead:
+            self._workers_dead = True
+            where = "systemd restarts boothsync" if self._ping_every else "restarting them"
+            log.error("a boothsync worker thread stopped unexpectedly; %s", where)
+            self._notify.send("STATUS=a worker thread stopped; waiting for the watchdog")
+        if self._ping_every is None and now - self._revived_at >= REVIVE_SECONDS:
+            # No watchdog will restart the process: restart the engine here. The queue is
+            # durable, so the job the dead worker held is put back by the new start.
+            self._revived_at = now
+            self._restart(self.config)
+
+    def _status_line(self) -> str:
+        """What ``systemctl status`` shows: "120 uploaded, 3 waiting, online"."""
+        engine = self.engine
+        try:
+            counts = engine.outbox.counts()
+        except (OutboxError, RuntimeError) as exc:
+            return f"queue unreadable: {exc}"
+        waiting = counts.get("waiting", 0) + counts.get("uploading", 0)
+        parts = [f"{counts.get('uploaded', 0)} uploaded", f"{waiting} waiting"]
+        if counts.get("failed"):
+            parts.append(f"{counts['failed']} failed")
+        health = engine.health()
+        if len(health) == 1:
+            parts.extend(h.health.value for h in health.values())
+        else:
+            parts.extend(f"{name} {h.health.value}" for name, h in sorted(health.items()))
+        if engine.paused:
+            parts.append("paused")
+        return ", ".join(parts)
+
+    def _reload(self) -> None:
+        fresh = _reloaded(self.config)
+        if fresh is None:
+            return
+        log.info("the config changed; restarting with it")
+        self._notify.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        self._restart(fresh)
+
+    def _restart(self, config: Config) -> None:
+        """Stop the engine (in-flight uploads get the grace time) and start one on ``config``,
+        pinging the watchdog meanwhile: waiting for uploads is not hanging."""
+        old = self.engine
+        paused = old.paused
+
+        def restart() -> None:
+            old.stop(GRACE_SECONDS)
+            self._engine = None
+            self._engine = self._started(config, paused=paused)
+
+        self._ready = False
+        self.config = config
+        self._pinging(restart)
+
+    def _pinging(self, work: Callable[[], None]) -> None:
+        if self._ping_every is None:
+            work()
+            return
+        failure: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                work()
+            except BaseException as exc:  # handed to the calling thread
+                failure.append(exc)
+
+        worker = threading.Thread(target=target, name="service-restart", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(self._ping_every)
+            self._notify.send("WATCHDOG=1")
+        if failure:
+            raise failure[0]
+
+    def stop(self) -> None:
+        """Tell systemd, stop watching, give in-flight uploads the grace time."""
+        self._notify.send("STOPPING=1", "STATUS=stopping")
+        log.info("stopping: no new uploads; up to %.0f s for the ones in flight", GRACE_SECONDS)
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.stop(GRACE_SECONDS)
+        self._notify.close()
 
 
 def _reloaded(config: Config) -> Config | None:
@@ -210,55 +590,49 @@ def _reloaded(config: Config) -> Config | None:
         log.error("%s; the config change is ignored, running on with the previous one", exc)
         return None
     redact(d.api_key for d in fresh.destinations.values())
+    if state_dir(fresh) != state_dir(config):
+        # The running process holds the old state folder (its lock, its queue).
+        log.warning(
+            "[state] dir changes take effect at the next start; keeping %s", state_dir(config)
+        )
+        fresh = replace(fresh, state=config.state)
     return fresh
 
 
-def _started(config: Config, *, paused: bool = False) -> Engine:
-    engine = Engine(config)
-    if paused:
-        # A pause is the operator's; a config reload must not lift it.
-        engine.pause()
-    engine.start()
-    folders = ", ".join(str(w.path) for w in config.watches)
-    targets = ", ".join(config.destinations)
-    log.info("boothsync watching %s, uploading to %s", folders, targets)
-    return engine
-
-
-def run(config: Config, *, stop: threading.Event | None = None) -> int:
+def run(
+    config: Config,
+    *,
+    stop: threading.Event | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
     """Watch and upload until ``stop`` is set (or a stop signal arrives); 0 on a clean stop.
 
     When the config file changes (or on SIGHUP) and still reads well, the
     engine is restarted with it: a fixed API key is tried at once, new folders
-    are watched. In-flight uploads get the usual grace time first.
+    are watched. In-flight uploads get the usual grace time first. ``environ``
+    is where systemd's variables are read (default: this process's environment).
     """
     stop = stop if stop is not None else threading.Event()
-    config_file = _ConfigFile(config.source)
-    with stop_signals(stop), _reload_signal(config_file):
-        engine = _started(config)
+    service = Service(config, notify=SystemdNotify(environ))
+    with stop_signals(stop), _reload_signal(service.request_reload):
+        service.start()
         try:
-            ready = False
-            next_check = time.monotonic() + CONFIG_CHECK_SECONDS
-            while not stop.wait(0.2 if not ready else 1.0):
-                if not ready and engine.wait_ready(0):
-                    ready = True
-                    log.info("ready: every folder scanned")
-                if time.monotonic() < next_check and not config_file.reload.is_set():
-                    continue
-                next_check = time.monotonic() + CONFIG_CHECK_SECONDS
-                if not config_file.changed():
-                    continue
-                fresh = _reloaded(config)
-                if fresh is None:
-                    continue
-                log.info("the config changed; restarting with it")
-                paused = engine.paused
-                engine.stop(GRACE_SECONDS)
-                config = fresh
-                engine = _started(config, paused=paused)
-                ready = False
-            log.info("stopping: no new uploads; up to %.0f s for the ones in flight", GRACE_SECONDS)
+            while not stop.wait(service.tick):
+                service.step()
         finally:
-            engine.stop(GRACE_SECONDS)
+            service.stop()
     log.info("stopped")
     return 0
+
+
+def run_service(config: Config, level: int) -> int:
+    """``boothsync run``: take the state folder (or refuse, :class:`AlreadyRunning`), send the
+    log lines where they belong, then :func:`run`."""
+    with instance_lock(state_dir(config)):
+        handler = service_logging(config, level)
+        try:
+            return run(config)
+        finally:
+            if handler is not None:
+                logging.getLogger().removeHandler(handler)
+                handler.close()

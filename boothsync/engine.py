@@ -6,7 +6,7 @@ owns what happens to a picture once every destination has it
 (``after_upload``: keep, move or delete) and the snapshot the CLI, the tray and
 the service read.
 
-It is also where the operator's commands land: pause, resume and retry, called
+It is also where the operator's commands land: pause, resume, retry and reload, called
 in-process (the tray) or sent through the queue database by another process
 (``boothsync pause``, a tray attached to the service), which the
 ``engine-control`` thread takes every second. The same thread keeps the flags
@@ -72,9 +72,12 @@ class Engine:
         *,
         on_report: Callable[[UploadReport], None] | None = None,
         destinations: Mapping[str, Destination] | None = None,
+        on_reload: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self._on_report = on_report
+        # Who rereads the config when the "reload" command comes (the daemon or the tray).
+        self._on_reload = on_reload
         self._given_destinations = destinations
         self._watches = {str(w.path): w for w in config.watches}
         self._outbox: Outbox | None = None
@@ -223,7 +226,9 @@ class Engine:
 
     @property
     def alive(self) -> bool:
-        return self._uploader is not None and self._uploader.alive
+        """Every thread that does the work is running: the upload workers and the watcher."""
+        uploader, watcher = self._uploader, self._watcher
+        return uploader is not None and uploader.alive and watcher is not None and watcher.alive
 
     def snapshot(self) -> Snapshot:
         uploader = self._uploader
@@ -234,6 +239,11 @@ class Engine:
             missing_folders=tuple(str(path) for path in self.missing_folders()),
             uploaded_today=self.outbox.uploaded_since(local_midnight()),
         )
+
+    def health(self) -> dict[str, DestinationHealth]:
+        """Each destination's health now (cheaper than a whole :meth:`snapshot`)."""
+        uploader = self._uploader
+        return uploader.health() if uploader is not None else {}
 
     @property
     def paused(self) -> bool:
@@ -327,6 +337,8 @@ class Engine:
         elif command == "retry":
             if not self.retry_failed():
                 log.info("no failed uploads to retry")
+        elif command == "reload" and self._on_reload is not None:
+            self._on_reload()
         else:
             log.warning("unknown command %r ignored", command)
 

@@ -5,6 +5,7 @@ boundary of the module that meets them (``raise X from exc``), so callers only
 ever see these types::
 
     BoothsyncError
+    ├── AlreadyRunning            another boothsync holds the same state folder
     ├── ConfigError               the config file is missing, unparsable or invalid
     ├── OutboxError               the queue database cannot be opened or used
     ├── SourceFileError           a picture vanished or cannot be read
@@ -24,6 +25,7 @@ Every message is one line an operator can act on; none ever contains a key.
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyRunning",
     "BoothsyncError",
     "ConfigError",
     "DestinationUnavailable",
@@ -42,6 +44,10 @@ __all__ = [
 
 class BoothsyncError(Exception):
     """Base of every error boothsync raises on purpose."""
+
+
+class AlreadyRunning(BoothsyncError):
+    """Another boothsync already runs with the same state folder (and so the same queue)."""
 
 
 class ConfigError(BoothsyncError):

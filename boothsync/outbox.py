@@ -211,6 +211,25 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # The "reload" command (reread the config: a tray attached to a service,
+        # `boothsync reload`). SQLite cannot change a CHECK, so the table is
+        # copied into a new one.
+        """
+        CREATE TABLE commands_v5 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            command TEXT NOT NULL
+                CHECK (command IN ('pause', 'resume', 'retry', 'reload')),
+            sent_at REAL NOT NULL,
+            done_at REAL
+        )
+        """,
+        "INSERT INTO commands_v5 (id, command, sent_at, done_at)"
+        " SELECT id, command, sent_at, done_at FROM commands",
+        "DROP TABLE commands",
+        "ALTER TABLE commands_v5 RENAME TO commands",
+        "CREATE INDEX commands_pending ON commands (id) WHERE done_at IS NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -223,7 +242,7 @@ _TABLES = frozenset({"files", "jobs", "destinations"})
 # bad, as opposed to locked, full or unreadable: those must never lead to
 # moving a good queue aside.
 #: The commands another process may send the running service (see :meth:`Outbox.send_command`).
-COMMANDS = frozenset({"pause", "resume", "retry"})
+COMMANDS = frozenset({"pause", "resume", "retry", "reload"})
 
 # Done commands are kept this long (seconds) for a look at what happened, then deleted.
 _COMMANDS_KEPT = 7 * 24 * 3600.0
@@ -656,7 +675,8 @@ class Outbox:
     # -- the control channel ---------------------------------------------------
 
     def send_command(self, command: str) -> None:
-        """Ask the running service to ``pause``, ``resume`` or ``retry`` (failed jobs).
+        """Ask the running service to ``pause``, ``resume``, ``retry`` (failed jobs) or ``reload``
+        (reread its config).
 
         The command waits in the database until the service takes it
         (:meth:`take_commands`, within about a second), so this works from
@@ -721,6 +741,15 @@ class Outbox:
         with self._read("look up uploaded content") as conn:
             row = conn.execute(_FIND_UPLOADED, (sha256, destination, album_id)).fetchone()
         return None if row is None else Path(row["path"])
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each state, all destinations together (cheaper than
+        :meth:`stats`, for a status line refreshed every few seconds)."""
+        counts = {state.value: 0 for state in JobState}
+        with self._read("count jobs") as conn:
+            for state, count in conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+                counts[str(state)] = int(count)
+        return counts
 
     def uploaded_since(self, since: float) -> int:
         """How many uploads finished at or after ``since`` (Unix time), e.g. "today"."""

@@ -1,8 +1,10 @@
 """Where boothsync keeps its config, its queue database and its logs.
 
-Owns the precedence: an explicit ``[state] dir`` in the config wins, then the folders systemd
-hands a service (``$STATE_DIRECTORY``, ``$LOGS_DIRECTORY``), then the per-user folders of
-platformdirs. Must not create folders or open files: callers do that when they need them.
+Owns the precedence: the folders systemd hands a service (``$STATE_DIRECTORY``,
+``$LOGS_DIRECTORY``) win, because under a hardened unit they are the only ones it may write;
+then an explicit ``[state] dir`` in the config; then the per-user folders of platformdirs. The
+Windows service definition sets the same two variables. Must not create folders or open files:
+callers do that when they need them.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import platformdirs
 if TYPE_CHECKING:
     from boothsync.config import Config
 
-__all__ = ["log_dir", "outbox_path", "state_dir", "user_config_file"]
+__all__ = ["log_dir", "log_file", "outbox_path", "state_dir", "user_config_file"]
 
 APP_NAME = "boothsync"
 CONFIG_FILE_NAME = "boothsync.toml"
 OUTBOX_FILE_NAME = "outbox.sqlite3"
+LOG_FILE_NAME = "boothsync.log"
 
 
 def user_config_file() -> Path:
@@ -32,23 +35,28 @@ def user_config_file() -> Path:
 
 
 def state_dir(config: Config, *, environ: Mapping[str, str] | None = None) -> Path:
-    """The folder for the queue database: ``[state] dir``, ``$STATE_DIRECTORY``, or the user's."""
+    """The folder for the queue database: ``$STATE_DIRECTORY``, ``[state] dir``, or the user's."""
+    from_service = _first_directory(environ, "STATE_DIRECTORY")
+    if from_service is not None:
+        return from_service
     if config.state.dir is not None:
         return config.state.dir
-    from_systemd = _first_directory(environ, "STATE_DIRECTORY")
-    if from_systemd is not None:
-        return from_systemd
     return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
 
 
 def log_dir(config: Config, *, environ: Mapping[str, str] | None = None) -> Path:
-    """The folder for log files: ``[state] dir``/logs, ``$LOGS_DIRECTORY``, or the user's."""
+    """The folder for log files: ``$LOGS_DIRECTORY``, ``[state] dir``/logs, or the user's."""
+    from_service = _first_directory(environ, "LOGS_DIRECTORY")
+    if from_service is not None:
+        return from_service
     if config.state.dir is not None:
         return config.state.dir / "logs"
-    from_systemd = _first_directory(environ, "LOGS_DIRECTORY")
-    if from_systemd is not None:
-        return from_systemd
     return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+
+
+def log_file(config: Config, *, environ: Mapping[str, str] | None = None) -> Path:
+    """The log file (rotated beside itself) that ``boothsync run`` and the tray write."""
+    return log_dir(config, environ=environ) / LOG_FILE_NAME
 
 
 def outbox_path(config: Config, *, environ: Mapping[str, str] | None = None) -> Path:

@@ -2,8 +2,8 @@
 
 Owns turning a :class:`~boothsync.engine.Snapshot` into a state colour, an icon
 image, a tooltip, a menu (as plain data first, then pystray items), the
-notifications, the menu actions (pause, resume, retry, open a folder, start at
-login, quit) and the run loop. Everything but :func:`run_tray` works without a
+notifications, the menu actions (pause, resume, retry, open a folder, reload the
+config, start at login, quit) and the run loop. Everything but :func:`run_tray` works without a
 display, so it is tested without one.
 
 ``icon.run(setup=...)`` owns the main thread (some platforms only deliver tray
@@ -11,9 +11,10 @@ events there); the engine, the refresher and the stop watcher run from the
 setup callback. pystray is imported only inside :func:`run_tray`, so importing
 this module needs no display. Must not be imported by the headless daemon.
 
-Two ways to run: in-process (the tray starts its own engine), or attached
-(``--attach``) to a boothsync running as a service, reading its queue database
-read-only and sending menu commands through it.
+Two ways to run: in-process (the tray runs its own :class:`~boothsync.daemon.Service`,
+which rereads a changed config as ``boothsync run`` does), or attached (``--attach``, or
+on its own when a service already holds the state folder) to a boothsync running as a
+service, reading its queue database read-only and sending menu commands through it.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 from PIL import Image, ImageDraw
 
 from boothsync.config import Config
-from boothsync.daemon import GRACE_SECONDS, log_to_file, stop_signals
+from boothsync.daemon import GRACE_SECONDS, Service, instance_lock, log_to_file, stop_signals
 from boothsync.engine import Engine, Snapshot, local_midnight
-from boothsync.errors import BoothsyncError, OutboxError
+from boothsync.errors import AlreadyRunning, BoothsyncError, OutboxError
 from boothsync.outbox import Outbox, Stats
-from boothsync.paths import log_dir, outbox_path
+from boothsync.paths import log_file, outbox_path, state_dir
 from boothsync.uploader import DestinationHealth, Health
 
 if TYPE_CHECKING:
@@ -57,7 +58,6 @@ __all__ = [
     "XdgAutostart",
     "icon_image",
     "language",
-    "log_file",
     "menu_model",
     "open_path",
     "run_tray",
@@ -81,7 +81,6 @@ ICON_SIZE: Final = 64
 MAX_TOOLTIP: Final = 127
 REFRESH_SECONDS: Final = 1.0
 OFFLINE_NOTICE_SECONDS: Final = 300.0
-LOG_FILE_NAME: Final = "boothsync.log"
 
 # -- texts ---------------------------------------------------------------------------------------
 
@@ -105,6 +104,7 @@ TEXTS: Final[Mapping[str, Mapping[str, str]]] = {
         "open_folder": "Open watched folder",
         "open_log": "Open log",
         "open_config": "Open config",
+        "reload": "Reload config",
         "autostart": "Start at login",
         "quit": "Quit",
         "online": "online",
@@ -135,6 +135,7 @@ TEXTS: Final[Mapping[str, Mapping[str, str]]] = {
         "open_folder": "Überwachten Ordner öffnen",
         "open_log": "Protokoll öffnen",
         "open_config": "Konfiguration öffnen",
+        "reload": "Konfiguration neu laden",
         "autostart": "Bei Anmeldung starten",
         "quit": "Beenden",
         "online": "online",
@@ -293,6 +294,7 @@ def menu_model(
         MenuEntry(t["open_folder"], "open_folder", default=True),
         MenuEntry(t["open_log"], "open_log"),
         MenuEntry(t["open_config"], "open_config", enabled=has_config),
+        MenuEntry(t["reload"], "reload", enabled=has_config),
         SEPARATOR,
         MenuEntry(
             t["autostart"],
@@ -378,21 +380,36 @@ class Controller(Protocol):
 
     def retry_failed(self) -> None: ...
 
+    def reload(self) -> None: ...
+
+    def tick(self) -> float:
+        """Do what is due now; return how long until the next tick may be (seconds)."""
+        ...
+
     def stop(self, timeout: float) -> bool: ...
 
 
 class EngineController:
-    """Runs the engine in this process and calls it directly."""
+    """Runs boothsync in this process (engine and config reloads) and calls it directly."""
 
-    def __init__(self, config: Config, engine: Engine | None = None) -> None:
-        self.engine = engine if engine is not None else Engine(config)
+    def __init__(self, config: Config) -> None:
+        self.service = Service(config)
         self._started = False
 
+    @property
+    def engine(self) -> Engine:
+        return self.service.engine
+
     def start(self) -> None:
-        self.engine.start()
+        self.service.start()
         self._started = True
-        folders = ", ".join(str(w.path) for w in self.engine.config.watches)
-        log.info("boothsync tray watching %s", folders)
+
+    def tick(self) -> float:
+        self.service.step()
+        return self.service.tick
+
+    def reload(self) -> None:
+        self.service.request_reload()
 
     def snapshot(self) -> Snapshot:
         return self.engine.snapshot()
@@ -411,7 +428,8 @@ class EngineController:
         if not self._started:
             return True
         self._started = False
-        return self.engine.stop(timeout)
+        self.service.stop()
+        return True
 
 
 def _empty_stats() -> Stats:
@@ -463,6 +481,12 @@ class AttachedController:
 
     def retry_failed(self) -> None:
         self._send("retry")
+
+    def reload(self) -> None:
+        self._send("reload")
+
+    def tick(self) -> float:
+        return 1.0
 
     def stop(self, timeout: float) -> bool:
         self._close_reader()
@@ -643,11 +667,6 @@ def platform_autostart(platform: str = sys.platform) -> Autostart | None:
     return XdgAutostart()
 
 
-def log_file(config: Config) -> Path:
-    """The tray's log file, which "Open log" opens."""
-    return log_dir(config) / LOG_FILE_NAME
-
-
 # -- the menu actions ----------------------------------------------------------------------------
 
 
@@ -689,6 +708,7 @@ class TrayActions:
             "open_folder": self.open_folder,
             "open_log": self.open_log,
             "open_config": self.open_config,
+            "reload": self.controller.reload,
             "autostart": self.toggle_autostart,
             "quit": self._quit,
         }
@@ -919,6 +939,26 @@ def run_tray(
     if icon_class.__module__ == "pystray._base":
         icon_class = _headless(icon_class)
 
+    with contextlib.ExitStack() as held:
+        if not attach:
+            try:
+                held.enter_context(instance_lock(state_dir(config)))
+            except AlreadyRunning:
+                # A service already uploads from this queue: show it rather than refuse.
+                log.info("boothsync already runs as a service here; the tray shows that one")
+                attach = True
+        return _run_icon(pystray, icon_class, config, attach=attach, stop=stop, environ=environ)
+
+
+def _run_icon(
+    pystray: Any,
+    icon_class: Any,
+    config: Config,
+    *,
+    attach: bool,
+    stop: threading.Event | None,
+    environ: Mapping[str, str] | None,
+) -> int:
     lang = language(config.booth.language, environ)
     stop = stop if stop is not None else threading.Event()
     controller: Controller = AttachedController(config) if attach else EngineController(config)
@@ -998,9 +1038,8 @@ def run_tray(
             controller.start()
             log.info("tray ready")
             worker.start()
-            while not stop.wait(0.2):
+            while not stop.wait(min(0.2, controller.tick())):
                 pass
-            log.info("stopping: no new uploads; up to %.0f s for the ones in flight", GRACE_SECONDS)
         except BoothsyncError as exc:
             failure.append(exc)
         finally:

@@ -352,6 +352,13 @@ class Watcher:
             for folder in self._folders:
                 self._stop_observer(folder, max(0.1, deadline - time.monotonic()))
 
+    @property
+    def alive(self) -> bool:
+        """The worker runs (observers may come and go with their folders; the worker restarts
+        them)."""
+        worker = self._worker
+        return worker is not None and worker.is_alive()
+
     def missing_folders(self) -> list[Path]:
         """The watched folders that are missing now (as last checked, at most
         ``FOLDER_CHECK_INTERVAL`` ago), in config order; any thread may call it."""

@@ -57,8 +57,25 @@ dir = "{(tmp_path / "state").as_posix()}"
     return config
 
 
+# What a service manager hands a process; a test runs boothsync as an operator would,
+# unless it sets these itself.
+SERVICE_VARIABLES = (
+    "STATE_DIRECTORY",
+    "LOGS_DIRECTORY",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "JOURNAL_STREAM",
+    "INVOCATION_ID",
+)
+
+
 def env(**extra: str) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("BOOTHSYNC_")}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BOOTHSYNC_") and k not in SERVICE_VARIABLES
+    }
     environ.update(extra)
     return environ
 
@@ -78,9 +95,17 @@ def boothsync(
 
 
 class Daemon:
-    """A `boothsync run` process whose output is collected as it comes."""
+    """A `boothsync run` process whose output is collected as it comes.
+
+    Its stderr is no terminal, so its log lines go to its log file: ``output`` is what it
+    printed followed by that file. The log folder is ``daemon-logs`` beside the config
+    (through ``$LOGS_DIRECTORY``).
+    """
 
     def __init__(self, *args: str, **environ: str) -> None:
+        config = Path(args[args.index("-c") + 1]) if "-c" in args else Path.cwd() / "boothsync"
+        self.log_dir = config.parent / "daemon-logs"
+        environ.setdefault("LOGS_DIRECTORY", str(self.log_dir))
         self.process = subprocess.Popen(
             [*BOOTHSYNC, *args],
             stdout=subprocess.PIPE,
@@ -103,7 +128,11 @@ class Daemon:
 
     @property
     def output(self) -> str:
-        return "".join(self.lines)
+        try:
+            logged = (self.log_dir / "boothsync.log").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            logged = ""
+        return "".join(self.lines) + logged
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:

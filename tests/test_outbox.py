@@ -481,9 +481,32 @@ def test_a_schema_1_database_is_migrated_with_its_data(db: Path, clock: Clock) -
         box.close()
     raw = sqlite3.connect(db)
     try:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     finally:
         raw.close()
+
+
+def test_a_schema_4_database_keeps_its_commands_and_takes_reload(db: Path, clock: Clock) -> None:
+    """A queue from before the reload command keeps the commands waiting in it, and takes
+    "reload" once migrated."""
+    db.parent.mkdir(parents=True)
+    raw = sqlite3.connect(db, isolation_level=None)
+    try:
+        for statements in _MIGRATIONS[:4]:
+            for statement in statements:
+                raw.execute(statement)
+        raw.execute("PRAGMA user_version = 4")
+        raw.execute("INSERT INTO commands (command, sent_at) VALUES ('pause', 1.0)")
+        with pytest.raises(sqlite3.IntegrityError):
+            raw.execute("INSERT INTO commands (command, sent_at) VALUES ('reload', 1.0)")
+    finally:
+        raw.close()
+    box = Outbox(db, clock=clock)
+    try:
+        box.send_command("reload")
+        assert box.take_commands() == ["pause", "reload"]
+    finally:
+        box.close()
 
 
 # -- recovery -----------------------------------------------------------------

@@ -25,17 +25,19 @@ def make_config(tmp_path: Path, state: str | None = None) -> Config:
 SYSTEMD = {"STATE_DIRECTORY": "/var/lib/boothsync", "LOGS_DIRECTORY": "/var/log/boothsync"}
 
 
-def test_explicit_state_dir_wins(tmp_path: Path) -> None:
-    """[state] dir holds the database and the logs, whatever systemd says."""
+def test_explicit_state_dir_holds_database_and_logs(tmp_path: Path) -> None:
+    """Outside a service, [state] dir holds the database and the logs."""
     config = make_config(tmp_path, state="state")
-    assert state_dir(config, environ=SYSTEMD) == tmp_path / "state"
-    assert log_dir(config, environ=SYSTEMD) == tmp_path / "state" / "logs"
-    assert outbox_path(config, environ=SYSTEMD) == tmp_path / "state" / "outbox.sqlite3"
+    assert state_dir(config, environ={}) == tmp_path / "state"
+    assert log_dir(config, environ={}) == tmp_path / "state" / "logs"
+    assert outbox_path(config, environ={}) == tmp_path / "state" / "outbox.sqlite3"
 
 
-def test_systemd_directories_come_second(tmp_path: Path) -> None:
-    """Under systemd, $STATE_DIRECTORY and $LOGS_DIRECTORY are used."""
-    config = make_config(tmp_path)
+@pytest.mark.parametrize("state", [None, "state"])
+def test_service_directories_win(tmp_path: Path, state: str | None) -> None:
+    """Under a service, $STATE_DIRECTORY and $LOGS_DIRECTORY win, even over [state] dir:
+    a hardened unit may write nowhere else."""
+    config = make_config(tmp_path, state=state)
     assert state_dir(config, environ=SYSTEMD) == Path("/var/lib/boothsync")
     assert log_dir(config, environ=SYSTEMD) == Path("/var/log/boothsync")
     assert outbox_path(config, environ=SYSTEMD) == Path("/var/lib/boothsync/outbox.sqlite3")

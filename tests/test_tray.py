@@ -24,6 +24,7 @@ from boothsync.tray import (
     COLOURS,
     MAX_TOOLTIP,
     AttachedController,
+    EngineController,
     MenuEntry,
     Notifier,
     TrayActions,
@@ -212,6 +213,7 @@ def test_menu_shows_status_lines_and_every_action() -> None:
         "Open watched folder",
         "Open log",
         "Open config",
+        "Reload config",
         "Start at login",
         "Quit",
     ]
@@ -282,6 +284,12 @@ class FakeController:
     def retry_failed(self) -> None:
         self.calls.append("retry")
 
+    def reload(self) -> None:
+        self.calls.append("reload")
+
+    def tick(self) -> float:
+        return 0.2
+
     def stop(self, timeout: float) -> bool:
         self.calls.append("stop")
         return True
@@ -304,7 +312,7 @@ def recorder(tmp_path: Path) -> tuple[list[str], Path]:
     return [sys.executable, str(script)], out
 
 
-def test_pause_resume_retry_and_quit_go_to_the_controller(tmp_path: Path) -> None:
+def test_pause_resume_retry_reload_and_quit_go_to_the_controller(tmp_path: Path) -> None:
     """The menu's control actions call the controller; Quit asks the loop to stop."""
     from boothsync.config import load_config
 
@@ -312,9 +320,9 @@ def test_pause_resume_retry_and_quit_go_to_the_controller(tmp_path: Path) -> Non
     controller = FakeController()
     quits: list[bool] = []
     actions = TrayActions(config, controller, quit=lambda: quits.append(True))
-    for action in ("pause", "resume", "retry", "no-such-action"):
+    for action in ("pause", "resume", "retry", "reload", "no-such-action"):
         actions.run(action)
-    assert controller.calls == ["pause", "resume", "retry"]
+    assert controller.calls == ["pause", "resume", "retry", "reload"]
     actions.run("quit")
     assert quits == [True]
 
@@ -322,7 +330,7 @@ def test_pause_resume_retry_and_quit_go_to_the_controller(tmp_path: Path) -> Non
 def test_open_folder_log_and_config_use_the_platform_opener(tmp_path: Path) -> None:
     """Open watched folder, log and config each hand the path to the opener, detached."""
     from boothsync.config import load_config
-    from boothsync.tray import log_file
+    from boothsync.paths import log_file
 
     config_file = write_config(tmp_path)
     config = load_config(config_file)
@@ -469,10 +477,47 @@ def test_attached_controller_reads_the_database_and_sends_commands(tmp_path: Pat
         controller.pause()
         controller.resume()
         controller.retry_failed()
-        assert service.take_commands() == ["pause", "resume", "retry"]
+        controller.reload()
+        assert service.take_commands() == ["pause", "resume", "retry", "reload"]
     finally:
         controller.stop(1)
         service.close()
+
+
+def test_the_in_process_tray_reloads_its_config(tmp_path: Path) -> None:
+    """Reload config in the in-process tray rereads the file: a folder added to it is
+    watched and its pictures are uploaded; the queue is kept."""
+    from boothsync.config import load_config
+
+    with Receiver(tmp_path / "received") as receiver:
+        config_file = write_config(tmp_path, receiver.base_url)
+        controller = EngineController(load_config(config_file))
+        controller.start()
+        try:
+            write_sample_jpeg(
+                tmp_path / "hot" / "one.jpg", datetime(2026, 6, 1, 20), "1", (1, 1, 1)
+            )
+            wait_for(lambda: controller.tick() and len(receiver.received()) == 1, timeout=30)
+            extra = tmp_path / "extra"
+            extra.mkdir()
+            text = config_file.read_text(encoding="utf-8")
+            config_file.write_text(
+                text.replace(
+                    "[destinations.eventpics]",
+                    f'[[watch]]\npath = "{extra.as_posix()}"\n\n[destinations.eventpics]',
+                ),
+                encoding="utf-8",
+            )
+            controller.reload()
+            wait_for(
+                lambda: controller.tick() and len(controller.engine.config.watches) == 2,
+                timeout=30,
+            )
+            write_sample_jpeg(extra / "two.jpg", datetime(2026, 6, 1, 20), "2", (2, 2, 2))
+            wait_for(lambda: controller.tick() and len(receiver.received()) == 2, timeout=30)
+        finally:
+            controller.stop(10)
+    assert sorted(r.file_name for r in receiver.received()) == ["one.jpg", "two.jpg"]
 
 
 def test_snapshot_from_a_database_tolerates_odd_values() -> None:
