@@ -16,10 +16,10 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boothsync import __version__
-from boothsync.config import Config, find_config, load_config
+from boothsync.config import Config, find_config, load_config, secrets
 from boothsync.daemon import parse_level, setup_logging, stop_signals, wait_for_stop
 from boothsync.errors import BoothsyncError, ConfigError
 from boothsync.outbox import Event, Outbox
@@ -31,6 +31,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
+
+if TYPE_CHECKING:
+    from boothsync.destinations import DestinationContext
 
 STATES = ("waiting", "uploading", "uploaded", "failed")
 
@@ -207,8 +210,14 @@ def _load(args: argparse.Namespace) -> Config:
     return config
 
 
+def _context(config: Config) -> DestinationContext:
+    from boothsync.destinations import DestinationContext
+
+    return DestinationContext(booth=config.booth.name, tz=config.booth.tz)
+
+
 def _secrets(config: Config) -> list[str]:
-    return [d.api_key for d in config.destinations.values() if d.api_key]
+    return secrets(config)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -379,7 +388,7 @@ def _events(args: argparse.Namespace) -> int:
     config = _load(args)
     failed = False
     for name in _destinations_for(config, args.destination):
-        destination = create(config.destinations[name])
+        destination = create(config.destinations[name], context=_context(config))
         try:
             events = destination.events()
         except BoothsyncError as exc:
@@ -388,12 +397,21 @@ def _events(args: argparse.Namespace) -> int:
             continue
         finally:
             destination.close()
-        print(f"{name} ({config.destinations[name].base_url}): {len(events)} event(s)")
+        cfg = config.destinations[name]
+        where = getattr(cfg, "base_url", None) or getattr(cfg, "path", "")
+        if cfg.type == "folder":
+            print(f"{name} ({where}): a folder, no events or albums")
+            continue
+        print(f"{name} ({where}): {len(events)} event(s)")
         for event in events:
-            print(f'  {event.title or "(untitled)"}\n    link_id = "{event.link_id}"')
+            value = (
+                event.link_id if event.link_id.isdigit() and event.id_key == "event_id" else None
+            )
+            shown = value if value is not None else f'"{event.link_id}"'
+            print(f"  {event.title or '(untitled)'}\n    {event.id_key} = {shown}")
             for album in event.albums:
                 print(f'      album_id = "{album.id}"  {album.title}')
-            if not event.albums:
+            if not event.albums and event.id_key == "link_id":
                 print("      (no albums)")
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -410,7 +428,7 @@ def _check(args: argparse.Namespace) -> int:
     lines.append(_writable(state))
     for name, cfg in config.destinations.items():
         albums = [w.album_id for w in config.watches if w.album_id and name in w.destinations]
-        destination = create(cfg)
+        destination = create(cfg, context=_context(config))
         try:
             lines.extend((i.ok, i.label, i.detail) for i in destination.check(albums))
         finally:

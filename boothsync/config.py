@@ -31,6 +31,7 @@ from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from boothsync.bandwidth import parse_rate
 from boothsync.capture import DEFAULT_FILENAME_DATES, CaptureOptions, compile_filename_date
 from boothsync.errors import ConfigError
 from boothsync.paths import CONFIG_FILE_NAME, user_config_file
@@ -45,7 +46,10 @@ __all__ = [
     "Config",
     "DestinationConfig",
     "EventPicsConfig",
+    "FolderConfig",
     "Option",
+    "PicPeakConfig",
+    "PicsuiConfig",
     "StateConfig",
     "TriggersConfig",
     "UploadConfig",
@@ -53,6 +57,7 @@ __all__ = [
     "find_config",
     "load_config",
     "parse_config",
+    "secrets",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,7 @@ API_KEY_ENV: Final = "BOOTHSYNC_API_KEY"
 
 DEFAULT_PATTERNS: Final = ("*.jpg", "*.jpeg", "*.png", "*.gif")
 DEFAULT_BASE_URL: Final = "https://api.eventpics.net"
+DEFAULT_PICSUI_URL: Final = "https://api.picsui.com/v1"
 MAX_CONCURRENCY: Final = 16
 DEFAULT_TRIGGER_PORT: Final = 8787
 #: ``[booth] language``: the tray's texts; "auto" follows the system locale.
@@ -232,6 +238,69 @@ def _base_url(value: str) -> str:
     return url
 
 
+def _lan_base_url(value: str) -> str:
+    """Like a base_url, but plain http is fine inside the venue's own network too: a
+    self-hosted gallery on the LAN (192.168.x.x, 10.x, a .local name) often has no
+    certificate."""
+    try:
+        return _base_url(value)
+    except _Invalid:
+        url = value.strip().rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme.lower() == "http" and parts.hostname and _is_private(parts.hostname):
+            return url
+        raise _Invalid(
+            "must use https:// (http:// only for this machine or the local network)", value
+        ) from None
+
+
+def _is_private(host: str) -> bool:
+    if host.lower().endswith(".local") or "." not in host:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_link_local
+
+
+def _positive_int(value: int) -> int:
+    if value <= 0:
+        raise _Invalid("must be greater than 0", value)
+    return value
+
+
+def _max_edge(value: int) -> int:
+    if value < 64:
+        raise _Invalid("must be at least 64 (pixels)", value)
+    return value
+
+
+def _quality(value: int) -> int:
+    if not 1 <= value <= 95:
+        raise _Invalid("must be between 1 and 95", value)
+    return value
+
+
+def _rate(value: str) -> int:
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
+
+
+def _caption(value: str) -> str:
+    # The Picsui module owns what a caption may hold; imported here, not at the top, because
+    # the destinations import this module's types.
+    from boothsync.destinations.picsui import check_caption
+
+    try:
+        check_caption(value)
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
+    return value
+
+
 def _is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
@@ -368,14 +437,42 @@ WATCH_OPTIONS: Final[tuple[Option, ...]] = (
     ),
 )
 
-EVENTPICS_OPTIONS: Final[tuple[Option, ...]] = (
+
+def _timeout(default: float) -> Option:
+    return Option(
+        "timeout",
+        "float",
+        "Seconds to wait for the gallery on each request. Greater than 0.",
+        default=default,
+        check=_positive,
+    )
+
+
+def _type(name: str) -> Option:
+    return Option(
+        "type", "str", "The kind of destination. Required.", required=True, choices=(name,)
+    )
+
+
+_DOWNSCALE_OPTIONS: Final[tuple[Option, ...]] = (
     Option(
-        "type",
-        "str",
-        "The kind of destination. Required.",
-        required=True,
-        choices=("eventpics",),
+        "max_edge",
+        "int",
+        "Send JPEGs shrunk to at most this many pixels on their longer edge (EXIF kept, the "
+        "original untouched), for a slow venue link. Default: send the original.",
+        check=_max_edge,
     ),
+    Option(
+        "quality",
+        "int",
+        "The JPEG quality of a shrunk picture, 1 to 95.",
+        default=85,
+        check=_quality,
+    ),
+)
+
+EVENTPICS_OPTIONS: Final[tuple[Option, ...]] = (
+    _type("eventpics"),
     Option(
         "api_key",
         "str",
@@ -393,13 +490,82 @@ EVENTPICS_OPTIONS: Final[tuple[Option, ...]] = (
         default=DEFAULT_BASE_URL,
         check=_base_url,
     ),
+    _timeout(30.0),
+    *_DOWNSCALE_OPTIONS,
+)
+
+PICSUI_OPTIONS: Final[tuple[Option, ...]] = (
+    _type("picsui"),
     Option(
-        "timeout",
-        "float",
-        "Seconds to wait for the API on each request. Greater than 0.",
-        default=30.0,
-        check=_positive,
+        "api_key",
+        "str",
+        "The Picsui API key (sent as a Bearer token). Required. Never logged.",
+        required=True,
+        secret=True,
     ),
+    Option("event_id", "str", "The Picsui event the pictures go to. Required.", required=True),
+    Option(
+        "base_url",
+        "str",
+        "The API address, with its version path; https://, or http:// for this machine only.",
+        default=DEFAULT_PICSUI_URL,
+        check=_base_url,
+    ),
+    Option(
+        "caption",
+        "str",
+        "A caption for each picture: {booth} (the booth's name), {file} (the file name) and "
+        "{taken} (the capture time, e.g. {taken:%H:%M}). Default: no caption.",
+        check=_caption,
+    ),
+    _timeout(30.0),
+    *_DOWNSCALE_OPTIONS,
+)
+
+PICPEAK_OPTIONS: Final[tuple[Option, ...]] = (
+    _type("picpeak"),
+    Option(
+        "api_token",
+        "str",
+        "The PicPeak API token (pp_live_...) with the write scope. Required. Never logged.",
+        required=True,
+        secret=True,
+    ),
+    Option(
+        "event_id",
+        "int",
+        "The PicPeak event's number; `boothsync events` lists them. Required.",
+        required=True,
+        check=_positive_int,
+    ),
+    Option(
+        "base_url",
+        "str",
+        "Your PicPeak server, e.g. https://photos.example.com; http:// only for this machine or "
+        "the local network. Required.",
+        required=True,
+        check=_lan_base_url,
+    ),
+    _timeout(60.0),
+    *_DOWNSCALE_OPTIONS,
+)
+
+FOLDER_OPTIONS: Final[tuple[Option, ...]] = (
+    _type("folder"),
+    Option(
+        "path",
+        "path",
+        "The folder the pictures are copied into: a local folder, a USB drive or a network "
+        "share. Required.",
+        required=True,
+    ),
+    Option(
+        "album_folders",
+        "bool",
+        "Put each album's pictures into a subfolder named after its album id.",
+        default=False,
+    ),
+    *_DOWNSCALE_OPTIONS,
 )
 
 UPLOAD_OPTIONS: Final[tuple[Option, ...]] = (
@@ -409,6 +575,13 @@ UPLOAD_OPTIONS: Final[tuple[Option, ...]] = (
         f"How many files upload at the same time, 1 to {MAX_CONCURRENCY}.",
         default=2,
         check=_concurrency,
+    ),
+    Option(
+        "bandwidth_limit",
+        "str",
+        'The most all uploads together may send per second, e.g. "2MB/s" or "500kB/s", so the '
+        "booth's own traffic keeps its share. Default: no limit.",
+        check=_rate,
     ),
 )
 
@@ -502,10 +675,53 @@ class EventPicsConfig:
     album_id: str | None = None
     base_url: str = DEFAULT_BASE_URL  # no trailing slash
     timeout: float = 30.0
+    max_edge: int | None = None
+    quality: int = 85
 
 
-DestinationConfig: TypeAlias = EventPicsConfig
-"""Any destination's config; a union once there is more than one type."""
+@dataclass(frozen=True, kw_only=True)
+class PicsuiConfig:
+    """``[destinations.NAME]`` with ``type = "picsui"``. The repr leaves out the API key."""
+
+    name: str
+    type: Literal["picsui"] = "picsui"
+    api_key: str = field(repr=False)
+    event_id: str
+    base_url: str = DEFAULT_PICSUI_URL  # no trailing slash
+    caption: str | None = None
+    timeout: float = 30.0
+    max_edge: int | None = None
+    quality: int = 85
+
+
+@dataclass(frozen=True, kw_only=True)
+class PicPeakConfig:
+    """``[destinations.NAME]`` with ``type = "picpeak"``. The repr leaves out the token."""
+
+    name: str
+    type: Literal["picpeak"] = "picpeak"
+    api_token: str = field(repr=False)
+    event_id: int
+    base_url: str  # no trailing slash
+    timeout: float = 60.0
+    max_edge: int | None = None
+    quality: int = 85
+
+
+@dataclass(frozen=True, kw_only=True)
+class FolderConfig:
+    """``[destinations.NAME]`` with ``type = "folder"``: a copy into a folder."""
+
+    name: str
+    type: Literal["folder"] = "folder"
+    path: Path
+    album_folders: bool = False
+    max_edge: int | None = None
+    quality: int = 85
+
+
+DestinationConfig: TypeAlias = EventPicsConfig | PicsuiConfig | PicPeakConfig | FolderConfig
+"""Any destination's config."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -513,6 +729,7 @@ class UploadConfig:
     """``[upload]``: how hard to push."""
 
     concurrency: int = 2
+    bandwidth_limit: int | None = None  # bytes per second
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -556,11 +773,30 @@ SECTIONS: Final[Mapping[str, tuple[Option, ...]]] = MappingProxyType(
 """The option table of every top-level section except ``destinations`` (see below)."""
 
 DESTINATION_TYPES: Final[Mapping[str, tuple[tuple[Option, ...], type[DestinationConfig]]]] = (
-    MappingProxyType({"eventpics": (EVENTPICS_OPTIONS, EventPicsConfig)})
+    MappingProxyType(
+        {
+            "eventpics": (EVENTPICS_OPTIONS, EventPicsConfig),
+            "picsui": (PICSUI_OPTIONS, PicsuiConfig),
+            "picpeak": (PICPEAK_OPTIONS, PicPeakConfig),
+            "folder": (FOLDER_OPTIONS, FolderConfig),
+        }
+    )
 )
 """``{type: (option table, dataclass)}`` for the tables under ``[destinations]``."""
 
 _TOP_LEVEL: Final = (*SECTIONS, "destinations")
+
+
+def secrets(config: Config) -> list[str]:
+    """Every key and token in the config (``secret`` options), for the log to blank out."""
+    found = []
+    for destination in config.destinations.values():
+        options, _ = DESTINATION_TYPES[destination.type]
+        for option in options:
+            value = getattr(destination, option.name, None) if option.secret else None
+            if isinstance(value, str) and value:
+                found.append(value)
+    return found
 
 
 # -- finding and loading --------------------------------------------------------------------------

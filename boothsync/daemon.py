@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from boothsync.config import Config, load_config
+from boothsync.config import Config, load_config, secrets
 from boothsync.engine import Engine
 from boothsync.errors import AlreadyRunning, BoothsyncError, ConfigError, OutboxError
 from boothsync.paths import log_file, state_dir
@@ -161,11 +161,11 @@ def service_logging(
     captures stderr would otherwise get every line twice). Returns the file handler, for the
     caller to remove and close at the end.
     """
-    secrets = [d.api_key for d in config.destinations.values() if d.api_key]
+    hidden = secrets(config)
     if under_journal(environ):
-        setup_logging(level, secrets=secrets, journal=True)
+        setup_logging(level, secrets=hidden, journal=True)
         return None
-    setup_logging(level, secrets=secrets)
+    setup_logging(level, secrets=hidden)
     path = log_file(config, environ=environ)
     try:
         handler = log_to_file(path)
@@ -589,7 +589,7 @@ def _reloaded(config: Config) -> Config | None:
     except ConfigError as exc:
         log.error("%s; the config change is ignored, running on with the previous one", exc)
         return None
-    redact(d.api_key for d in fresh.destinations.values())
+    redact(secrets(fresh))
     if state_dir(fresh) != state_dir(config):
         # The running process holds the old state folder (its lock, its queue).
         log.warning(

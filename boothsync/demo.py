@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import piexif
 from PIL import Image, ImageDraw
 
-from boothsync.config import Config, parse_config
+from boothsync.config import Config, EventPicsConfig, parse_config
 from boothsync.daemon import GRACE_SECONDS, stop_signals, wait_for_stop
 from boothsync.engine import Engine
 from boothsync.receiver import DEMO_API_KEY, Receiver, demo_events
@@ -111,7 +111,8 @@ def run_demo(
     with stop_signals(stop), Receiver(received) as receiver:
         config = demo_config(folder, receiver.base_url)
         tz = config.booth.tz
-        album = config.destinations["eventpics"].album_id
+        gallery = config.destinations["eventpics"]
+        album = gallery.album_id if isinstance(gallery, EventPicsConfig) else None
         engine = Engine(config, on_report=lambda r: say(describe(r, tz, album)))
         say(f"Receiver (EventPics-compatible) on {receiver.base_url}")
         say(f"Hot folder: {config.watches[0].path}")

@@ -27,13 +27,14 @@ from datetime import datetime
 from datetime import time as dt_time
 from pathlib import Path
 
+from boothsync.bandwidth import Bandwidth
 from boothsync.config import Config, WatchConfig
-from boothsync.destinations import Destination, create
+from boothsync.destinations import Destination, DestinationContext, create
 from boothsync.errors import BoothsyncError, OutboxError
 from boothsync.outbox import Job, Outbox, Stats
 from boothsync.paths import outbox_path
 from boothsync.triggers import DslrBoothTriggers, SparkboothStatus
-from boothsync.uploader import DestinationHealth, Uploader, UploadReport
+from boothsync.uploader import DestinationHealth, Downscale, Uploader, UploadReport
 from boothsync.watcher import Watcher
 
 __all__ = ["Engine", "Snapshot", "local_midnight"]
@@ -109,9 +110,11 @@ class Engine:
         if self._given_destinations is not None:
             self._destinations = dict(self._given_destinations)
         else:
+            context = DestinationContext(booth=self.config.booth.name, tz=self.config.booth.tz)
             self._destinations = {
-                name: create(cfg) for name, cfg in self.config.destinations.items()
+                name: create(cfg, context=context) for name, cfg in self.config.destinations.items()
             }
+        limit = self.config.upload.bandwidth_limit
         self._uploader = Uploader(
             outbox,
             self._destinations,
@@ -120,6 +123,12 @@ class Engine:
             concurrency=self.config.upload.concurrency,
             on_report=self._on_report,
             on_file_done=self._after_upload,
+            bandwidth=Bandwidth(limit) if limit else None,
+            downscale={
+                name: Downscale(cfg.max_edge, cfg.quality)
+                for name, cfg in self.config.destinations.items()
+                if cfg.max_edge
+            },
         )
         paused = self._restored_pause(outbox)
         if paused:

@@ -95,7 +95,22 @@ class RetryableError(UploadError):
 
 
 class NetworkError(RetryableError):
-    """No usable answer: connecting, sending or reading failed or timed out."""
+    """No usable answer: connecting, sending or reading failed or timed out.
+
+    ``maybe_delivered``: the whole request had gone out when the answer failed to come, so the
+    server may have taken it (what matters for a request that is not idempotent).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        maybe_delivered: bool = False,
+    ) -> None:
+        self.maybe_delivered = maybe_delivered
+        super().__init__(message, status=status, retry_after=retry_after)
 
 
 class ServerBusy(RetryableError):

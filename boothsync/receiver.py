@@ -18,6 +18,7 @@ memory, write to stderr per request, or let one bad request stop the server.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import http.server
@@ -29,7 +30,6 @@ import random
 import re
 import secrets
 import socket
-import struct
 import tempfile
 import threading
 import time
@@ -37,12 +37,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path, PurePath
-from types import TracebackType
 from typing import Any, Final, Literal, cast
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
-from boothsync.localserver import TrackedHTTPServer
+from boothsync.localserver import (
+    LocalServer,
+    TrackedHTTPServer,
+    abort_connection,
+    linger_close,
+)
 
 __all__ = [
     "DEMO_API_KEY",
@@ -72,11 +76,6 @@ _NO_ALBUM = "_no-album"
 _UPLOAD_PREFIX = "/upload/"
 # A client that stops talking holds a thread; stop() cuts idle ones at once anyway.
 _IDLE_SECONDS = 60.0
-# After an answer sent before a body we will not read, keep reading (and dropping) it for a
-# while: closing with unread data makes the kernel send a reset, which can destroy the
-# answer before the client reads it.
-_LINGER_SECONDS = 5.0
-_JOIN_SECONDS = 5.0
 _HOST_HEADER = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _S3_CODES: Final = {
     400: "BadRequest",
@@ -136,6 +135,25 @@ class Faults:
     """Forced answers ``(endpoint, status)``, endpoint one of :data:`ENDPOINTS`."""
     seed: int | None = None
     """Seed of the random generator behind the rates; changing it reseeds."""
+    _rng: random.Random | None = field(default=None, init=False, repr=False, compare=False)
+    _rng_seed: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    def draw(self, endpoint: str, *, errors_apply: bool) -> tuple[int, str | None] | None:
+        """The injected answer for one request to ``endpoint``, ``(status, retry_after)``
+        (status 0: close the connection), or None. ``errors_apply``: ``error_rate`` counts for
+        this endpoint. The server calls it under its own lock."""
+        for index, (name, status) in enumerate(self.fail_next):
+            if name == endpoint:
+                del self.fail_next[index]
+                return status, self.retry_after
+        if self._rng is None or self.seed != self._rng_seed:
+            self._rng_seed = self.seed
+            self._rng = random.Random(self.seed)
+        if self.reset_rate > 0 and self._rng.random() < self.reset_rate:
+            return 0, None
+        if errors_apply and self.error_rate > 0 and self._rng.random() < self.error_rate:
+            return self.error_status, self.retry_after
+        return None
 
 
 @dataclass(frozen=True)
@@ -193,13 +211,15 @@ class _ClientGone(Exception):
     """The client hung up or went silent before its request was complete."""
 
 
-class Receiver:
+class Receiver(LocalServer):
     """An EventPics-compatible server on a local port, storing uploads under ``directory``.
 
     The socket is bound by the constructor (port 0 picks a free one), so :attr:`base_url` is
     known before serving. Use :meth:`start` (or ``with``) for a background thread, or
     :meth:`serve_forever` to serve on the calling thread; :meth:`stop` ends either.
     """
+
+    thread_name = "receiver"
 
     def __init__(
         self,
@@ -217,87 +237,12 @@ class Receiver:
             keys = {DEMO_API_KEY: demo_events()}
         self._keys: dict[str, tuple[EventSpec, ...]] = {k: tuple(v) for k, v in keys.items()}
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._grants: dict[str, _Grant] = {}
         self._received: list[ReceivedFile] = []
         self._counts: dict[str, dict[int, int]] = {}
         self._url_reuses = 0
-        self._rng_seed = self.faults.seed
-        self._rng = random.Random(self._rng_seed)
-        self._thread: threading.Thread | None = None
-        self._serving = False
-        self._stopped = False
-        self._server = _Server((host, port), self)
-        url_host = f"[{host}]" if ":" in host else host
-        self.base_url = f"http://{url_host}:{self._server.server_port}"
-
-    def __repr__(self) -> str:
-        return f"Receiver(base_url={self.base_url!r}, directory={str(self.directory)!r})"
-
-    def __enter__(self) -> Receiver:
-        """Start serving in the background unless already started."""
-        with self._lock:
-            started = self._thread is not None
-        return self if started else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> Receiver:
-        """Serve in a background thread named ``receiver``; a receiver starts once."""
-        with self._lock:
-            if self._thread is not None or self._stopped:
-                raise RuntimeError("a Receiver can be started only once")
-            self._thread = threading.Thread(target=self.serve_forever, name="receiver", daemon=True)
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Serve on the calling thread until :meth:`stop` is called from another thread.
-
-        A KeyboardInterrupt leaves this method; the caller then calls :meth:`stop`.
-        """
-        with self._lock:
-            if self._stopped:
-                return
-            if self._serving:
-                raise RuntimeError("this Receiver is already serving")
-            self._serving = True
-        logger.debug("receiver serving %s on %s", self.directory, self.base_url)
-        # The poll interval bounds how long stop() waits for the loop to notice.
-        self._server.serve_forever(poll_interval=0.05)
-
-    def stop(self) -> None:
-        """Stop serving, cut open connections, join every thread, close the socket.
-
-        Idempotent. Uploads still in flight are dropped and leave no file behind.
-        """
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-            serving = self._serving
-        self._stopping.set()
-        if serving:
-            # socketserver's shutdown() waits for serve_forever to notice; calling it when
-            # serve_forever never ran would wait forever.
-            self._server.shutdown()
-        threads = self._server.close_connections()
-        deadline = time.monotonic() + _JOIN_SECONDS
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        self._server.server_close()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for t in (*threads, self._thread) if t is not None and t.is_alive()]
-        if alive:
-            logger.warning("receiver stopped, but threads still run: %s", ", ".join(alive))
-        logger.debug("receiver on %s stopped", self.base_url)
+        self._serve_with(_Server((host, port), self))
+        self.base_url = self.origin
 
     def received(self) -> list[ReceivedFile]:
         """Every stored upload, in the order they completed."""
@@ -332,23 +277,7 @@ class Receiver:
     def _draw_fault(self, endpoint: str) -> tuple[int, str | None] | None:
         """The injected answer for this request, ``(status, retry_after)``, or None."""
         with self._lock:
-            faults = self.faults
-            for index, (name, status) in enumerate(faults.fail_next):
-                if name == endpoint:
-                    del faults.fail_next[index]
-                    return status, faults.retry_after
-            if faults.seed != self._rng_seed:
-                self._rng_seed = faults.seed
-                self._rng = random.Random(faults.seed)
-            if faults.reset_rate > 0 and self._rng.random() < faults.reset_rate:
-                return 0, None
-            if (
-                endpoint != "geteventsandalbums"
-                and faults.error_rate > 0
-                and self._rng.random() < faults.error_rate
-            ):
-                return faults.error_status, faults.retry_after
-        return None
+            return self.faults.draw(endpoint, errors_apply=endpoint != "geteventsandalbums")
 
     def _update_faults(self, changes: Any) -> dict[str, Any]:
         if not isinstance(changes, dict):
@@ -357,7 +286,12 @@ class Receiver:
         with self._lock:
             for name, value in checked.items():
                 setattr(self.faults, name, value)
-            return dataclasses.asdict(self.faults)
+            faults = self.faults
+            return {
+                f.name: copy.deepcopy(getattr(faults, f.name))
+                for f in dataclasses.fields(faults)
+                if f.init
+            }
 
     def _events_for(self, key: str | None) -> tuple[EventSpec, ...] | None:
         return None if key is None else self._keys.get(key)
@@ -521,35 +455,6 @@ def _event_json(event: EventSpec) -> dict[str, Any]:
     }
 
 
-def _abort(conn: socket.socket) -> None:
-    """Close so that the peer sees a reset, not an orderly end."""
-    try:
-        linger = struct.pack("hh" if os.name == "nt" else "ii", 1, 0)
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-    except OSError:
-        pass
-    conn.close()
-
-
-def _linger_close(conn: socket.socket, stopping: threading.Event) -> None:
-    """Send our end, drop what the client still sends for a while, then close."""
-    try:
-        conn.shutdown(socket.SHUT_WR)
-        conn.settimeout(0.2)
-        sink = bytearray(_CHUNK)
-        deadline = time.monotonic() + _LINGER_SECONDS
-        while time.monotonic() < deadline and not stopping.is_set():
-            try:
-                if not conn.recv_into(sink):
-                    break
-            except TimeoutError:
-                continue
-    except OSError:
-        pass
-    finally:
-        conn.close()
-
-
 class _Server(TrackedHTTPServer):
     """The receiver's server: can also reset or linger-close a connection on purpose."""
 
@@ -578,9 +483,9 @@ class _Server(TrackedHTTPServer):
             self._resets.discard(conn)
             self._lingers.discard(conn)
         if reset:
-            _abort(conn)
+            abort_connection(conn)
         elif linger:
-            _linger_close(conn, self.receiver._stopping)
+            linger_close(conn, self.receiver._stopping)
         else:
             super().shutdown_request(request)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import platformdirs
 
-from boothsync.config import Config
+from boothsync.config import Config, FolderConfig
 from boothsync.errors import BoothsyncError, ConfigError
 from boothsync.paths import log_dir, state_dir
 
@@ -81,7 +81,8 @@ def writable_paths(config: Config) -> list[Path]:
     """The folders the service writes besides its state and logs, without repeats, in order.
 
     after_upload = "delete" removes files from the watch folder; "move" takes them out of
-    it and into ``move_to``. The system unit makes every one of them writable.
+    it and into ``move_to``; a folder destination copies into its ``path``. The system unit
+    makes every one of them writable.
     """
     found: dict[Path, None] = {}
     for watch in config.watches:
@@ -91,7 +92,10 @@ def writable_paths(config: Config) -> list[Path]:
             found[watch.path] = None
             if watch.move_to is not None:
                 found[watch.move_to] = None
-    # Destinations that write files themselves (a copy to a folder) add their folders here.
+    # Destinations that write files themselves: a copy into a folder.
+    for destination in config.destinations.values():
+        if isinstance(destination, FolderConfig):
+            found[destination.path] = None
     return list(found)
 
 

@@ -32,14 +32,18 @@ import hashlib
 import logging
 import math
 import os
+import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from boothsync.bandwidth import Bandwidth
 from boothsync.capture import Capture, CaptureOptions, capture_time, content_type
 from boothsync.destinations.base import Destination, UploadItem
 from boothsync.errors import (
@@ -55,7 +59,7 @@ from boothsync.errors import (
 from boothsync.outbox import Job, Outbox
 from boothsync.retry import RetryBudget, attempt_policy, backoff
 
-__all__ = ["DestinationHealth", "Health", "UploadReport", "Uploader"]
+__all__ = ["DestinationHealth", "Downscale", "Health", "UploadReport", "Uploader"]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +140,14 @@ class _Version:
     mtime_ns: int
 
 
+@dataclass(frozen=True)
+class Downscale:
+    """Send a destination JPEGs no larger than ``max_edge`` pixels, at JPEG ``quality``."""
+
+    max_edge: int
+    quality: int
+
+
 class Uploader:
     """``concurrency`` worker threads over one outbox and a set of destinations."""
 
@@ -157,8 +169,15 @@ class Uploader:
         probe_base: float = _PROBE_BASE,
         probe_cap: float = _PROBE_CAP,
         read_attempts: int = _READ_ATTEMPTS,
+        bandwidth: Bandwidth | None = None,
+        downscale: Mapping[str, Downscale] | None = None,
     ) -> None:
         self._outbox = outbox
+        # One limit for every worker and destination: it is the venue's link that is shared.
+        self._bandwidth = bandwidth
+        # Per destination: send JPEGs shrunk to (max_edge, quality); the original stays as it is.
+        self._downscale = dict(downscale or {})
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._destinations = dict(destinations)
         self._tz = tz
         self._capture_options = capture_options
@@ -234,6 +253,9 @@ class Uploader:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in self._threads if t.is_alive()]
+        if not alive and self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
         if alive:
             log.warning(
                 "uploads still running after %.0f s; they resume at the next start", timeout
@@ -327,9 +349,10 @@ class Uploader:
             )
             if copy is None:
                 item = self._item(job, capture, before)
-                for attempt in attempt_policy(self._stopping, budget=self._budget):
-                    with attempt:
-                        destination.upload(item)
+                with self._shrunk(job, item) as sent:
+                    for attempt in attempt_policy(self._stopping, budget=self._budget):
+                        with attempt:
+                            destination.upload(sent)
         except DestinationUnavailable as exc:
             self._release(job)
             self._pause(job.destination, exc)
@@ -367,6 +390,31 @@ class Uploader:
             else:
                 self._complete(job, capture, started, sha256)
 
+    @contextmanager
+    def _shrunk(self, job: Job, item: UploadItem) -> Iterator[UploadItem]:
+        """``item``, or a shrunk copy of it for a destination with ``max_edge`` (removed after)."""
+        wanted = self._downscale.get(job.destination)
+        if wanted is None or item.content_type != "image/jpeg":
+            yield item
+            return
+        from boothsync.downscale import downscale  # Pillow is loaded only when it is needed
+
+        if self._scratch is None:
+            with self._health_lock:
+                if self._scratch is None:
+                    self._scratch = tempfile.TemporaryDirectory(prefix="boothsync-shrunk-")
+        folder = Path(tempfile.mkdtemp(dir=self._scratch.name))
+        try:
+            small = downscale(
+                job.path, max_edge=wanted.max_edge, quality=wanted.quality, into=folder
+            )
+            if small is None:
+                yield item
+            else:
+                yield replace(item, path=small, size=small.stat().st_size)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def _capture(self, job: Job) -> Capture:
         if job.taken_at_ms is not None and job.taken_at_source:
             return Capture(taken_at_ms=job.taken_at_ms, source=job.taken_at_source)
@@ -380,6 +428,7 @@ class Uploader:
             content_type=content_type(job.path),
             taken_at_ms=capture.taken_at_ms,
             album_id=job.album_id,
+            bandwidth=self._bandwidth,
         )
 
     def _complete(

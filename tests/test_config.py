@@ -22,6 +22,9 @@ from boothsync.config import (
     BoothConfig,
     Config,
     EventPicsConfig,
+    FolderConfig,
+    PicPeakConfig,
+    PicsuiConfig,
     StateConfig,
     TriggersConfig,
     UploadConfig,
@@ -29,6 +32,7 @@ from boothsync.config import (
     find_config,
     load_config,
     parse_config,
+    secrets,
 )
 from boothsync.errors import ConfigError
 from boothsync.paths import user_config_file
@@ -527,7 +531,7 @@ ERRORS = [
         "tail",
         "[destinations.broken]",
         "destinations.broken.type",
-        "required but missing (one of eventpics)",
+        "required but missing (one of eventpics, picsui, picpeak, folder)",
     ),
     (
         "tail",
@@ -577,9 +581,9 @@ ERRORS = [
     ),
     (
         "tail",
-        '[destinations.other]\ntype = "picsui"',
+        '[destinations.other]\ntype = "smugmug"',
         "destinations.other.type",
-        'unknown destination type "picsui" (known: eventpics)',
+        'unknown destination type "smugmug" (known: eventpics, picsui, picpeak, folder)',
     ),
     (
         "tail",
@@ -841,7 +845,7 @@ def test_invalid_config_is_one_line_naming_file_and_key(
         (
             'type = "eventpics"\n',
             "destinations.eventpics.type",
-            "required but missing (one of eventpics)",
+            "required but missing (one of eventpics, picsui, picpeak, folder)",
         ),
     ],
 )
@@ -1036,3 +1040,101 @@ def test_config_is_frozen() -> None:
         config.upload.concurrency = 9  # type: ignore[misc]
     with pytest.raises(TypeError):
         config.destinations["x"] = config.destinations["eventpics"]  # type: ignore[index]
+
+
+# -- more galleries --------------------------------------------------------------------------------
+
+FOUR = """
+[destinations.picsui]
+type = "picsui"
+api_key = "picsui-secret-key"
+event_id = "ev-1"
+caption = "{booth} {taken:%H:%M} {file}"
+
+[destinations.picpeak]
+type = "picpeak"
+api_token = "pp_live_secret_token"
+event_id = 7
+base_url = "http://192.168.1.20:3001/"
+max_edge = 1600
+quality = 80
+
+[destinations.backup]
+type = "folder"
+path = "backup"
+album_folders = true
+
+[upload]
+bandwidth_limit = "2MB/s"
+"""
+
+
+def test_four_kinds_of_destination_in_one_config(tmp_path: Path) -> None:
+    """EventPics, Picsui, PicPeak and a folder load side by side, each with its own options,
+    and the secrets of all of them are known to the log's redaction."""
+    config = load_config(write(tmp_path, config_text(tail=FOUR)), environ={})
+    picsui = config.destinations["picsui"]
+    picpeak = config.destinations["picpeak"]
+    backup = config.destinations["backup"]
+    assert isinstance(picsui, PicsuiConfig) and picsui.base_url == "https://api.picsui.com/v1"
+    assert picsui.caption == "{booth} {taken:%H:%M} {file}"
+    assert isinstance(picpeak, PicPeakConfig) and picpeak.event_id == 7
+    assert picpeak.base_url == "http://192.168.1.20:3001"
+    assert (picpeak.max_edge, picpeak.quality) == (1600, 80)
+    assert isinstance(backup, FolderConfig) and backup.path == tmp_path / "backup"
+    assert backup.album_folders
+    assert config.upload.bandwidth_limit == 2_000_000
+    assert set(secrets(config)) == {SECRET, "picsui-secret-key", "pp_live_secret_token"}
+    assert "pp_live_secret_token" not in repr(picpeak)
+    assert "picsui-secret-key" not in repr(picsui)
+
+
+@pytest.mark.parametrize(
+    ("tail", "key", "problem"),
+    [
+        (
+            '[destinations.p]\ntype = "picsui"\napi_key = "k1234"\nevent_id = "e"\n'
+            'caption = "{booth} {when}"',
+            "destinations.p.caption",
+            "unknown field {when}",
+        ),
+        (
+            '[destinations.p]\ntype = "picpeak"\napi_token = "t1234"\nevent_id = "seven"\n'
+            'base_url = "https://photos.example.com"',
+            "destinations.p.event_id",
+            "must be a whole number",
+        ),
+        (
+            '[destinations.p]\ntype = "picpeak"\napi_token = "t1234"\nevent_id = 1\n'
+            'base_url = "http://photos.example.com"',
+            "destinations.p.base_url",
+            "http:// only for this machine or the local network",
+        ),
+        (
+            '[destinations.p]\ntype = "folder"\n',
+            "destinations.p.path",
+            "required but missing",
+        ),
+        (
+            '[destinations.p]\ntype = "folder"\npath = "x"\nmax_edge = 10',
+            "destinations.p.max_edge",
+            "must be at least 64",
+        ),
+        ('[upload]\nbandwidth_limit = "fast"', "upload.bandwidth_limit", "must be a rate"),
+        ('[upload]\nbandwidth_limit = "10B/s"', "upload.bandwidth_limit", "at least 1kB/s"),
+    ],
+)
+def test_new_destination_options_are_checked(
+    tmp_path: Path, tail: str, key: str, problem: str
+) -> None:
+    """A wrong value in the new tables is one line naming the key and the problem."""
+    error = load_error(write(tmp_path, config_text(tail=tail)))
+    assert error.key == key
+    assert problem in str(error)
+
+
+def test_eventpics_still_refuses_plain_http_on_the_lan(tmp_path: Path) -> None:
+    """Only a self-hosted gallery may use http:// on the local network; a hosted service's key
+    never travels unencrypted beyond this machine."""
+    error = load_error(write(tmp_path, config_text(destination='base_url = "http://192.168.1.20"')))
+    assert error.key == "destinations.eventpics.base_url"

@@ -248,7 +248,8 @@ def test_user_unit_for_this_installation_verifies(tmp_path: Path) -> None:
 
 
 def test_writable_paths_follow_after_upload(tmp_path: Path) -> None:
-    """keep: nothing; delete: the watch folder; move: the folder and move_to; no repeats."""
+    """keep: nothing; delete: the watch folder; move: the folder and move_to; a folder
+    destination: its path; no repeats."""
     for name in ("a", "b", "c"):
         (tmp_path / name).mkdir()
     config_file = tmp_path / "boothsync.toml"
@@ -274,11 +275,15 @@ move_to = "{(tmp_path / "b").as_posix()}"
 type = "eventpics"
 api_key = "key-1234"
 link_id = "demo"
+
+[destinations.backup]
+type = "folder"
+path = "{(tmp_path / "backup").as_posix()}"
 """,
         encoding="utf-8",
     )
     config = load_config(config_file)
-    assert service.writable_paths(config) == [tmp_path / "b", tmp_path / "c"]
+    assert service.writable_paths(config) == [tmp_path / "b", tmp_path / "c", tmp_path / "backup"]
 
 
 def test_user_line_comes_from_run_as_then_sudo_user(tmp_path: Path) -> None:

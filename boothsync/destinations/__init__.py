@@ -8,24 +8,40 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from boothsync.destinations.base import Album, CheckItem, Destination, GalleryEvent, UploadItem
+from boothsync.destinations.base import (
+    Album,
+    CheckItem,
+    Destination,
+    DestinationContext,
+    GalleryEvent,
+    UploadItem,
+)
 from boothsync.destinations.eventpics import EventPicsDestination
+from boothsync.destinations.folder import FolderDestination
+from boothsync.destinations.picpeak import PicPeakDestination
+from boothsync.destinations.picsui import PicsuiDestination
 
 __all__ = [
     "REGISTRY",
     "Album",
     "CheckItem",
     "Destination",
+    "DestinationContext",
     "GalleryEvent",
     "UploadItem",
     "create",
 ]
 
-REGISTRY: dict[str, Callable[[Any], Destination]] = {
+# Each factory takes (config, *, context=None) and returns the destination.
+REGISTRY: dict[str, Callable[..., Destination]] = {
     "eventpics": EventPicsDestination,
+    "picpeak": PicPeakDestination,
+    "picsui": PicsuiDestination,
+    "folder": FolderDestination,
 }
 
 
-def create(config: Any) -> Destination:
-    """Build the destination for one ``[destinations.NAME]`` table."""
-    return REGISTRY[config.type](config)
+def create(config: Any, *, context: DestinationContext | None = None) -> Destination:
+    """Build the destination for one ``[destinations.NAME]`` table; ``context`` tells it about
+    the booth (its name and time zone, for captions)."""
+    return REGISTRY[config.type](config, context=context)

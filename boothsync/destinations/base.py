@@ -8,17 +8,37 @@ configuration and answers a cheap reachability probe. It must not know about the
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import io
+import os
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol, cast
 
-__all__ = ["Album", "CheckItem", "Destination", "GalleryEvent", "UploadItem"]
+from boothsync.bandwidth import Bandwidth
+from boothsync.errors import SourceFileError
+
+__all__ = [
+    "Album",
+    "CheckItem",
+    "Destination",
+    "DestinationContext",
+    "GalleryEvent",
+    "UploadItem",
+]
+
+_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
 class UploadItem:
-    """One file to send, with everything the gallery needs to know about it."""
+    """One file to send, with everything the gallery needs to know about it.
+
+    Destinations read the bytes only through :meth:`chunks` or :meth:`reader`: exactly
+    ``size`` bytes, streamed from disk (never the whole file in memory), paced by the shared
+    ``bandwidth`` limit when there is one.
+    """
 
     path: Path
     file_name: str
@@ -26,6 +46,93 @@ class UploadItem:
     content_type: str
     taken_at_ms: int | None
     album_id: str | None
+    bandwidth: Bandwidth | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        """The file's bytes, exactly ``size`` of them; SourceFileError if it cannot be read or
+        shrank meanwhile."""
+        remaining = self.size
+        try:
+            with self.path.open("rb") as handle:
+                while remaining > 0:
+                    chunk = handle.read(min(_CHUNK, remaining))
+                    if not chunk:
+                        raise SourceFileError(f"{self.path}: shrank while it was being uploaded")
+                    remaining -= len(chunk)
+                    if self.bandwidth is not None:
+                        self.bandwidth.take(len(chunk))
+                    yield chunk
+        except OSError as exc:
+            raise SourceFileError(f"{self.path}: cannot be read: {exc.strerror or exc}") from exc
+
+    def reader(self) -> BinaryIO:
+        """A file object of exactly ``size`` bytes, for a multipart body (which asks its
+        length with seek/tell and reads it in chunks). Close it when done."""
+        return cast(BinaryIO, _ItemReader(self))
+
+
+class _ItemReader(io.RawIOBase):
+    """Reads ``item.path`` as if it were exactly ``item.size`` bytes long, paced by the
+    item's bandwidth limit. No ``fileno()``: the length comes from ``item.size``, not from
+    the file as it is at that moment."""
+
+    def __init__(self, item: UploadItem) -> None:
+        super().__init__()
+        self._item = item
+        self._handle: BinaryIO | None = None
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._item.size}
+        self._position = max(0, min(self._item.size, base[whence] + offset))
+        if self._handle is not None:
+            self._handle.seek(self._position)
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = self._item.size - self._position
+        wanted = left if size is None or size < 0 else min(size, left)
+        if wanted <= 0:
+            return b""
+        try:
+            if self._handle is None:
+                self._handle = self._item.path.open("rb")
+                self._handle.seek(self._position)
+            data = self._handle.read(wanted)
+            while data and len(data) < wanted:
+                more = self._handle.read(wanted - len(data))
+                if not more:
+                    break
+                data += more
+        except OSError as exc:
+            path = self._item.path
+            raise SourceFileError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+        if len(data) < wanted:
+            raise SourceFileError(f"{self._item.path}: shrank while it was being uploaded")
+        self._position += len(data)
+        if self._item.bandwidth is not None:
+            self._item.bandwidth.take(len(data))
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        super().close()
 
 
 @dataclass(frozen=True)
@@ -36,9 +143,20 @@ class Album:
 
 @dataclass(frozen=True)
 class GalleryEvent:
+    """One event the account can upload to; ``id_key`` is the config key its id goes in."""
+
     title: str
     link_id: str
     albums: tuple[Album, ...]
+    id_key: str = "link_id"
+
+
+@dataclass(frozen=True)
+class DestinationContext:
+    """What a destination may know about the booth besides its own table (for captions)."""
+
+    booth: str = ""
+    tz: tzinfo = UTC
 
 
 @dataclass(frozen=True)

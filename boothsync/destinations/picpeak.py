@@ -1,0 +1,257 @@
+"""PicPeak (self-hosted): one multipart POST per photo to its public API v1.
+
+The protocol, as PicPeak's own v1 routes answer it:
+
+1. ``POST {base_url}/api/v1/events/{event_id}/photos``, ``Authorization: Bearer pp_live_...``,
+   multipart with the picture in the single file field ``photo``. Success is ``201`` with
+   ``{"id", "filename", "path", "thumbnail_path", "size_bytes", "category_id"}``. The token
+   needs the ``write`` scope (``admin`` implies it). Only ``image/*`` parts are accepted.
+2. ``GET {base_url}/api/v1/events?page=N&limit=100`` (``read`` scope, which ``write``
+   implies) answers ``{"events": [{"id", "slug", "event_name", ...}], "pagination":
+   {"page", "limit", "total"}}``.
+
+Errors come as ``{"error": ..., "code": ...}`` (either key may be missing): 401 for a missing,
+malformed, unknown, revoked or expired token; 403 for a token without the scope (or an event
+of another owner); 404 for an unknown event; 400 for a file over the server's size setting;
+429 from the rate limiter; 500 for anything else. This module turns them into
+:mod:`boothsync.errors` with messages naming the config key to fix. It reads the picture only
+through :meth:`UploadItem.reader` and never puts the token into a message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import httpx
+
+from boothsync.destinations.base import (
+    CheckItem,
+    DestinationContext,
+    GalleryEvent,
+    UploadItem,
+)
+from boothsync.destinations.http import HttpDestination, one_line, server_message
+from boothsync.errors import (
+    FileRejected,
+    ServerBusy,
+    Unauthorized,
+    UnknownTarget,
+    UploadError,
+)
+from boothsync.retry import Phase
+
+if TYPE_CHECKING:
+    from boothsync.config import PicPeakConfig
+
+__all__ = ["MAX_FILE_BYTES", "PicPeakDestination", "picpeak_message"]
+
+MAX_FILE_BYTES = 100 * 1024 * 1024
+"""Files above this are refused before sending: PicPeak's v1 upload cap (its size setting
+may be lower; the server then answers 400 with its limit, which fails the one file)."""
+
+_PAGE_SIZE = 100  # the largest ``limit`` the events listing accepts
+_MAX_PAGES = 20
+
+
+class PicPeakDestination(HttpDestination):
+    """Uploads to one PicPeak event with an API token."""
+
+    type = "picpeak"
+    label = "PicPeak"
+
+    def __init__(
+        self,
+        config: PicPeakConfig,
+        *,
+        context: DestinationContext | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            config.name,
+            config.base_url.rstrip("/"),
+            config.timeout,
+            transport=transport,
+            headers={"Authorization": f"Bearer {config.api_token}"},
+        )
+        self._config = config
+        self._context = context if context is not None else DestinationContext()
+        self._api = f"{self.base_url}/api/v1"
+
+    def upload(self, item: UploadItem) -> None:
+        if item.size > MAX_FILE_BYTES:
+            raise FileRejected(
+                f"{item.file_name} ({item.size / 1024 / 1024:.1f} MB) is larger than "
+                f"PicPeak's {MAX_FILE_BYTES // (1024 * 1024)} MB limit"
+            )
+        if not item.content_type.lower().startswith("image/"):
+            raise FileRejected(
+                f"{item.file_name} is {item.content_type}: PicPeak's API takes only images"
+            )
+        url = f"{self._api}/events/{self._config.event_id}/photos"
+        reader = item.reader()
+        try:
+            response = self.send(
+                "url",
+                "POST",
+                url,
+                files={"photo": (item.file_name, reader, item.content_type)},
+            )
+        finally:
+            reader.close()
+        data = self.json(response, "the photo upload")
+        if not isinstance(data, Mapping) or data.get("id") is None:
+            raise ServerBusy(f"{self.where} answered the photo upload without a photo id")
+        stored = data.get("size_bytes")
+        if stored is not None and stored != item.size:
+            # The gallery kept something other than what was sent: send it again.
+            raise ServerBusy(
+                f"{self.where} stored {stored} bytes of {item.file_name}, but {item.size} were sent"
+            )
+
+    def events(self) -> list[GalleryEvent]:
+        """Every event this token may see, following the pages (at most 2,000 events)."""
+        events: list[GalleryEvent] = []
+        for page in range(1, _MAX_PAGES + 1):
+            response = self.send(
+                "list",
+                "GET",
+                f"{self._api}/events",
+                params={"page": page, "limit": _PAGE_SIZE},
+            )
+            batch, more = _parse_page(self.json(response, "the events listing"), page)
+            events.extend(batch)
+            if not more or not batch:
+                break
+        return events
+
+    def check(self, album_ids: Collection[str] = ()) -> list[CheckItem]:
+        """Reach the API, then confirm the token and that the event is among its events."""
+        try:
+            events = self.events()
+        except Unauthorized as exc:
+            return [
+                CheckItem(True, f"{self.name}: API reachable", self.host),
+                CheckItem(False, f"{self.name}: API token accepted", str(exc)),
+            ]
+        except UploadError as exc:
+            return [CheckItem(False, f"{self.name}: API reachable", str(exc))]
+        items = [
+            CheckItem(True, f"{self.name}: API reachable", self.host),
+            CheckItem(
+                True,
+                f"{self.name}: API token accepted",
+                f"{len(events)} event(s); the write scope is checked by the first upload",
+            ),
+        ]
+        event_id = str(self._config.event_id)
+        event = next((e for e in events if e.link_id == event_id), None)
+        label = f"{self.name}: event_id {self._config.event_id} exists"
+        if event is None:
+            known = ", ".join(e.link_id for e in events[:20]) or "none"
+            more = ", …" if len(events) > 20 else ""
+            detail = f"not among this token's events (known: {known}{more})"
+            items.append(CheckItem(False, label, detail))
+        else:
+            items.append(CheckItem(True, label, event.title))
+        wanted = [a for a in dict.fromkeys(album_ids) if a]
+        if wanted:
+            items.append(
+                CheckItem(
+                    True,
+                    f"{self.name}: albums",
+                    f"PicPeak has no albums; album_id {', '.join(map(repr, wanted))} is ignored",
+                )
+            )
+        return items
+
+    def raise_for(self, phase: Phase, where: str, response: httpx.Response) -> NoReturn:
+        status = response.status_code
+        message = self.error_message(response)
+        said = f" ({message})" if message else ""
+        if status == 401:
+            raise Unauthorized(
+                f"PicPeak rejected the API token (401): check api_token in {self.section}{said}",
+                status=status,
+            )
+        if status == 403:
+            scope = "read" if phase == "list" else "write"
+            raise Unauthorized(
+                f"PicPeak refused the API token (403: {message or 'forbidden'}): it needs the "
+                f"`{scope}` scope and access to event {self._config.event_id}; "
+                f"check api_token in {self.section}",
+                status=status,
+            )
+        if status == 404:
+            raise UnknownTarget(
+                f"PicPeak has no event {self._config.event_id} (404): check event_id in "
+                f"{self.section}; `boothsync events` lists them",
+                status=status,
+            )
+        if status == 413:
+            raise FileRejected(f"{where} refused the file as too large (413){said}", status=status)
+        super().raise_for(phase, where, response)
+
+    def error_message(self, response: httpx.Response) -> str:
+        return picpeak_message(response)
+
+
+def picpeak_message(response: httpx.Response) -> str:
+    """PicPeak's own words about an error on one line: ``error``, else ``message``, else
+    ``code`` (as any server's), else the first of its validation ``errors``."""
+    message = server_message(response)
+    try:
+        data = json.loads(response.text)
+    except (ValueError, UnicodeDecodeError, httpx.HTTPError):
+        return message
+    if not isinstance(data, Mapping) or any(data.get(k) for k in ("error", "message", "code")):
+        return message
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+        first = errors[0]
+        field = first.get("path") or first.get("param")
+        msg = first.get("msg") or "invalid"
+        return one_line(f"{field}: {msg}" if field else str(msg))
+    return message
+
+
+def _parse_page(data: Any, page: int) -> tuple[list[GalleryEvent], bool]:
+    """One page of the events listing and whether another page follows."""
+    raw = data.get("events") if isinstance(data, Mapping) else None
+    if not isinstance(raw, list):
+        raise ServerBusy("PicPeak answered the events listing without an events list")
+    events = []
+    for entry in raw:
+        if not isinstance(entry, Mapping):
+            continue
+        event_id = entry.get("id")
+        if isinstance(event_id, bool) or not isinstance(event_id, int | str) or event_id == "":
+            continue
+        title = entry.get("event_name") or entry.get("name") or entry.get("title") or ""
+        events.append(
+            GalleryEvent(title=str(title), link_id=str(event_id), albums=(), id_key="event_id")
+        )
+    return events, _has_more(data.get("pagination"), page, len(raw))
+
+
+def _has_more(pagination: Any, page: int, count: int) -> bool:
+    if not isinstance(pagination, Mapping):
+        return False
+    for key in ("has_more", "hasMore"):
+        flag = pagination.get(key)
+        if isinstance(flag, bool):
+            return flag
+    pages = _as_int(pagination.get("total_pages", pagination.get("pages")))
+    if pages is not None:
+        return page < pages
+    total = _as_int(pagination.get("total"))
+    if total is None:
+        return False
+    limit = _as_int(pagination.get("limit"))
+    size = limit if limit is not None and limit > 0 else count
+    return page * size < total
+
+
+def _as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
