@@ -264,3 +264,45 @@ def test_pictures_go_through_the_engine(gallery: Gallery, tmp_path: Path) -> Non
         wait_for(lambda: gallery.received() == expected, timeout=30, what="5 pictures")
     finally:
         engine.stop(10)
+
+
+def test_a_shrunk_copy_for_one_destination_leaves_the_others_the_original(
+    tmp_path: Path,
+) -> None:
+    """With max_edge on one destination, it gets a smaller JPEG with the same capture time,
+    while another destination gets the original bytes, and the original file is untouched."""
+    from PIL import Image
+
+    from boothsync.capture import capture_time
+
+    small_dir, full_dir = tmp_path / "small", tmp_path / "full"
+    small_dir.mkdir()
+    full_dir.mkdir()
+    config = engine_config(tmp_path, "http://127.0.0.1:9", settle_seconds=0.2)
+    config = replace(
+        config,
+        destinations={
+            "small": FolderConfig(name="small", path=small_dir, max_edge=64, quality=70),
+            "full": FolderConfig(name="full", path=full_dir),
+        },
+        watches=tuple(replace(w, destinations=("small", "full")) for w in config.watches),
+    )
+    engine = Engine(config)
+    engine.start()
+    try:
+        engine.wait_ready(10)
+        original = tmp_path / "hot" / "IMG_0100.jpg"
+        write_sample_jpeg(original, datetime(2026, 6, 1, 22, 15), "big", (200, 10, 10))
+        before = original.read_bytes()
+        wait_for(
+            lambda: (small_dir / "IMG_0100.jpg").exists() and (full_dir / "IMG_0100.jpg").exists(),
+            timeout=30,
+        )
+    finally:
+        engine.stop(10)
+    assert original.read_bytes() == before
+    assert (full_dir / "IMG_0100.jpg").read_bytes() == before
+    with Image.open(small_dir / "IMG_0100.jpg") as shrunk, Image.open(original) as full:
+        assert max(shrunk.size) == 64 < max(full.size)
+    tz = config.booth.tz
+    assert capture_time(small_dir / "IMG_0100.jpg", tz) == capture_time(original, tz)
