@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,9 +85,10 @@ class BenchError(Exception):
 class Child:
     """A boothsync subprocess whose output (stdout and stderr together) is read as it comes."""
 
-    def __init__(self, args: Sequence[str]) -> None:
+    def __init__(self, args: Sequence[str], *, extra_env: Mapping[str, str] | None = None) -> None:
         # A daemon run by an operator's environment must not pick up their key or config,
-        # nor a service manager's folders.
+        # nor a service manager's folders. ``extra_env`` is set on top (a benchmark's own
+        # NOTIFY_SOCKET, say).
         environ = {
             k: v
             for k, v in os.environ.items()
@@ -97,6 +98,7 @@ class Child:
         # an error) rather than only into a log file, so they can be read as they come.
         environ["INVOCATION_ID"] = "boothsync-bench"
         environ.pop("NOTIFY_SOCKET", None)
+        environ.update(extra_env or {})
         flags = 0
         if sys.platform == "win32":
             # Ctrl+Break goes to a process group; without its own group it would hit us too.

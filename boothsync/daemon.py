@@ -22,12 +22,16 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from boothsync.config import Config, load_config, secrets
-from boothsync.engine import Engine
 from boothsync.errors import AlreadyRunning, BoothsyncError, ConfigError, OutboxError
 from boothsync.paths import log_file, state_dir
+
+if TYPE_CHECKING:
+    # Imported where an engine is built: `boothsync status` and friends import this module for
+    # its logging set-up and must not pay for the HTTP and watching stack.
+    from boothsync.engine import Engine
 
 __all__ = [
     "GRACE_SECONDS",
@@ -457,6 +461,8 @@ class Service:
         self._next_check = time.monotonic() + CONFIG_CHECK_SECONDS
 
     def _started(self, config: Config, *, paused: bool = False) -> Engine:
+        from boothsync.engine import Engine
+
         engine = Engine(config, on_reload=self.request_reload)
         if paused:
             # A pause is the operator's; a config reload must not lift it.

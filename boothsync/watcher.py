@@ -463,6 +463,9 @@ class Watcher:
 
     def _drain_hints(self) -> None:
         while self._hints and not self._stopping.is_set():
+            # The uploader starts on the first new picture at once rather than after the whole
+            # batch: hundreds renamed in together would otherwise wait for every add.
+            self._flush_enqueued()
             kind, folder, raw = self._hints.popleft()
             if kind is _Hint.CHECK_FOLDER:
                 for again in self._check_folders([folder]):

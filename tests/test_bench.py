@@ -46,3 +46,128 @@ def test_idle_benchmark_runs_and_reports_every_mode() -> None:
         assert row is not None, f"no figures for {mode}:\n{output}"
         assert row["uploads"] == "0", output
         assert f"{mode}: {files} file(s)" in result.stdout
+
+
+def _run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_latency_benchmark_runs_and_reports_both_modes() -> None:
+    """`python -m bench.latency` with 3 small drops per mode exits 0 and prints the baseline
+    and, for pictures written in place and renamed in, p50, p95 and max with their ratios to
+    the baseline and the target."""
+    result = _run_bench("bench.latency", "--drops", "3", "--size-mb", "0.2")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert re.search(r"^machine: \S", result.stdout, re.MULTILINE), output
+    assert re.search(r"baseline \(bare POST \+ PUT, p50 of \d+\): [0-9.]+ ms", result.stdout)
+    for mode in ("in place", "renamed"):
+        row = re.search(
+            rf"^{mode} +3( +[0-9]+\.[0-9]+){{5}} +target p50 <= 300 ms",
+            result.stdout,
+            re.MULTILINE,
+        )
+        assert row is not None, f"no figures for {mode}:\n{output}"
+
+
+def test_burst_benchmark_runs_and_reports_daemon_and_floor() -> None:
+    """`python -m bench.burst` with 8 small files exits 0 and prints the two floor runs and
+    the daemon's run (seconds, MB/s, CPU seconds of both sides), the floor chosen and the
+    ratios beside the target."""
+    result = _run_bench("bench.burst", "--files", "8", "--size-mb", "0.2")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert re.search(r"^machine: \S", result.stdout, re.MULTILINE), output
+    for name in ("floor \\(before\\)", "floor \\(after\\)", "boothsync"):
+        # seconds, MB/s, then the uploading side's and the receiver's CPU seconds
+        row = re.search(
+            rf"^{name} +8 +[0-9]+\.[0-9]+ +[0-9]+\.[0-9]+( +{FIGURE}){{2}}$",
+            result.stdout,
+            re.MULTILINE,
+        )
+        assert row is not None, f"no figures for {name}:\n{output}"
+    assert re.search(
+        r"floor = the lower of the two: floor \((before|after)\), [0-9.]+ s;"
+        r" boothsync / floor = [0-9.]+x; target <= 1\.2x: (met|MISSED)",
+        result.stdout,
+    ), output
+    assert re.search(r"against the other floor \(floor \((before|after)\)\): [0-9.]+x", output)
+
+
+def test_restart_benchmark_runs_and_reports_ready_and_rehashes() -> None:
+    """`python -m bench.restart` with 200 known files and one run of each kind exits 0 and
+    prints the median start-to-ready time, ratio, bytes read, uploads and jobs for the
+    baseline and the known files, the read bound, the re-hashed count and the target."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.restart", "--files", "200", "--runs", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert re.search(r"^machine: \S", result.stdout, re.MULTILINE), output
+    for mode, files in (("baseline", 0), ("known", 200)):
+        row = re.search(
+            rf"^{mode} +{files} +[0-9]+\.[0-9]+ +{FIGURE} +{FIGURE} +(?P<uploads>[0-9]+)"
+            r" +[0-9]+$",
+            result.stdout,
+            re.MULTILINE,
+        )
+        assert row is not None, f"no figures for {mode}:\n{output}"
+        assert row["uploads"] == "0", output
+    assert re.search(r"^read beyond the baseline .*: -?[0-9.n/a]+ MB", result.stdout, re.M)
+    assert re.search(r"^re-hashed: 0 picture\(s\)", result.stdout, re.MULTILINE), output
+    assert re.search(
+        r"^target: ready <= 3 s with none re-hashed: (met|MISSED)", result.stdout, re.MULTILINE
+    ), output
+
+
+def test_outbox_benchmark_runs_and_reports_rates_and_status() -> None:
+    """`python -m bench.outbox` on 2,000 jobs exits 0 and prints claims+completions per
+    second (one thread, four threads, bare sqlite3) with ratios and targets, and the status
+    times (subprocess, read-only open, stats() alone, Python start)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.outbox", "--jobs", "2000"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert re.search(r"^machine: \S", result.stdout, re.MULTILINE), output
+    for label in ("outbox, 1 thread", "outbox, 4 threads"):
+        row = re.search(
+            rf"^{label} +[0-9]+ +[0-9]+\.[0-9]+ +>= 2000/s: (met|MISSED)$",
+            result.stdout,
+            re.MULTILINE,
+        )
+        assert row is not None, f"no figures for {label}:\n{output}"
+    assert re.search(r"^bare sqlite3, 1 thread +[0-9]+ +1\.00", result.stdout, re.MULTILINE)
+    assert re.search(
+        r"^status --json, subprocess +2000 +[0-9]+\.[0-9] +[0-9]+\.[0-9]+"
+        r" +<= 200 ms: (met|MISSED)$",
+        result.stdout,
+        re.MULTILINE,
+    ), output
+    for label in ("open read-only \\(quick_check\\)", "stats\\(\\) alone"):
+        for jobs in (2000, 1000):
+            assert re.search(
+                rf"^{label} +{jobs} +[0-9]+\.[0-9] +[0-9]+\.[0-9]+$", result.stdout, re.MULTILINE
+            ), f"no {label} at {jobs}:\n{output}"
+    assert re.search(r"^python start \+ import cli +0 +[0-9]+\.[0-9]", result.stdout, re.M)

@@ -1,0 +1,286 @@
+"""Burst throughput: a whole folder of pictures renamed in at once, against the bare floor.
+
+Owns one measurement: N booth-sized JPEGs (about 3 MB each, real EXIF, every one distinct;
+300 by default) are prepared in a sibling folder, then renamed into the folder a real
+``python -m boothsync run`` process watches, in one tight loop, with ``[upload] concurrency
+= 4``. The figure is the time from the first rename to the last upload completed (the
+receiver's ``received_at``).
+
+The floor, against the same receiver (``boothsync receiver``, a process of its own) in the
+same run: the same two requests per file (POST getuploadurl with a JSON body like
+boothsync's, then PUT the bytes read from disk with a Content-Length) from a bare httpx loop
+in 4 threads, one client per thread, timed the same way (first request to the last
+``received_at``). It runs before the daemon and once more after it, never at the same time;
+the lower of the two is the floor (machines are shared and noisy).
+
+Must not: change or monkeypatch boothsync, fail because a target is missed (the target is
+printed beside the figures), or leave processes or temporary folders behind.
+
+Exit codes: 0 measured, 1 the measurement is invalid (the daemon did not start, a picture
+did not arrive, the daemon did not stop cleanly), 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.idle import (
+    READY_SECONDS,
+    STOP_SECONDS,
+    BenchError,
+    Child,
+    ReceiverProcess,
+    cpu_seconds,
+    machine,
+)
+from bench.idle import write_config as _write_config
+from bench.latency import Gallery, bare_upload, picture_bytes, sample_jpeg, workspace
+
+__all__ = ["main"]
+
+TARGET_RATIO = 1.2
+CONCURRENCY = 4
+# Generous: a slow shared machine; a healthy run needs a small fraction of this.
+SECONDS_PER_FILE = 1.0
+MIN_WAIT = 60.0
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    seconds: float
+    megabytes: float
+    client_cpu: float | None  # CPU seconds of the uploading side (harness or daemon)
+    receiver_cpu: float | None  # CPU seconds of the receiver process
+
+    @property
+    def rate(self) -> float:
+        return self.megabytes / self.seconds if self.seconds > 0 else float("inf")
+
+
+def make_files(folder: Path, sample: bytes, count: int, size: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        path = folder / f"IMG_{index:05d}.jpg"
+        path.write_bytes(picture_bytes(sample, size))
+        paths.append(path)
+    return paths
+
+
+def clear_stored(received: Path) -> None:
+    """Delete what the receiver stored (between runs, while it is idle), so every run stores
+    its files under their own names into an empty folder, then flush the disk cache: the
+    previous run's writes still being written back would slow the next run's."""
+    for entry in received.iterdir():
+        if entry.is_file():
+            entry.unlink()
+    flush()
+
+
+def flush() -> None:
+    if hasattr(os, "sync"):
+        os.sync()
+
+
+def _finished(gallery: Gallery, before: int, count: int, timeout: float, what: str) -> float:
+    """The last ``received_at`` once ``count`` more uploads than ``before`` arrived."""
+    records = gallery.wait_for(before + count, timeout, what)
+    return max(float(r["received_at"]) for r in records[before:])
+
+
+def floor(gallery: Gallery, paths: Sequence[Path], name: str) -> Run:
+    """The bare loop: 4 threads, one httpx client each, the two requests per file."""
+    url = gallery.receiver.base_url
+    before = len(gallery.records())
+    lock = threading.Lock()
+    todo = list(reversed(paths))
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        with httpx.Client(trust_env=False, timeout=60.0) as client:
+            while True:
+                with lock:
+                    if not todo or errors:
+                        return
+                    path = todo.pop()
+                try:
+                    bare_upload(client, url, path)
+                except BaseException as exc:
+                    with lock:
+                        errors.append(exc)
+                    return
+
+    threads = [threading.Thread(target=work, name=f"floor-{i}") for i in range(CONCURRENCY)]
+    receiver_cpu = cpu_seconds(gallery.receiver.child.pid)
+    client_cpu = time.process_time()
+    started = time.time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise BenchError(f"{name}: a bare upload failed: {errors[0]!r}")
+    timeout = max(MIN_WAIT, SECONDS_PER_FILE * len(paths))
+    last = _finished(gallery, before, len(paths), timeout, f"{name} uploads")
+    client_cpu = time.process_time() - client_cpu
+    receiver_cpu = _used(receiver_cpu, cpu_seconds(gallery.receiver.child.pid))
+    size = sum(p.stat().st_size for p in paths)
+    return Run(name, last - started, size / 1e6, client_cpu, receiver_cpu)
+
+
+def _used(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+def burst(
+    gallery: Gallery, config: Path, staging: Sequence[Path], watched: Path
+) -> tuple[Run, Child]:
+    """Start the daemon, rename every file in at once, wait until all arrived."""
+    daemon = Child(["run", "-c", str(config)])
+    daemon.wait_for_line(re.compile(r"\bready\b"), READY_SECONDS, "ready line")
+    before = len(gallery.records())
+    size = sum(p.stat().st_size for p in staging)
+    targets = [watched / p.name for p in staging]
+    receiver_cpu = cpu_seconds(gallery.receiver.child.pid)
+    daemon_cpu = cpu_seconds(daemon.pid)
+    started = time.time()
+    for source, target in zip(staging, targets, strict=True):
+        source.replace(target)
+    timeout = max(MIN_WAIT, SECONDS_PER_FILE * len(staging))
+    try:
+        last = _finished(gallery, before, len(staging), timeout, "the daemon's uploads")
+    except BenchError as exc:
+        daemon.stop()
+        raise BenchError(f"{exc}; output:\n{daemon.output}") from exc
+    daemon_cpu = _used(daemon_cpu, cpu_seconds(daemon.pid))
+    receiver_cpu = _used(receiver_cpu, cpu_seconds(gallery.receiver.child.pid))
+    return Run("boothsync", last - started, size / 1e6, daemon_cpu, receiver_cpu), daemon
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def write_config(root: Path, watched: Path, base_url: str) -> Path:
+    return _write_config(
+        root / "burst.toml",
+        watch=watched,
+        state=root / "state",
+        base_url=base_url,
+        name="bench-burst",
+        concurrency=CONCURRENCY,
+    )
+
+
+def run(files: int, size_mb: float) -> int:
+    say = print
+    size = int(size_mb * 1_000_000)
+    say(
+        f"boothsync burst: {files} file(s) of {size / 1e6:.1f} MB renamed in at once,"
+        f" concurrency {CONCURRENCY}"
+    )
+    say(f"machine: {machine()}")
+    with workspace("boothsync-bench-burst-") as root:
+        staging = make_files(root / "staging", sample_jpeg(root), files, size)
+        flush()
+        watched = root / "hot"
+        watched.mkdir()
+        received = root / "received"
+        receiver = ReceiverProcess(received)
+        gallery = Gallery(receiver)
+        try:
+            say(f"receiver at {receiver.base_url}")
+            first = floor(gallery, staging, "floor (before)")
+            say(f"{first.name}: {first.seconds:.2f} s")
+            clear_stored(received)
+            config = write_config(root, watched, receiver.base_url)
+            daemon_run, daemon = burst(gallery, config, staging, watched)
+            code, _ = daemon.stop()
+            say(f"{daemon_run.name}: {daemon_run.seconds:.2f} s")
+            if code != 0:
+                said = "did not stop within" if code is None else f"exited with {code} within"
+                raise BenchError(
+                    f"the daemon {said} {STOP_SECONDS:.0f} s of the stop signal;"
+                    f" output:\n{daemon.output}"
+                )
+            clear_stored(received)
+            second = floor(gallery, [watched / p.name for p in staging], "floor (after)")
+            say(f"{second.name}: {second.seconds:.2f} s")
+        finally:
+            gallery.close()
+            receiver.stop()
+    best = min(first, second, key=lambda r: r.seconds)
+    ratio = daemon_run.seconds / best.seconds
+    verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
+    say("")
+    say("time = first request (floor) or first rename (boothsync) to the last received_at")
+    say(
+        f"{'run':<16}{'files':>6}{'seconds':>9}{'MB/s':>8}"
+        f"{'client CPU s':>14}{'receiver CPU s':>16}"
+    )
+    for item in (first, second, daemon_run):
+        say(
+            f"{item.name:<16}{files:>6}{item.seconds:>9.2f}{item.rate:>8.1f}"
+            f"{_num(item.client_cpu):>14}{_num(item.receiver_cpu):>16}"
+        )
+    other = second if best is first else first
+    say(
+        f"floor = the lower of the two: {best.name}, {best.seconds:.2f} s;"
+        f" boothsync / floor = {ratio:.2f}x; target <= {TARGET_RATIO:g}x: {verdict}"
+    )
+    say(f"against the other floor ({other.name}): {daemon_run.seconds / other.seconds:.2f}x")
+    return 0
+
+
+def _positive(kind: type[float] | type[int]) -> Any:
+    def parse(text: str) -> float | int:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0 (got {text})")
+        return value
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.burst",
+        description="A folder of pictures renamed in at once, against a bare upload loop.",
+    )
+    parser.add_argument(
+        "--files", type=_positive(int), default=300, help="pictures (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--size-mb",
+        type=_positive(float),
+        default=3.0,
+        help="size of each picture in MB (default: %(default)s)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return run(args.files, args.size_mb)
+    except BenchError as exc:
+        print(f"bench.burst: invalid measurement: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
