@@ -17,23 +17,23 @@ ROOT = Path(__file__).resolve().parents[1]
 FIGURE = r"(?:[0-9]+\.[0-9]+|n/a)"
 
 
+def _run_bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m ARGS`` from the repository root, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def test_idle_benchmark_runs_and_reports_every_mode() -> None:
     """`python -m bench.idle` in a tiny configuration exits 0 and prints CPU, % of a core,
     ratio, peak RSS, start-to-ready time and uploads for the baseline, native and polling
     runs, with no known file uploaded again."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.idle",
-            *("--seconds", "2", "--files", "200", "--poll-interval", "0.5"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run_bench("bench.idle", "--seconds", "2", "--files", "200", "--poll-interval", "0.5")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Traceback" not in output
@@ -46,17 +46,6 @@ def test_idle_benchmark_runs_and_reports_every_mode() -> None:
         assert row is not None, f"no figures for {mode}:\n{output}"
         assert row["uploads"] == "0", output
         assert f"{mode}: {files} file(s)" in result.stdout
-
-
-def _run_bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_latency_benchmark_runs_and_reports_both_modes() -> None:
@@ -107,14 +96,7 @@ def test_restart_benchmark_runs_and_reports_ready_and_rehashes() -> None:
     """`python -m bench.restart` with 200 known files and one run of each kind exits 0 and
     prints the median start-to-ready time, ratio, bytes read, uploads and jobs for the
     baseline and the known files, the read bound, the re-hashed count and the target."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.restart", "--files", "200", "--runs", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run_bench("bench.restart", "--files", "200", "--runs", "1")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Traceback" not in output
@@ -139,14 +121,7 @@ def test_outbox_benchmark_runs_and_reports_rates_and_status() -> None:
     """`python -m bench.outbox` on 2,000 jobs exits 0 and prints claims+completions per
     second (one thread, four threads, bare sqlite3) with ratios and targets, and the status
     times (subprocess, read-only open, stats() alone, Python start)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.outbox", "--jobs", "2000"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run_bench("bench.outbox", "--jobs", "2000")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Traceback" not in output
@@ -165,9 +140,22 @@ def test_outbox_benchmark_runs_and_reports_rates_and_status() -> None:
         result.stdout,
         re.MULTILINE,
     ), output
-    for label in ("open read-only \\(quick_check\\)", "stats\\(\\) alone"):
+    for label in ("open read-only", "stats\\(\\) alone"):
         for jobs in (2000, 1000):
             assert re.search(
                 rf"^{label} +{jobs} +[0-9]+\.[0-9] +[0-9]+\.[0-9]+$", result.stdout, re.MULTILINE
             ), f"no {label} at {jobs}:\n{output}"
     assert re.search(r"^python start \+ import cli +0 +[0-9]+\.[0-9]", result.stdout, re.M)
+
+
+def test_one_command_runs_the_chosen_benchmarks_and_sums_up() -> None:
+    """`python -m bench --quick --only outbox` runs that benchmark and ends with a summary
+    giving each figure's verdict against its target."""
+    result = _run_bench("bench", "--quick", "--only", "outbox", timeout=180)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "=== outbox:" in result.stdout
+    summary = result.stdout.split("=== summary", 1)[1]
+    assert re.search(r"^outbox: measured in [0-9]+ s$", summary, re.MULTILINE), output
+    assert re.search(r">= 2000/s: (met|MISSED)", summary), output
+    assert re.search(r"<= 200 ms: (met|MISSED)", summary), output
