@@ -36,7 +36,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -48,9 +47,11 @@ from bench.idle import (
     ReceiverProcess,
     cpu_seconds,
     machine,
+    positive,
+    workspace,
 )
 from bench.idle import write_config as _write_config
-from bench.latency import Gallery, bare_upload, picture_bytes, sample_jpeg, workspace
+from bench.latency import Gallery, bare_upload, picture_bytes, sample_jpeg
 
 __all__ = ["main"]
 
@@ -274,33 +275,23 @@ def run(files: int, size_mb: float, rounds: int) -> int:
     return 0
 
 
-def _positive(kind: type[float] | type[int]) -> Any:
-    def parse(text: str) -> float | int:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0 (got {text})")
-        return value
-
-    return parse
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.burst",
         description="A folder of pictures renamed in at once, against a bare upload loop.",
     )
     parser.add_argument(
-        "--files", type=_positive(int), default=300, help="pictures (default: %(default)s)"
+        "--files", type=positive(int), default=300, help="pictures (default: %(default)s)"
     )
     parser.add_argument(
         "--size-mb",
-        type=_positive(float),
+        type=positive(float),
         default=3.0,
         help="size of each picture in MB (default: %(default)s)",
     )
     parser.add_argument(
         "--rounds",
-        type=_positive(int),
+        type=positive(int),
         default=3,
         help="boothsync runs, each followed by a floor run (default: %(default)s)",
     )

@@ -45,17 +45,23 @@ import random
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.idle import READY_SECONDS, STOP_SECONDS, BenchError, Child, machine, write_config
+from bench.idle import (
+    READY_SECONDS,
+    STOP_SECONDS,
+    BenchError,
+    Child,
+    machine,
+    workspace,
+    write_config,
+)
 from boothsync.demo import write_sample_jpeg
 from boothsync.receiver import OTHER, Faults, ReceivedFile, Receiver
 
@@ -723,15 +729,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextmanager
-def _workspace() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="boothsync-bench-chaos-"))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
@@ -742,7 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"machine: {machine()}")
     try:
-        with _workspace() as root:
+        with workspace("boothsync-bench-chaos-") as root:
             chaos = Chaos(
                 root,
                 files=args.files,

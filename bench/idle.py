@@ -557,7 +557,9 @@ def machine() -> str:
 # -- the command -------------------------------------------------------------------------------
 
 
-def _positive(kind: type[float] | type[int]) -> Any:
+def positive(kind: type[float] | type[int]) -> Any:
+    """An argparse type: a number of ``kind`` greater than 0."""
+
     def parse(text: str) -> float | int:
         value = kind(text)
         if value <= 0:
@@ -574,19 +576,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seconds",
-        type=_positive(float),
+        type=positive(float),
         default=60.0,
         help="idle window per run (default: %(default)s)",
     )
     parser.add_argument(
         "--files",
-        type=_positive(int),
+        type=positive(int),
         default=10_000,
         help="already-uploaded pictures in the folder (default: %(default)s)",
     )
     parser.add_argument(
         "--poll-interval",
-        type=_positive(float),
+        type=positive(float),
         default=2.0,
         help="poll_interval of the polling run (default: %(default)s)",
     )
@@ -594,8 +596,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 @contextmanager
-def _workspace() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="boothsync-bench-idle-"))
+def workspace(prefix: str) -> Iterator[Path]:
+    """A temporary folder for one benchmark, removed afterwards whatever happens."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield root
     finally:
@@ -606,7 +609,7 @@ def run(seconds: float, files: int, poll_interval: float) -> int:
     say = print
     say(f"boothsync idle cost: {files} already-uploaded file(s), {seconds:g} s idle per run")
     say(f"machine: {machine()}")
-    with _workspace() as root:
+    with workspace("boothsync-bench-idle-") as root:
         sample = root / "sample.jpg"
         write_sample_jpeg(sample, datetime(2026, 6, 1, 20, 0), "bench", (46, 134, 193))
         started = time.monotonic()

@@ -29,14 +29,11 @@ import http.client
 import json
 import os
 import re
-import shutil
 import struct
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +49,8 @@ from bench.idle import (
     Child,
     ReceiverProcess,
     machine,
+    positive,
+    workspace,
     write_config,
 )
 from boothsync.demo import write_sample_jpeg
@@ -292,15 +291,6 @@ def drop(
     return float(records[-1]["received_at"]) - finished
 
 
-@contextmanager
-def workspace(prefix: str) -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def run(drops: int, size_mb: float) -> int:
     say = print
     size = int(size_mb * 1_000_000)
@@ -363,27 +353,17 @@ def run(drops: int, size_mb: float) -> int:
     return 0
 
 
-def _positive(kind: type[float] | type[int]) -> Any:
-    def parse(text: str) -> float | int:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0 (got {text})")
-        return value
-
-    return parse
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.latency",
         description="From a picture finished on disk to the gallery having it, one at a time.",
     )
     parser.add_argument(
-        "--drops", type=_positive(int), default=30, help="pictures per mode (default: %(default)s)"
+        "--drops", type=positive(int), default=30, help="pictures per mode (default: %(default)s)"
     )
     parser.add_argument(
         "--size-mb",
-        type=_positive(float),
+        type=positive(float),
         default=3.0,
         help="size of each picture in MB (default: %(default)s)",
     )

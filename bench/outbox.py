@@ -36,14 +36,12 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench.idle import BenchError, machine, write_config
+from bench.idle import BenchError, machine, positive, workspace, write_config
 from boothsync.config import load_config
 from boothsync.outbox import Outbox
 from boothsync.paths import outbox_path
@@ -260,13 +258,6 @@ def stats_in_process(path: Path) -> tuple[float, float]:
 # -- the command -------------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0 (got {text})")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.outbox",
@@ -274,26 +265,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--jobs",
-        type=_positive,
+        type=positive(int),
         default=100_000,
         help="waiting jobs in the queue (default: %(default)s)",
     )
     parser.add_argument(
         "--cycles",
-        type=_positive,
+        type=positive(int),
         default=2_000,
         help="claim-and-complete cycles per measurement (default: %(default)s)",
     )
     return parser
-
-
-@contextmanager
-def _workspace() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="boothsync-bench-outbox-"))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _verdict(ok: bool) -> str:
@@ -306,7 +288,7 @@ def run(jobs: int, cycles: int) -> int:
     cycles = min(cycles, max(1, jobs // 3))
     say(f"boothsync outbox: {jobs} waiting job(s), {cycles} claim-and-complete cycle(s) each")
     say(f"machine: {machine()}")
-    with _workspace() as root:
+    with workspace("boothsync-bench-outbox-") as root:
         config = write_config(
             root / "bench.toml",
             watch=root / "pictures",

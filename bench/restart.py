@@ -27,16 +27,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +47,8 @@ from bench.idle import (
     machine,
     make_pictures,
     mark_uploaded,
+    positive,
+    workspace,
     write_config,
 )
 from boothsync.config import load_config
@@ -227,13 +226,6 @@ def pictures_worth(extra_read: float | None, picture_bytes: int, files: int) -> 
     return max(0, int(extra_read // mean))
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0 (got {text})")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.restart",
@@ -241,33 +233,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--files",
-        type=_positive,
+        type=positive(int),
         default=10_000,
         help="already-uploaded pictures in the folder (default: %(default)s)",
     )
     parser.add_argument(
         "--runs",
-        type=_positive,
+        type=positive(int),
         default=3,
         help="starts of each kind; the median is reported (default: %(default)s)",
     )
     return parser
 
 
-@contextmanager
-def _workspace() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="boothsync-bench-restart-"))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def run(files: int, runs: int) -> int:
     say = print
     say(f"boothsync restart: {files} already-uploaded file(s), {runs} run(s) of each kind")
     say(f"machine: {machine()}")
-    with _workspace() as root:
+    with workspace("boothsync-bench-restart-") as root:
         sample = root / "sample.jpg"
         write_sample_jpeg(sample, datetime(2026, 6, 1, 20, 0), "bench", (46, 134, 193))
         pictures = root / "pictures"

@@ -20,12 +20,23 @@ import socketserver
 import struct
 import threading
 import time
+from email.message import Message
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Literal, Self, cast
 
-__all__ = ["LocalServer", "TrackedHTTPServer", "abort_connection", "linger_close"]
+__all__ = [
+    "Framing",
+    "LocalServer",
+    "TrackedHTTPServer",
+    "abort_connection",
+    "body_framing",
+    "linger_close",
+]
 
 log = logging.getLogger(__name__)
+
+#: How a request says its body ends: not at all, by Content-Length, chunked, or unreadably.
+Framing = Literal["none", "length", "chunked", "invalid"]
 
 # How long stop() waits for the serving loop and the connections' threads, all together.
 _JOIN_SECONDS = 5.0
@@ -226,3 +237,17 @@ def linger_close(conn: socket.socket, stopping: threading.Event) -> None:
         pass
     finally:
         conn.close()
+
+
+def body_framing(headers: Message) -> tuple[Framing, int]:
+    """How a request's body is framed, and its length when Content-Length gives it (several
+    different Content-Length values, or one that is not a number, are "invalid")."""
+    if headers.get("Transfer-Encoding") is not None:
+        return "chunked", 0
+    values = {v.strip() for v in headers.get_all("Content-Length") or []}
+    if not values:
+        return "none", 0
+    value = values.pop()
+    if values or not (value.isascii() and value.isdigit()):
+        return "invalid", 0
+    return "length", int(value)

@@ -37,14 +37,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path, PurePath
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, cast
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 from boothsync.localserver import (
+    Framing,
     LocalServer,
     TrackedHTTPServer,
     abort_connection,
+    body_framing,
     linger_close,
 )
 
@@ -505,7 +507,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     timeout = _IDLE_SECONDS
 
-    _framing: Literal["none", "length", "chunked", "invalid"]
+    _framing: Framing
     _length: int
     _body_pending: bool
     _body_partial: bool
@@ -539,7 +541,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         self._answered = False
         self._body_partial = False
-        self._framing, self._length = self._body_framing()
+        self._framing, self._length = body_framing(self.headers)
         self._body_pending = self._framing != "none" and not (
             self._framing == "length" and self._length == 0
         )
@@ -694,17 +696,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._reply_json(OTHER, 404, {"error": f"no such endpoint: {self.command} {self.path}"})
 
     # Request bodies
-
-    def _body_framing(self) -> tuple[Literal["none", "length", "chunked", "invalid"], int]:
-        if self.headers.get("Transfer-Encoding") is not None:
-            return "chunked", 0
-        values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
-        if not values:
-            return "none", 0
-        value = values.pop()
-        if values or not (value.isascii() and value.isdigit()):
-            return "invalid", 0
-        return "length", int(value)
 
     def _read_json(self) -> Any:
         if self._framing == "chunked":

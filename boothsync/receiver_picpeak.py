@@ -39,6 +39,7 @@ from boothsync.localserver import (
     LocalServer,
     TrackedHTTPServer,
     abort_connection,
+    body_framing,
     linger_close,
 )
 from boothsync.receiver import Faults
@@ -441,7 +442,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return cast(_Server, self.server).owner
 
     def _dispatch(self) -> None:
-        framing, length = self._framing()
+        framing, length = body_framing(self.headers)
         self._body = _Body(cast(IO[bytes], self.rfile), framing, length)
         self._framing_kind = framing
         self._length = length
@@ -574,17 +575,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             temp.unlink(missing_ok=True)
 
     # Bodies and answers
-
-    def _framing(self) -> tuple[str, int]:
-        if self.headers.get("Transfer-Encoding") is not None:
-            return "chunked", 0
-        values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
-        if not values:
-            return "none", 0
-        value = values.pop()
-        if values or not (value.isascii() and value.isdigit()):
-            return "invalid", 0
-        return "length", int(value)
 
     def _settle_body(self) -> None:
         """Before answering: read away a small unread body, or give up the connection."""
