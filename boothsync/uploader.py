@@ -32,7 +32,6 @@ import hashlib
 import logging
 import math
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -177,7 +176,6 @@ class Uploader:
         self._bandwidth = bandwidth
         # Per destination: send JPEGs shrunk to (max_edge, quality); the original stays as it is.
         self._downscale = dict(downscale or {})
-        self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._destinations = dict(destinations)
         self._tz = tz
         self._capture_options = capture_options
@@ -253,9 +251,6 @@ class Uploader:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in self._threads if t.is_alive()]
-        if not alive and self._scratch is not None:
-            self._scratch.cleanup()
-            self._scratch = None
         if alive:
             log.warning(
                 "uploads still running after %.0f s; they resume at the next start", timeout
@@ -399,21 +394,11 @@ class Uploader:
             return
         from boothsync.downscale import downscale  # Pillow is loaded only when it is needed
 
-        if self._scratch is None:
-            with self._health_lock:
-                if self._scratch is None:
-                    self._scratch = tempfile.TemporaryDirectory(prefix="boothsync-shrunk-")
-        folder = Path(tempfile.mkdtemp(dir=self._scratch.name))
-        try:
+        with tempfile.TemporaryDirectory(prefix="boothsync-shrunk-") as folder:
             small = downscale(
-                job.path, max_edge=wanted.max_edge, quality=wanted.quality, into=folder
+                job.path, max_edge=wanted.max_edge, quality=wanted.quality, into=Path(folder)
             )
-            if small is None:
-                yield item
-            else:
-                yield replace(item, path=small, size=small.stat().st_size)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            yield item if small is None else replace(item, path=small, size=small.stat().st_size)
 
     def _capture(self, job: Job) -> Capture:
         if job.taken_at_ms is not None and job.taken_at_source:

@@ -51,19 +51,12 @@ class UploadItem:
     def chunks(self) -> Iterator[bytes]:
         """The file's bytes, exactly ``size`` of them; SourceFileError if it cannot be read or
         shrank meanwhile."""
-        remaining = self.size
+        reader = _ItemReader(self)
         try:
-            with self.path.open("rb") as handle:
-                while remaining > 0:
-                    chunk = handle.read(min(_CHUNK, remaining))
-                    if not chunk:
-                        raise SourceFileError(f"{self.path}: shrank while it was being uploaded")
-                    remaining -= len(chunk)
-                    if self.bandwidth is not None:
-                        self.bandwidth.take(len(chunk))
-                    yield chunk
-        except OSError as exc:
-            raise SourceFileError(f"{self.path}: cannot be read: {exc.strerror or exc}") from exc
+            while chunk := reader.read(_CHUNK):
+                yield chunk
+        finally:
+            reader.close()
 
     def reader(self) -> BinaryIO:
         """A file object of exactly ``size`` bytes, for a multipart body (which asks its
