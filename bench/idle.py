@@ -25,7 +25,6 @@ known picture, missed the new one, or did not stop cleanly), 2 bad arguments.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import importlib
 import json
@@ -49,9 +48,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import xxhash
+
 from boothsync.config import load_config
 from boothsync.demo import write_sample_jpeg
-from boothsync.outbox import Outbox
+from boothsync.outbox import NewFile, Outbox
 from boothsync.paths import outbox_path
 from boothsync.receiver import DEMO_API_KEY
 
@@ -328,7 +329,7 @@ def mark_uploaded(config_file: Path) -> int:
 
     Exactly the rows real uploads leave: the file version the watcher would record (its
     path as the watcher builds it, size and mtime_ns), a job per destination, claimed and
-    completed with the SHA-256 of the content as the uploader records it. Returns how many
+    completed with the XXH3-128 of the content as the uploader records it. Returns how many
     files; checks each is known the way the daemon asks.
     """
     config = load_config(config_file)
@@ -342,17 +343,14 @@ def mark_uploaded(config_file: Path) -> int:
                 st = entry.stat()
                 path = watch.path / entry.name
                 versions.append((path, st.st_size, st.st_mtime_ns))
-                hashes[path] = hashlib.sha256(path.read_bytes()).hexdigest()
-        for path, size, mtime_ns in versions:
-            outbox.add(
-                path,
-                size=size,
-                mtime_ns=mtime_ns,
-                watch=str(watch.path),
-                destinations={name: watch.album_id for name in watch.destinations},
-            )
+                hashes[path] = xxhash.xxh3_128(path.read_bytes()).hexdigest()
+        destinations = {name: watch.album_id for name in watch.destinations}
+        # As the watcher queues pictures that arrive together: in one transaction.
+        outbox.add_many(
+            [NewFile(p, size, mtime, str(watch.path), destinations) for p, size, mtime in versions]
+        )
         while (job := outbox.claim()) is not None:
-            outbox.complete(job.id, sha256=hashes[job.path])
+            outbox.complete(job.id, xxh128=hashes[job.path])
         unknown = [p for p, size, mtime in versions if not outbox.is_known(p, size, mtime)]
         if unknown:
             raise BenchError(f"{len(unknown)} seeded file(s) are not known, e.g. {unknown[0]}")

@@ -16,9 +16,8 @@ one run compare: the same claim-and-complete shape as bare ``sqlite3`` statement
 same PRAGMAs (WAL, synchronous=FULL, one transaction per claim and one per completion) on a
 copy of the same queue; and ``status --json`` on a queue of 1,000 jobs.
 
-The queue is filled directly with SQL, in one transaction, after :class:`Outbox` created the
-schema: ``add()`` commits (and syncs) once per file, which at 100,000 files takes minutes.
-The rows are those ``add()`` writes; its own rate is measured on a small sample and printed.
+The queue is filled the way the watcher queues a burst of pictures: ``add_many()``, a batch
+of files per transaction; its rate is printed.
 
 Must not: change or monkeypatch boothsync, fail because a target is missed (targets are
 printed beside the figures), or leave temporary folders behind.
@@ -43,7 +42,7 @@ from pathlib import Path
 
 from bench.idle import BenchError, machine, positive, workspace, write_config
 from boothsync.config import load_config
-from boothsync.outbox import Outbox
+from boothsync.outbox import NewFile, Outbox
 from boothsync.paths import outbox_path
 
 __all__ = ["main"]
@@ -53,65 +52,34 @@ TARGET_STATUS_MS = 200.0
 DESTINATION = "eventpics"  # the destination write_config configures
 THREADS = 4
 SMALL_QUEUE = 1_000
-ADD_SAMPLE = 200
+FILL_BATCH = 1_000
 STATUS_RUNS = 5
 STATS_RUNS = 5
-SHA256 = "0" * 64
+XXH128 = "0" * 32
 
 
 # -- the queue ---------------------------------------------------------------------------------
 
 
-def fill(path: Path, jobs: int, *, first: int = 0) -> None:
-    """Put ``jobs`` waiting jobs (one file each, one destination) into the queue at ``path``.
-
-    :class:`Outbox` creates (or checks) the schema; the rows go in with one transaction, as
-    ``add()`` would write them one transaction each.
-    """
-    Outbox(path).close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        now = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO files (id, path, size, mtime_ns, watch, added_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                (
-                    i,
-                    f"/booth/pictures/IMG_{i:06d}.jpg",
-                    34_000 + i % 1000,
-                    1_700_000_000 + i,
-                    "/booth/pictures",
-                    now,
-                )
-                for i in range(first + 1, first + jobs + 1)
-            ),
-        )
-        conn.executemany(
-            "INSERT INTO jobs (file_id, destination, album_id, state, attempts,"
-            " next_attempt_at, updated_at) VALUES (?, ?, 'a1', 'waiting', 0, ?, ?)",
-            ((i, DESTINATION, now, now) for i in range(first + 1, first + jobs + 1)),
-        )
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-
-
-def add_rate(path: Path, count: int) -> float:
-    """``Outbox.add()`` calls per second, one file each, on a fresh queue."""
+def fill(path: Path, jobs: int) -> None:
+    """Put ``jobs`` waiting jobs (one file each, one destination) into the queue at ``path``,
+    the way the watcher queues pictures that arrive together: :meth:`Outbox.add_many`, a
+    batch per transaction."""
     outbox = Outbox(path)
     try:
-        started = time.perf_counter()
-        for i in range(count):
-            outbox.add(
-                Path(f"/booth/sample/IMG_{i:06d}.jpg"),
-                size=34_000,
-                mtime_ns=1_700_000_000 + i,
-                watch="/booth/sample",
-                destinations={DESTINATION: "a1"},
+        for start in range(1, jobs + 1, FILL_BATCH):
+            outbox.add_many(
+                [
+                    NewFile(
+                        Path(f"/booth/pictures/IMG_{i:06d}.jpg"),
+                        34_000 + i % 1000,
+                        1_700_000_000 + i,
+                        "/booth/pictures",
+                        {DESTINATION: "a1"},
+                    )
+                    for i in range(start, min(start + FILL_BATCH, jobs + 1))
+                ]
             )
-        return count / (time.perf_counter() - started)
     finally:
         outbox.close()
 
@@ -137,7 +105,7 @@ def cycles_outbox(path: Path, cycles: int, threads: int) -> float:
                     job.id,
                     taken_at_ms=1_780_000_000_000,
                     taken_at_source="exif:DateTimeOriginal",
-                    sha256=SHA256,
+                    xxh128=XXH128,
                 )
                 seen.append(job.id)
         except BaseException as exc:
@@ -189,8 +157,8 @@ def cycles_bare(path: Path, cycles: int) -> float:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(
                 "UPDATE jobs SET state = 'uploaded', finished_at = ?, updated_at = ?,"
-                " sha256 = ? WHERE id = ? AND state = 'uploading'",
-                (now, now, SHA256, row[0]),
+                " xxh128 = ? WHERE id = ? AND state = 'uploading'",
+                (now, now, XXH128, row[0]),
             )
             conn.execute("COMMIT")
         return cycles / (time.perf_counter() - started)
@@ -306,15 +274,14 @@ def run(jobs: int, cycles: int) -> int:
         database = outbox_path(load_config(config))
         small = outbox_path(load_config(small_config))
 
-        adds = add_rate(root / "add-sample.sqlite3", ADD_SAMPLE)
         started = time.perf_counter()
         fill(database, jobs)
         filled = time.perf_counter() - started
         fill(small, SMALL_QUEUE)
         say(
-            f"setup: {jobs} job(s) written directly in one transaction in {filled:.1f} s"
-            f" (add() one file at a time: {adds:.0f}/s, {jobs / adds:.0f} s for {jobs});"
-            f" queue {database.stat().st_size / 1e6:.1f} MB"
+            f"setup: {jobs} job(s) queued with add_many(), {FILL_BATCH} per transaction, in"
+            f" {filled:.1f} s ({jobs / filled:.0f} files/s); queue"
+            f" {database.stat().st_size / 1e6:.1f} MB"
         )
         say(
             f"targets: >= {TARGET_CYCLES_PER_SECOND:.0f} claims+completions per second;"

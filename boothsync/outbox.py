@@ -3,7 +3,7 @@
 Owns the SQLite file (schema, migrations recorded in ``PRAGMA user_version``)
 and every state change of a job: one row per (file version, destination),
 waiting → uploading → uploaded | failed, and back to waiting for a retry.
-It also remembers which content each uploaded job sent (its SHA-256), so the
+It also remembers which content each uploaded job sent (its XXH3-128 hash), so the
 uploader can ask whether a destination already has a picture. And it
 carries the control channel between processes: commands a tray or the CLI
 sends the running service (pause, resume, retry), and flags the service keeps
@@ -31,7 +31,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from boothsync.errors import OutboxError
 
-__all__ = ["COMMANDS", "Event", "Job", "JobState", "Outbox", "Stats"]
+__all__ = ["COMMANDS", "Event", "Job", "JobState", "NewFile", "Outbox", "Stats"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,18 @@ class Job:
     last_error: str | None
     taken_at_ms: int | None
     taken_at_source: str | None
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """One version of a file to queue (:meth:`Outbox.add_many`), with its destinations
+    (name → album id)."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+    watch: str
+    destinations: Mapping[str, str | None]
 
 
 @dataclass(frozen=True)
@@ -230,6 +242,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE commands_v5 RENAME TO commands",
         "CREATE INDEX commands_pending ON commands (id) WHERE done_at IS NULL",
     ),
+    (
+        # The content hash became XXH3-128: SHA-256 was the largest cost of a burst of
+        # pictures, and the duplicate check needs no cryptographic hash. Jobs uploaded
+        # before keep their SHA-256 (find_uploaded_sha256()); new ones record only this.
+        "ALTER TABLE jobs ADD COLUMN xxh128 TEXT",
+        "CREATE INDEX jobs_xxh128 ON jobs (xxh128, destination) WHERE xxh128 IS NOT NULL",
+        # has_sha256_of_size(): whether a picture could match one of those older jobs at all
+        # (one of the same size), so that only then is SHA-256 computed as well.
+        "CREATE INDEX files_size ON files (size)",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -287,9 +309,25 @@ _DUPLICATES = """
 # "album_id IS ?": no album matches no album (NULL = NULL would not).
 _FIND_UPLOADED = """
     SELECT f.path
+    FROM jobs AS j INDEXED BY jobs_xxh128 JOIN files AS f ON f.id = j.file_id
+    WHERE j.xxh128 = ? AND j.destination = ? AND j.album_id IS ? AND j.state = 'uploaded'
+    ORDER BY j.note IS NOT NULL, j.id
+    LIMIT 1
+"""
+
+_FIND_UPLOADED_SHA256 = """
+    SELECT f.path
     FROM jobs AS j INDEXED BY jobs_content JOIN files AS f ON f.id = j.file_id
     WHERE j.sha256 = ? AND j.destination = ? AND j.album_id IS ? AND j.state = 'uploaded'
     ORDER BY j.note IS NOT NULL, j.id
+    LIMIT 1
+"""
+
+_SHA256_OF_SIZE = """
+    SELECT 1
+    FROM files AS f INDEXED BY files_size JOIN jobs AS j ON j.file_id = f.id
+    WHERE f.size = ? AND j.sha256 IS NOT NULL AND j.destination = ? AND j.album_id IS ?
+        AND j.state = 'uploaded'
     LIMIT 1
 """
 
@@ -490,27 +528,42 @@ class Outbox:
         Idempotent: adding the same (path, size, mtime_ns) again adds only the
         destinations it did not have yet. Returns how many jobs are new.
         """
-        with self._write("add a file") as conn:
-            now = self._clock()
-            conn.execute(
-                "INSERT OR IGNORE INTO files (path, size, mtime_ns, watch, added_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (str(path), size, mtime_ns, watch, now),
-            )
-            file_id = self._file_id(conn, path, size, mtime_ns)
-            assert file_id is not None  # inserted or already there, inside this transaction
-            new = 0
-            for destination, album_id in destinations.items():
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO jobs (file_id, destination, album_id, state,"
-                    " attempts, next_attempt_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, 0, ?, ?)",
-                    (file_id, destination, album_id, JobState.WAITING, now, now),
-                )
-                new += cur.rowcount
-        if new:
-            log.debug("queued %s for %d destination(s)", path, new)
+        (new,) = self.add_many([NewFile(path, size, mtime_ns, watch, destinations)])
         return new
+
+    def add_many(self, files: Sequence[NewFile]) -> list[int]:
+        """:meth:`add` for several files in one transaction (a burst of pictures): how many
+        jobs are new for each.
+
+        Not synced to the disk on its own: a power cut may undo it, and then the file,
+        still in its watched folder, is queued again by the first scan. The next synced
+        write (a job completed) takes it to the disk.
+        """
+        counts: list[int] = []
+        with self._write("add a file", synced=False) as conn:
+            now = self._clock()
+            for file in files:
+                conn.execute(
+                    "INSERT OR IGNORE INTO files (path, size, mtime_ns, watch, added_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (str(file.path), file.size, file.mtime_ns, file.watch, now),
+                )
+                file_id = self._file_id(conn, file.path, file.size, file.mtime_ns)
+                assert file_id is not None  # inserted or already there, in this transaction
+                new = 0
+                for destination, album_id in file.destinations.items():
+                    cur = conn.execute(
+                        "INSERT OR IGNORE INTO jobs (file_id, destination, album_id, state,"
+                        " attempts, next_attempt_at, updated_at)"
+                        " VALUES (?, ?, ?, ?, 0, ?, ?)",
+                        (file_id, destination, album_id, JobState.WAITING, now, now),
+                    )
+                    new += cur.rowcount
+                counts.append(new)
+        for file, new in zip(files, counts, strict=True):
+            if new:
+                log.debug("queued %s for %d destination(s)", file.path, new)
+        return counts
 
     def claim(self, *, only: Collection[str] | None = None, now: float | None = None) -> Job | None:
         """Take the waiting job due longest ago (of the ``only`` destinations, if given), or None.
@@ -554,12 +607,12 @@ class Outbox:
         *,
         taken_at_ms: int | None = None,
         taken_at_source: str | None = None,
-        sha256: str | None = None,
+        xxh128: str | None = None,
         note: str | None = None,
     ) -> bool:
         """Mark an uploading job uploaded; store the capture time on its file when given.
 
-        ``sha256`` is the hash of the content the destination now has, for
+        ``xxh128`` is the hash (XXH3-128, hex) of the content the destination now has, for
         :meth:`find_uploaded`. ``note`` marks a job settled without an upload
         (the destination already had that content) and says why; such jobs are
         counted in :attr:`Stats.duplicates`.
@@ -572,9 +625,9 @@ class Outbox:
             now = self._clock()
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, last_error = NULL, updated_at = ?,"
-                " sha256 = ?, note = ?"
+                " xxh128 = ?, note = ?"
                 " WHERE id = ? AND state = ?",
-                (JobState.UPLOADED, now, now, sha256, note, job_id, JobState.UPLOADING),
+                (JobState.UPLOADED, now, now, xxh128, note, job_id, JobState.UPLOADING),
             )
             if cur.rowcount == 0:
                 _note_stale(cur, job_id)
@@ -740,14 +793,31 @@ class Outbox:
         with self._read("look up a file") as conn:
             return self._file_id(conn, path, size, mtime_ns) is not None
 
-    def find_uploaded(self, sha256: str, *, destination: str, album_id: str | None) -> Path | None:
-        """The path of a file whose content (by SHA-256) is uploaded to this destination and
-        album (no album matching no album), or None.
+    def find_uploaded(self, xxh128: str, *, destination: str, album_id: str | None) -> Path | None:
+        """The path of a file whose content (by XXH3-128, hex) is uploaded to this destination
+        and album (no album matching no album), or None.
 
         A real upload is named in preference to a job that was itself a duplicate.
         """
+        return self._find(_FIND_UPLOADED, xxh128, destination, album_id)
+
+    def has_sha256_of_size(self, size: int, *, destination: str, album_id: str | None) -> bool:
+        """Whether a job uploaded to this destination and album before the hash became
+        XXH3-128 (so it has only a SHA-256) was of a file of ``size`` bytes: only a picture
+        of that size can be its duplicate."""
         with self._read("look up uploaded content") as conn:
-            row = conn.execute(_FIND_UPLOADED, (sha256, destination, album_id)).fetchone()
+            row = conn.execute(_SHA256_OF_SIZE, (size, destination, album_id)).fetchone()
+        return row is not None
+
+    def find_uploaded_sha256(
+        self, sha256: str, *, destination: str, album_id: str | None
+    ) -> Path | None:
+        """:meth:`find_uploaded` among the jobs uploaded before the hash became XXH3-128."""
+        return self._find(_FIND_UPLOADED_SHA256, sha256, destination, album_id)
+
+    def _find(self, query: str, digest: str, destination: str, album_id: str | None) -> Path | None:
+        with self._read("look up uploaded content") as conn:
+            row = conn.execute(query, (digest, destination, album_id)).fetchone()
         return None if row is None else Path(row["path"])
 
     def counts(self) -> dict[str, int]:

@@ -40,7 +40,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 from zoneinfo import ZoneInfo
+
+import xxhash
 
 from boothsync.bandwidth import Bandwidth
 from boothsync.capture import Capture, CaptureOptions, capture_time, content_type
@@ -69,6 +72,13 @@ _IDLE_CHECK = 5.0
 # Read this much at a time when hashing: pictures can be large videos, and a
 # Raspberry Pi has little memory to spare.
 _HASH_CHUNK = 1024 * 1024
+
+
+class _Digest(Protocol):
+    def update(self, data: memoryview, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
 
 _CHANGED_ERROR = "changed while it was being uploaded; sending it again"
 
@@ -324,7 +334,7 @@ class Uploader:
         destination = self._destinations[job.destination]
         capture: Capture | None = None
         before: _Version | None = None
-        sha256: str | None = None
+        digest: str | None = None
         copy: Path | None = None
         try:
             # Whatever the file holds now is what gets sent, even if it changed
@@ -334,14 +344,12 @@ class Uploader:
             if (before.size, before.mtime_ns) != (job.size, job.mtime_ns):
                 log.debug("%s changed since it was queued; sending its current content", job.path)
             capture = self._capture(job)
-            sha256 = _sha256(job.path)
+            digest = _xxh128(job.path)
             # Two workers holding identical content for the same destination
             # may both get None here and both upload: the gallery then has it
             # twice. Rare (the same picture written twice within one upload
             # time) and harmless, so no lock across the upload.
-            copy = self._outbox.find_uploaded(
-                sha256, destination=job.destination, album_id=job.album_id
-            )
+            copy = self._find_uploaded(job, digest, before.size)
             if copy is None:
                 item = self._item(job, capture, before)
                 with self._shrunk(job, item) as sent:
@@ -377,13 +385,28 @@ class Uploader:
             log.exception("unexpected error uploading %s to %s", job.path, job.destination)
             self._retry_later(job, exc, started, capture)
         else:
-            assert before is not None and sha256 is not None  # set before anything else ran
+            assert before is not None and digest is not None  # set before anything else ran
             if _changed(job.path, before):
                 self._send_again(job, started, capture)
             elif copy is not None:
-                self._complete(job, capture, started, sha256, copy)
+                self._complete(job, capture, started, digest, copy)
             else:
-                self._complete(job, capture, started, sha256)
+                self._complete(job, capture, started, digest)
+
+    def _find_uploaded(self, job: Job, digest: str, size: int) -> Path | None:
+        """A file with this content already uploaded to the job's destination and album.
+
+        Jobs uploaded before the hash became XXH3-128 have only a SHA-256: the file is hashed
+        that way too, but only when one of them had its size (nearly never).
+        """
+        outbox, destination, album_id = self._outbox, job.destination, job.album_id
+        copy = outbox.find_uploaded(digest, destination=destination, album_id=album_id)
+        if copy is None and outbox.has_sha256_of_size(
+            size, destination=destination, album_id=album_id
+        ):
+            sha256 = _sha256(job.path)
+            copy = outbox.find_uploaded_sha256(sha256, destination=destination, album_id=album_id)
+        return copy
 
     @contextmanager
     def _shrunk(self, job: Job, item: UploadItem) -> Iterator[UploadItem]:
@@ -421,7 +444,7 @@ class Uploader:
         job: Job,
         capture: Capture | None,
         started: float,
-        sha256: str,
+        digest: str,
         copy: Path | None = None,
     ) -> None:
         """Record the job done: uploaded, or (``copy``) already there with the same content."""
@@ -431,7 +454,7 @@ class Uploader:
                 job.id,
                 taken_at_ms=capture.taken_at_ms if capture else None,
                 taken_at_source=capture.source if capture else None,
-                sha256=sha256,
+                xxh128=digest,
                 note=note,
             )
         except OutboxError as exc:
@@ -764,13 +787,24 @@ def _changed(path: Path, before: _Version) -> bool:
         return True
 
 
+def _xxh128(path: Path) -> str:
+    """The file's XXH3-128 in hex: the content hash of the duplicate check."""
+    return _hash(path, xxhash.xxh3_128())
+
+
 def _sha256(path: Path) -> str:
-    """The file's SHA-256, read in chunks, never all of it in memory."""
-    digest = hashlib.sha256()
+    """The file's SHA-256 in hex (the content hash of jobs uploaded by older versions)."""
+    return _hash(path, hashlib.sha256())
+
+
+def _hash(path: Path, digest: _Digest) -> str:
+    """Feed the file to ``digest`` in chunks, never all of it in memory; its hex digest."""
+    buffer = bytearray(_HASH_CHUNK)
+    view = memoryview(buffer)
     try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(_HASH_CHUNK):
-                digest.update(chunk)
+        with path.open("rb", buffering=0) as handle:
+            while read := handle.readinto(buffer):
+                digest.update(view[:read])
     except FileNotFoundError as exc:
         raise SourceFileError(f"missing: {path} vanished") from exc
     except OSError as exc:

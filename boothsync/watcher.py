@@ -59,6 +59,7 @@ from watchdog.observers.polling import PollingObserver
 
 from boothsync.config import SKIPPED_FOLDERS
 from boothsync.errors import OutboxError
+from boothsync.outbox import NewFile
 
 if TYPE_CHECKING:
     from boothsync.config import WatchConfig
@@ -102,6 +103,8 @@ MIN_TICK = 0.02
 # cap), so a broken database costs one log line per file now and then, not four a second.
 ADD_RETRY_FIRST = 1.0
 ADD_RETRY_MAX = 30.0
+# Files complete at the same moment (a burst renamed in) are queued this many to a transaction.
+_ADD_BATCH = 100
 # After an unexpected error in the worker's loop, pause at least this long.
 ERROR_PAUSE = 1.0
 
@@ -462,41 +465,61 @@ class Watcher:
                 log.exception("waking the uploader failed")
 
     def _drain_hints(self) -> None:
+        # Files renamed into place are queued together, in one transaction per batch: a burst
+        # of hundreds would otherwise cost a transaction each while the uploads wait on them.
+        renamed: list[tuple[Path, _Pending]] = []
         while self._hints and not self._stopping.is_set():
-            # The uploader starts on the first new picture at once rather than after the whole
-            # batch: hundreds renamed in together would otherwise wait for every add.
-            self._flush_enqueued()
             kind, folder, raw = self._hints.popleft()
-            if kind is _Hint.CHECK_FOLDER:
-                for again in self._check_folders([folder]):
-                    self._scan(again)
-                continue
-            path = Path(raw)
-            if kind in (_Hint.NEW_FOLDER, _Hint.MOVED_FOLDER):
-                self._walk(folder, path, closed=kind is _Hint.MOVED_FOLDER)
-                continue
-            if kind is _Hint.GONE:
-                if self._pending.pop(path, None) is not None:
-                    log.debug("%s went away before it was complete", path)
-                continue
-            st = self._stat(path)
-            if st is None:
-                continue
-            if kind is _Hint.MOVED_IN and st.st_size > 0:
-                # Renamed into place: a rename is atomic, so the file is whole now.
-                entry = self._pending.pop(path, None)
-                if entry is None:
-                    entry = _Pending(folder, st.st_size, st.st_mtime_ns, time.monotonic())
-                else:
-                    entry.size, entry.mtime_ns = st.st_size, st.st_mtime_ns
-                if not self._enqueue(path, entry):
-                    self._pending[path] = entry
-            elif kind is _Hint.CLOSED:
-                self._closed(folder, path, st)
+            if kind is not _Hint.MOVED_IN and renamed:
+                self._enqueue_renamed(renamed)
+            self._drain_one(kind, folder, raw, renamed)
+            if len(renamed) >= _ADD_BATCH or (renamed and not self._hints):
+                # The uploader starts on the first batch at once rather than after them all.
+                self._enqueue_renamed(renamed)
+        if renamed:
+            self._enqueue_renamed(renamed)
+
+    def _enqueue_renamed(self, renamed: list[tuple[Path, _Pending]]) -> None:
+        for path, entry in self._enqueue(renamed, failed=True):
+            # Whole already (renamed in): only the retry delay holds it back, not a settle time.
+            entry.quiet = True
+            self._pending[path] = entry
+        renamed.clear()
+        self._flush_enqueued()
+
+    def _drain_one(
+        self, kind: _Hint, folder: _Folder, raw: str, renamed: list[tuple[Path, _Pending]]
+    ) -> None:
+        if kind is _Hint.CHECK_FOLDER:
+            for again in self._check_folders([folder]):
+                self._scan(again)
+            return
+        path = Path(raw)
+        if kind in (_Hint.NEW_FOLDER, _Hint.MOVED_FOLDER):
+            self._walk(folder, path, closed=kind is _Hint.MOVED_FOLDER)
+            return
+        if kind is _Hint.GONE:
+            if self._pending.pop(path, None) is not None:
+                log.debug("%s went away before it was complete", path)
+            return
+        st = self._stat(path)
+        if st is None:
+            return
+        if kind is _Hint.MOVED_IN and st.st_size > 0:
+            # Renamed into place: a rename is atomic, so the file is whole now.
+            entry = self._pending.pop(path, None)
+            if entry is None:
+                entry = _Pending(folder, st.st_size, st.st_mtime_ns, time.monotonic())
             else:
-                self._observe(folder, path, st, writing=kind is _Hint.WRITTEN)
+                entry.size, entry.mtime_ns = st.st_size, st.st_mtime_ns
+            renamed.append((path, entry))
+        elif kind is _Hint.CLOSED:
+            self._closed(folder, path, st)
+        else:
+            self._observe(folder, path, st, writing=kind is _Hint.WRITTEN)
 
     def _tick(self) -> None:
+        settled: list[tuple[Path, _Pending]] = []
         for path, entry in list(self._pending.items()):
             if self._stopping.is_set():
                 return
@@ -526,7 +549,12 @@ class Watcher:
             if _WINDOWS and _locked(path):
                 log.debug("%s is still held open by its writer", path)
                 continue
-            if self._enqueue(path, entry):
+            settled.append((path, entry))
+        # Settled together (pictures written in place during a burst, a first scan): queued
+        # in one transaction per batch.
+        for start in range(0, len(settled), _ADD_BATCH):
+            batch = settled[start : start + _ADD_BATCH]
+            for path, _ in self._enqueue(batch):
                 del self._pending[path]
 
     def _closed(self, folder: _Folder, path: Path, st: os.stat_result) -> None:
@@ -575,33 +603,34 @@ class Watcher:
             log.debug("could not look up %s in the outbox: %s", path, exc)
             return False
 
-    def _enqueue(self, path: Path, entry: _Pending) -> bool:
-        """Add the file to the outbox; False (after one error line) when that failed."""
-        folder = entry.folder
-        album = folder.album_for(path)
+    def _enqueue(
+        self, batch: Sequence[tuple[Path, _Pending]], *, failed: bool = False
+    ) -> list[tuple[Path, _Pending]]:
+        """Add the files to the outbox in one transaction. Returns those queued, or with
+        ``failed`` those that were not (all of them, after one error line each)."""
+        files = []
+        for path, entry in batch:
+            album = entry.folder.album_for(path)
+            destinations = {name: album for name in entry.folder.watch.destinations}
+            watch = str(entry.folder.path)
+            files.append(NewFile(path, entry.size, entry.mtime_ns, watch, destinations))
         try:
-            new = self._outbox.add(
-                path,
-                size=entry.size,
-                mtime_ns=entry.mtime_ns,
-                watch=str(folder.path),
-                destinations={name: album for name in folder.watch.destinations},
-            )
+            counts = self._outbox.add_many(files) if files else []
         except Exception as exc:
-            entry.failures += 1
-            delay = min(ADD_RETRY_MAX, ADD_RETRY_FIRST * 2 ** (entry.failures - 1))
-            entry.retry_at = time.monotonic() + delay
-            if isinstance(exc, OutboxError):
-                log.error("could not queue %s, trying again in %.0f s: %s", path, delay, exc)
+            for path, entry in batch:
+                entry.failures += 1
+                delay = min(ADD_RETRY_MAX, ADD_RETRY_FIRST * 2 ** (entry.failures - 1))
+                entry.retry_at = time.monotonic() + delay
+                cause = str(exc) if isinstance(exc, OutboxError) else repr(exc)
+                log.error("could not queue %s, trying again in %.0f s: %s", path, delay, cause)
+            return list(batch) if failed else []
+        for (path, entry), new in zip(batch, counts, strict=True):
+            if new:
+                log.info("queued %s (%d bytes)", path, entry.size)
+                self._enqueued_new = True
             else:
-                log.error("could not queue %s, trying again in %.0f s: %r", path, delay, exc)
-            return False
-        if new:
-            log.info("queued %s (%d bytes)", path, entry.size)
-            self._enqueued_new = True
-        else:
-            log.debug("%s was already queued", path)
-        return True
+                log.debug("%s was already queued", path)
+        return [] if failed else list(batch)
 
     def _stat(self, path: Path) -> os.stat_result | None:
         """Stat a file; None (and it is no longer pending) when it is gone or not a file."""

@@ -20,6 +20,7 @@ from boothsync.outbox import (
     Event,
     Job,
     JobState,
+    NewFile,
     Outbox,
     _move_aside,
 )
@@ -102,6 +103,29 @@ def test_add_is_idempotent(box: Outbox) -> None:
     assert add(box, "IMG_1.jpg", TWO) == 0
     assert add(box, "IMG_1.jpg", {**TWO, "archive": None}) == 1
     assert box.stats().totals == {"waiting": 3, "uploading": 0, "uploaded": 0, "failed": 0}
+
+
+def test_add_many_queues_several_files_and_counts_each(box: Outbox) -> None:
+    """add_many() adds each file with its own destinations and albums, says how many jobs
+    are new for each (0 for one already there, or named twice), and the jobs are claimable."""
+    add(box, "IMG_0.jpg", TWO)
+
+    def new(name: str, destinations: dict[str, str | None]) -> NewFile:
+        return NewFile(Path("/booth/prints") / name, 100, 1, "prints", destinations)
+
+    counts = box.add_many(
+        [
+            new("IMG_0.jpg", TWO),
+            new("IMG_1.jpg", TWO),
+            new("IMG_2.jpg", {"eventpics": "a9"}),
+            new("IMG_2.jpg", {"eventpics": "a9"}),
+        ]
+    )
+    assert counts == [0, 2, 1, 0]
+    assert box.add_many([]) == []
+    jobs = {(j.path.name, j.destination): j.album_id for j in drain(box)}
+    assert jobs[("IMG_2.jpg", "eventpics")] == "a9"
+    assert len(jobs) == 5
 
 
 def test_new_version_of_same_path_is_new_jobs(box: Outbox) -> None:
@@ -350,8 +374,8 @@ def test_late_calls_on_a_job_not_uploading_are_ignored(box: Outbox) -> None:
 
 # -- content ------------------------------------------------------------------
 
-SHA_A = "a" * 64
-SHA_B = "b" * 64
+XXH_A = "a" * 32
+XXH_B = "b" * 32
 
 
 def test_find_uploaded_matches_content_destination_and_album(box: Outbox) -> None:
@@ -365,25 +389,25 @@ def test_find_uploaded_matches_content_destination_and_album(box: Outbox) -> Non
         destinations={"eventpics": "a1", "backup": None},
     )
     for job in drain(box):
-        box.complete(job.id, sha256=SHA_A)
+        box.complete(job.id, xxh128=XXH_A)
 
-    def found(sha256: str, destination: str, album_id: str | None) -> str | None:
-        path = box.find_uploaded(sha256, destination=destination, album_id=album_id)
+    def found(digest: str, destination: str, album_id: str | None) -> str | None:
+        path = box.find_uploaded(digest, destination=destination, album_id=album_id)
         return None if path is None else path.name
 
-    assert found(SHA_A, "eventpics", "a1") == "IMG_1.jpg"
-    assert found(SHA_A, "backup", None) == "IMG_1.jpg"
-    assert found(SHA_A, "eventpics", None) is None
-    assert found(SHA_A, "eventpics", "a2") is None
-    assert found(SHA_A, "backup", "a1") is None
-    assert found(SHA_A, "archive", None) is None
-    assert found(SHA_B, "eventpics", "a1") is None
+    assert found(XXH_A, "eventpics", "a1") == "IMG_1.jpg"
+    assert found(XXH_A, "backup", None) == "IMG_1.jpg"
+    assert found(XXH_A, "eventpics", None) is None
+    assert found(XXH_A, "eventpics", "a2") is None
+    assert found(XXH_A, "backup", "a1") is None
+    assert found(XXH_A, "archive", None) is None
+    assert found(XXH_B, "eventpics", "a1") is None
 
     add(box, "IMG_2.jpg", {"archive": None})
     job = claim(box)
-    assert found(SHA_B, "archive", None) is None  # uploading
+    assert found(XXH_B, "archive", None) is None  # uploading
     box.fail(job.id, error="rejected")
-    assert found(SHA_B, "archive", None) is None  # failed, never completed with a hash
+    assert found(XXH_B, "archive", None) is None  # failed, never completed with a hash
 
 
 def test_find_uploaded_names_a_real_upload_before_a_duplicate(box: Outbox) -> None:
@@ -391,10 +415,10 @@ def test_find_uploaded_names_a_real_upload_before_a_duplicate(box: Outbox) -> No
     add(box, "IMG_2.jpg")
     add(box, "IMG_1.jpg")
     copy, original = claim(box), claim(box)
-    box.complete(copy.id, sha256=SHA_A, note="same content as IMG_1.jpg, already uploaded")
-    assert box.find_uploaded(SHA_A, destination="eventpics", album_id=None) == copy.path
-    box.complete(original.id, sha256=SHA_A)
-    assert box.find_uploaded(SHA_A, destination="eventpics", album_id=None) == original.path
+    box.complete(copy.id, xxh128=XXH_A, note="same content as IMG_1.jpg, already uploaded")
+    assert box.find_uploaded(XXH_A, destination="eventpics", album_id=None) == copy.path
+    box.complete(original.id, xxh128=XXH_A)
+    assert box.find_uploaded(XXH_A, destination="eventpics", album_id=None) == original.path
 
 
 def test_a_job_completed_with_a_note_counts_as_a_duplicate(box: Outbox, clock: Clock) -> None:
@@ -403,12 +427,12 @@ def test_a_job_completed_with_a_note_counts_as_a_duplicate(box: Outbox, clock: C
     add(box, "IMG_1.jpg", TWO)
     add(box, "IMG_2.jpg", TWO)
     jobs = {(j.path.name, j.destination): j for j in drain(box)}
-    box.complete(jobs["IMG_1.jpg", "eventpics"].id, sha256=SHA_A)
-    box.complete(jobs["IMG_1.jpg", "backup"].id, sha256=SHA_A)
+    box.complete(jobs["IMG_1.jpg", "eventpics"].id, xxh128=XXH_A)
+    box.complete(jobs["IMG_1.jpg", "backup"].id, xxh128=XXH_A)
     clock.advance(1)
     note = "same content as IMG_1.jpg, already uploaded"
-    assert box.complete(jobs["IMG_2.jpg", "eventpics"].id, sha256=SHA_A, note=note) is False
-    assert box.complete(jobs["IMG_2.jpg", "backup"].id, sha256=SHA_A, note=note) is True
+    assert box.complete(jobs["IMG_2.jpg", "eventpics"].id, xxh128=XXH_A, note=note) is False
+    assert box.complete(jobs["IMG_2.jpg", "backup"].id, xxh128=XXH_A, note=note) is True
     stats = box.stats()
     assert stats.totals["uploaded"] == 4
     assert stats.duplicates == {"eventpics": 1, "backup": 1}
@@ -468,20 +492,20 @@ def test_a_schema_1_database_is_migrated_with_its_data(db: Path, clock: Clock) -
         assert box.health() == {"eventpics": ("offline", "no network")}
         assert box.is_known(Path("/booth/prints/IMG_1.jpg"), 100, 1)
         # Uploaded before hashes were kept: never taken for a copy of anything.
-        assert box.find_uploaded(SHA_A, destination="eventpics", album_id="a1") is None
+        assert box.find_uploaded(XXH_A, destination="eventpics", album_id="a1") is None
         job = claim(box)
         assert (job.path.name, job.attempts, job.last_error) == (
             "IMG_2.jpg",
             4,
             "server busy (503)",
         )
-        assert box.complete(job.id, sha256=SHA_A) is True
-        assert box.find_uploaded(SHA_A, destination="eventpics", album_id="a1") == job.path
+        assert box.complete(job.id, xxh128=XXH_A) is True
+        assert box.find_uploaded(XXH_A, destination="eventpics", album_id="a1") == job.path
     finally:
         box.close()
     raw = sqlite3.connect(db)
     try:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     finally:
         raw.close()
 
@@ -505,6 +529,56 @@ def test_a_schema_4_database_keeps_its_commands_and_takes_reload(db: Path, clock
     try:
         box.send_command("reload")
         assert box.take_commands() == ["pause", "reload"]
+    finally:
+        box.close()
+
+
+def test_jobs_uploaded_with_a_sha256_are_still_found_after_the_hash_changed(
+    db: Path, clock: Clock
+) -> None:
+    """A queue whose uploaded jobs recorded SHA-256 (schema 5) still answers for them: by
+    that hash, and whether one of a given size exists for a destination and album; new
+    completions record XXH3-128 and are found by it."""
+    sha = "5" * 64
+    db.parent.mkdir(parents=True)
+    raw = sqlite3.connect(db, isolation_level=None)
+    try:
+        for statements in _MIGRATIONS[:5]:
+            for statement in statements:
+                raw.execute(statement)
+        raw.execute("PRAGMA user_version = 5")
+        raw.execute(
+            "INSERT INTO files (id, path, size, mtime_ns, watch, added_at)"
+            " VALUES (1, '/booth/prints/IMG_1.jpg', 100, 1, 'prints', 5.0)"
+        )
+        raw.execute(
+            "INSERT INTO jobs (file_id, destination, album_id, state, next_attempt_at,"
+            " finished_at, updated_at, sha256) VALUES"
+            f" (1, 'eventpics', 'a1', 'uploaded', 5.0, 7.0, 7.0, '{sha}')"
+        )
+    finally:
+        raw.close()
+    box = Outbox(db, clock=clock)
+    try:
+        where = {"destination": "eventpics", "album_id": "a1"}
+        assert box.find_uploaded_sha256(sha, **where) == Path("/booth/prints/IMG_1.jpg")
+        assert box.find_uploaded_sha256(sha, destination="eventpics", album_id=None) is None
+        assert box.find_uploaded(sha[:32], **where) is None
+        assert box.has_sha256_of_size(100, **where)
+        assert not box.has_sha256_of_size(101, **where)
+        assert not box.has_sha256_of_size(100, destination="backup", album_id="a1")
+        box.add(
+            Path("/booth/prints/IMG_2.jpg"),
+            size=100,
+            mtime_ns=2,
+            watch="prints",
+            destinations={"eventpics": "a1"},
+        )
+        job = claim(box)
+        assert box.complete(job.id, xxh128=XXH_A) is True
+        assert box.find_uploaded(XXH_A, **where) == job.path
+        # The new job has no SHA-256: still only the old one counts for that question.
+        assert box.find_uploaded_sha256(sha, **where) == Path("/booth/prints/IMG_1.jpg")
     finally:
         box.close()
 

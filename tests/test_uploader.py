@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import xxhash
 
 from boothsync.destinations import CheckItem, GalleryEvent, UploadItem
 from boothsync.errors import (
@@ -332,6 +334,52 @@ def test_the_same_print_written_twice_is_uploaded_once(tmp_path: Path, outbox: O
     assert stats.last_upload is not None and stats.last_upload.note == duplicate.note
 
 
+def test_a_picture_uploaded_before_the_hash_changed_is_still_recognised(tmp_path: Path) -> None:
+    """A queue from a version that recorded SHA-256: the same content under another name is
+    settled as a duplicate of the picture it already uploaded, not sent again."""
+    from boothsync.outbox import _MIGRATIONS
+
+    content = b"\xff\xd8the print"
+    first = picture(tmp_path, "IMG_1.jpg", content)
+    second = picture(tmp_path, "IMG_1 (copy).jpg", content)
+    db = tmp_path / "state" / "outbox.sqlite3"
+    db.parent.mkdir()
+    raw = sqlite3.connect(db, isolation_level=None)
+    try:
+        for statements in _MIGRATIONS[:5]:
+            for statement in statements:
+                raw.execute(statement)
+        raw.execute("PRAGMA user_version = 5")
+        st = first.stat()
+        raw.execute(
+            "INSERT INTO files (id, path, size, mtime_ns, watch, added_at)"
+            " VALUES (1, ?, ?, ?, ?, 1.0)",
+            (str(first), st.st_size, st.st_mtime_ns, str(tmp_path)),
+        )
+        raw.execute(
+            "INSERT INTO jobs (file_id, destination, album_id, state, next_attempt_at,"
+            " finished_at, updated_at, sha256) VALUES (1, 'eventpics', 'a1', 'uploaded',"
+            " 1.0, 2.0, 2.0, ?)",
+            (hashlib.sha256(content).hexdigest(),),
+        )
+    finally:
+        raw.close()
+    outbox = Outbox(db)
+    gallery = FakeGallery("eventpics")
+    try:
+        queue(outbox, second, "eventpics", album="a1")
+        uploader, recorder = recording(outbox, gallery)
+        try:
+            wait_for(lambda: totals(outbox)["uploaded"] == 2)
+        finally:
+            uploader.stop(5)
+        assert gallery.received == []
+        assert recorder.outcomes() == ["duplicate"]
+        assert recorder.reports[0].note == "same content as IMG_1.jpg, already uploaded"
+    finally:
+        outbox.close()
+
+
 def test_identical_content_goes_once_to_each_destination_and_album(
     tmp_path: Path, outbox: Outbox
 ) -> None:
@@ -400,8 +448,8 @@ def test_a_folder_copied_back_in_is_not_uploaded_again(tmp_path: Path, outbox: O
     assert recorder.reports[1].note == "same content as IMG_1.jpg, already uploaded"
 
 
-def test_the_content_hash_is_the_sha256_of_the_whole_file(tmp_path: Path, outbox: Outbox) -> None:
-    """A file larger than one read is hashed whole: its SHA-256 finds the upload."""
+def test_the_content_hash_is_the_xxh128_of_the_whole_file(tmp_path: Path, outbox: Outbox) -> None:
+    """A file larger than one read is hashed whole: its XXH3-128 finds the upload."""
     data = os.urandom(2 * 1024 * 1024 + 12345)
     path = picture(tmp_path, "big.jpg", data)
     queue(outbox, path, "eventpics")
@@ -410,8 +458,8 @@ def test_the_content_hash_is_the_sha256_of_the_whole_file(tmp_path: Path, outbox
         wait_for(lambda: totals(outbox)["uploaded"] == 1)
     finally:
         uploader.stop(5)
-    sha256 = hashlib.sha256(data).hexdigest()
-    assert outbox.find_uploaded(sha256, destination="eventpics", album_id=None) == path
+    digest = xxhash.xxh3_128(data).hexdigest()
+    assert outbox.find_uploaded(digest, destination="eventpics", album_id=None) == path
 
 
 # -- a file that changes around its upload -----------------------------------------

@@ -8,7 +8,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from watchdog.observers.polling import PollingObserver
 
 from boothsync.config import WatchConfig
 from boothsync.errors import OutboxError
-from boothsync.outbox import Job, Outbox
+from boothsync.outbox import Job, NewFile, Outbox
 from boothsync.watcher import BUILTIN_IGNORES, CLOSE_QUIET, Watcher, matches
 from tests.helpers import wait_for
 
@@ -46,28 +46,28 @@ class RecordingOutbox(Outbox):
         self.lookups: list[Path] = []
         self.first_queued_at: dict[Path, float] = {}  # monotonic time of the first new jobs
         self.fail_adds = 0
+        self.batches: list[int] = []  # files per add_many() call, failed ones included
+        # When set: add_many() says it has begun (``adding``), then waits for ``hold``.
+        self.hold: threading.Event | None = None
+        self.adding = threading.Event()
 
-    def add(
-        self,
-        path: Path,
-        *,
-        size: int,
-        mtime_ns: int,
-        watch: str,
-        destinations: Mapping[str, str | None],
-    ) -> int:
+    def add_many(self, files: Sequence[NewFile]) -> list[int]:
+        hold = self.hold
+        if hold is not None:
+            self.adding.set()
+            hold.wait(10)
         with self.lock:
+            self.batches.append(len(files))
             if self.fail_adds:
                 self.fail_adds -= 1
                 raise OutboxError("queue database outbox.sqlite3: disk I/O error")
-        new = super().add(
-            path, size=size, mtime_ns=mtime_ns, watch=watch, destinations=destinations
-        )
+        counts = super().add_many(files)
         with self.lock:
-            self.adds.append((path, size, mtime_ns, new))
-            if new:
-                self.first_queued_at.setdefault(path, time.monotonic())
-        return new
+            for file, new in zip(files, counts, strict=True):
+                self.adds.append((file.path, file.size, file.mtime_ns, new))
+                if new:
+                    self.first_queued_at.setdefault(file.path, time.monotonic())
+        return counts
 
     def is_known(self, path: Path, size: int, mtime_ns: int) -> bool:
         with self.lock:
@@ -860,6 +860,71 @@ def test_failing_outbox_keeps_the_file_pending_until_it_can_be_added(
     assert len(errors) == 1
     assert str(path) in errors[0]
     assert "disk I/O error" in errors[0]
+
+
+def burst_behind_a_held_add(
+    tmp_path: Path, hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher, count: int
+) -> list[Path]:
+    """One picture renamed in, its add held up; ``count`` more renamed in meanwhile and seen
+    by the watcher; then the add goes on. Returns every target."""
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    sources = [write(staging / f"IMG_{i:04d}.jpg", PICTURE + bytes([i])) for i in range(count + 1)]
+    watcher = start_watcher(watch_of(hot, settle_seconds=LONG_SETTLE))
+    outbox.hold = threading.Event()
+    targets = [hot / source.name for source in sources]
+    os.replace(sources[0], targets[0])
+    wait_for(outbox.adding.is_set, timeout=5, what="the first add to begin")
+    for source, target in zip(sources[1:], targets[1:], strict=True):
+        os.replace(source, target)
+    # The watcher's own queue of notifications: the renames are all in it, none handled yet.
+    wait_for(lambda: len(watcher._hints) >= count, timeout=5, what="the renames to be seen")
+    outbox.hold.set()
+    return targets
+
+
+@pytest.mark.skipif(not LINUX, reason="renames are reported as such by inotify only")
+def test_a_burst_renamed_in_is_queued_in_one_transaction(
+    tmp_path: Path, hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """Pictures renamed in while the watcher was busy are queued together, one add_many()
+    for all of them, each picture once."""
+    targets = burst_behind_a_held_add(tmp_path, hot, outbox, start_watcher, 60)
+    wait_enqueued(outbox, *targets, timeout=10)
+    assert outbox.batches == [1, 60]
+    assert all(len(outbox.enqueued()[t]) == 1 for t in targets)
+
+
+@pytest.mark.skipif(not LINUX, reason="renames are reported as such by inotify only")
+def test_a_failed_batch_is_retried_for_each_of_its_pictures(
+    tmp_path: Path,
+    hot: Path,
+    outbox: RecordingOutbox,
+    start_watcher: StartWatcher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When the add of a batch fails, every picture of it gets its error line and is queued
+    by a later try, once."""
+    caplog.set_level(logging.INFO, logger="boothsync.watcher")
+    count = 20
+    original = outbox.add_many
+    calls = 0
+
+    def fail_the_second(files: Sequence[NewFile]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            outbox.fail_adds = 1
+        return original(files)
+
+    outbox.add_many = fail_the_second  # type: ignore[method-assign]
+    targets = burst_behind_a_held_add(tmp_path, hot, outbox, start_watcher, count)
+    wait_enqueued(outbox, *targets, timeout=10)
+    assert outbox.batches[:2] == [1, count]
+    assert all(len(outbox.enqueued()[t]) == 1 for t in targets)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == count
+    assert all(str(t) in "\n".join(errors) for t in targets[1:])
 
 
 def test_stop_joins_every_thread_and_can_be_called_twice(
