@@ -371,6 +371,17 @@ class Engine:
             # has jobs of its own, and their completion decides its fate.
             log.debug("%s changed since it was queued; left for its newer version", job.path)
             return
+        outbox = self._outbox
+        try:
+            # The picture leaves its folder only once its upload is on the disk: a queue
+            # that a power cut took back to before the upload would look for it in vain.
+            if outbox is not None:
+                outbox.sync()
+        except OutboxError as exc:
+            log.error(
+                "%s: uploaded, but left in place (the queue could not be saved): %s", job.path, exc
+            )
+            return
         try:
             if watch.after_upload == "delete":
                 job.path.unlink(missing_ok=True)

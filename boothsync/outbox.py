@@ -39,7 +39,7 @@ from pathlib import Path
 
 from boothsync.errors import OutboxError
 
-__all__ = ["COMMANDS", "Event", "Job", "JobState", "NewFile", "Outbox", "Stats"]
+__all__ = ["COMMANDS", "SYNCED_FLAG", "Event", "Job", "JobState", "NewFile", "Outbox", "Stats"]
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +263,9 @@ _TABLES = frozenset({"files", "jobs", "destinations"})
 # Result codes (the low byte of an extended code) that mean the file itself is
 # bad, as opposed to locked, full or unreadable: those must never lead to
 # moving a good queue aside.
+#: The flag :meth:`Outbox.sync` writes: its time is when the queue last reached the disk.
+SYNCED_FLAG = "synced"
+
 #: The commands another process may send the running service (see :meth:`Outbox.send_command`).
 COMMANDS = frozenset({"pause", "resume", "retry", "reload"})
 
@@ -460,6 +463,11 @@ class Outbox:
         self._clock = clock
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        # When the oldest write committed without a sync was made (monotonic), or None when
+        # every commit is on the disk (see sync()).
+        self._unsynced_since: float | None = None
+        # Whether jobs from before XXH3-128 (with only a SHA-256) may be there (_setup looks).
+        self._has_sha256 = True
         # Where the damaged database this one replaces was moved to; set only
         # by open_or_rebuild(), for the engine and status to report.
         self.rebuilt_from: Path | None = None
@@ -609,8 +617,13 @@ class Outbox:
         taken_at_source: str | None = None,
         xxh128: str | None = None,
         note: str | None = None,
+        synced: bool = True,
     ) -> bool:
         """Mark an uploading job uploaded; store the capture time on its file when given.
+
+        ``synced=False`` commits without syncing the disk (the uploader's workers, who then
+        call :meth:`sync` at most every few tenths of a second, and when the queue is done):
+        a power cut can undo such a completion, and the picture is then uploaded once more.
 
         ``xxh128`` is the hash (XXH3-128, hex) of the content the destination now has, for
         :meth:`find_uploaded`. ``note`` marks a job settled without an upload
@@ -621,7 +634,7 @@ class Outbox:
         then applies ``after_upload``). A call for a job that is not uploading
         changes nothing and returns False, so ``after_upload`` runs once at most.
         """
-        with self._write("complete a job") as conn:
+        with self._write("complete a job", synced=synced) as conn:
             now = self._clock()
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, last_error = NULL, updated_at = ?,"
@@ -780,6 +793,21 @@ class Outbox:
                 (name, value, self._clock()),
             )
 
+    def sync(self, *, older_than: float = 0.0) -> bool:
+        """Put every write committed without a sync (claims, adds, unsynced completions) on
+        the disk, with one synced write; only when the oldest of them is at least
+        ``older_than`` seconds old. Returns whether it synced.
+
+        SQLite syncs the whole log up to a synced commit, so one small synced write (the
+        ``synced`` flag, the time the queue last reached the disk) takes every earlier
+        commit along.
+        """
+        since = self._unsynced_since
+        if since is None or time.monotonic() - since < older_than:
+            return False
+        self.set_flag(SYNCED_FLAG, "")
+        return True
+
     def flags(self) -> dict[str, str]:
         """Every flag the service recorded: ``{name: value}`` (works read-only)."""
         with self._read("read flags") as conn:
@@ -805,6 +833,8 @@ class Outbox:
         """Whether a job uploaded to this destination and album before the hash became
         XXH3-128 (so it has only a SHA-256) was of a file of ``size`` bytes: only a picture
         of that size can be its duplicate."""
+        if not self._has_sha256:
+            return False
         with self._read("look up uploaded content") as conn:
             row = conn.execute(_SHA256_OF_SIZE, (size, destination, album_id)).fetchone()
         return row is not None
@@ -921,7 +951,10 @@ class Outbox:
         return {str(name): (str(health), str(detail)) for name, health, detail in rows}
 
     def close(self) -> None:
-        """Close the database; later calls do nothing."""
+        """Close the database (after putting every unsynced write on the disk); later calls
+        do nothing."""
+        if self._conn is not None and not self._readonly:
+            self.sync()
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
@@ -973,6 +1006,13 @@ class Outbox:
         # FULL: a job marked uploaded (or added) survives a power cut at the booth.
         conn.execute("PRAGMA synchronous = FULL")
         self._migrate(conn)
+        # Nothing records a SHA-256 any more: once none is there, none ever will be.
+        self._has_sha256 = bool(
+            conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_content"
+                " WHERE sha256 IS NOT NULL)"
+            ).fetchone()[0]
+        )
 
     def _check_integrity(self, conn: sqlite3.Connection, version: int) -> None:
         """Raise _DamagedDatabase unless the file is sound and holds our schema.
@@ -1089,6 +1129,11 @@ class Outbox:
                 try:
                     yield conn
                     conn.execute("COMMIT")
+                    if synced:
+                        # Syncing the WAL to its end took every earlier commit along.
+                        self._unsynced_since = None
+                    elif self._unsynced_since is None:
+                        self._unsynced_since = time.monotonic()
                 except BaseException:
                     # SQLite may already have rolled back on its own (disk full, I/O error).
                     if conn.in_transaction:

@@ -80,6 +80,10 @@ class _Digest(Protocol):
     def hexdigest(self) -> str: ...
 
 
+# A completion reaches the disk at most this long (seconds) after it was recorded, while
+# the workers are busy; a power cut in that time can only send its picture once more.
+_SYNC_DELAY = 0.2
+
 _CHANGED_ERROR = "changed while it was being uploaded; sending it again"
 
 # Probing an offline destination: exponential backoff with equal jitter, from
@@ -290,12 +294,23 @@ class Uploader:
                 continue
             if paused:
                 # resume() wakes the workers.
+                self._sync()
                 self._idle(generation, _IDLE_CHECK)
                 continue
             if job is None:
+                # Nothing left to send now: what was recorded goes to the disk at once.
+                self._sync()
                 self._idle(generation, self._until_next_due())
                 continue
             self._process(job)
+        self._sync()
+
+    def _sync(self, older_than: float = 0.0) -> None:
+        """Put the queue's unsynced writes (the workers' completions) on the disk."""
+        try:
+            self._outbox.sync(older_than=older_than)
+        except OutboxError as exc:
+            log.error("%s", exc)
 
     def _idle(self, generation: int, timeout: float) -> None:
         with self._cond:
@@ -450,13 +465,18 @@ class Uploader:
         """Record the job done: uploaded, or (``copy``) already there with the same content."""
         note = f"same content as {copy.name}, already uploaded" if copy is not None else None
         try:
+            # Not synced on its own: in a burst one sync every _SYNC_DELAY takes the
+            # completions of all workers to the disk (a sync per picture cost a tenth of
+            # the burst's time), and an idle worker syncs at once.
             done = self._outbox.complete(
                 job.id,
                 taken_at_ms=capture.taken_at_ms if capture else None,
                 taken_at_source=capture.source if capture else None,
                 xxh128=digest,
                 note=note,
+                synced=False,
             )
+            self._outbox.sync(older_than=_SYNC_DELAY)
         except OutboxError as exc:
             log.error("%s", exc)
             return

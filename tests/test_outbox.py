@@ -17,6 +17,7 @@ from boothsync.errors import OutboxError
 from boothsync.outbox import (
     _MIGRATIONS,
     SCHEMA_VERSION,
+    SYNCED_FLAG,
     Event,
     Job,
     JobState,
@@ -581,6 +582,30 @@ def test_jobs_uploaded_with_a_sha256_are_still_found_after_the_hash_changed(
         assert box.find_uploaded_sha256(sha, **where) == Path("/booth/prints/IMG_1.jpg")
     finally:
         box.close()
+
+
+def test_sync_puts_unsynced_writes_on_the_disk_once_they_are_old_enough(
+    box: Outbox, db: Path
+) -> None:
+    """Completions made without a sync are seen at once by other readers; sync() writes the
+    synced flag when some are pending and old enough, and nothing when none are."""
+    add(box, "IMG_1.jpg")
+    assert box.sync() is True  # the add itself is not synced
+    assert box.sync() is False
+    job = claim(box)
+    assert box.complete(job.id, xxh128=XXH_A, synced=False) is True
+    reader = Outbox(db, readonly=True)
+    try:
+        assert reader.stats().totals["uploaded"] == 1
+    finally:
+        reader.close()
+    assert box.sync(older_than=60.0) is False
+    assert box.sync() is True
+    assert SYNCED_FLAG in box.flags()
+    assert box.sync() is False
+    add(box, "IMG_2.jpg")
+    box.set_flag("paused", "0")  # a synced write takes the add along
+    assert box.sync() is False
 
 
 # -- recovery -----------------------------------------------------------------

@@ -22,7 +22,7 @@ from boothsync.errors import (
     SourceFileError,
     Unauthorized,
 )
-from boothsync.outbox import Job, Outbox
+from boothsync.outbox import SYNCED_FLAG, Job, Outbox
 from boothsync.retry import RetryBudget
 from boothsync.uploader import Health, Uploader, UploadReport
 from tests.helpers import wait_for
@@ -378,6 +378,35 @@ def test_a_picture_uploaded_before_the_hash_changed_is_still_recognised(tmp_path
         assert recorder.reports[0].note == "same content as IMG_1.jpg, already uploaded"
     finally:
         outbox.close()
+
+
+def test_completions_reach_the_disk_once_the_queue_is_drained(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """Workers record completions without a sync each, and sync when no job is left: the
+    synced flag is written after the last completion, with nothing left unsynced."""
+    for i in range(5):
+        queue(outbox, picture(tmp_path, f"IMG_{i}.jpg"), "eventpics")
+    uploader = running(outbox, FakeGallery("eventpics"), concurrency=2)
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 5)
+
+        def synced_after_last() -> bool:
+            raw = sqlite3.connect(tmp_path / "state" / "outbox.sqlite3")
+            try:
+                (synced,) = raw.execute(
+                    "SELECT COALESCE(MAX(updated_at), 0) FROM flags WHERE name = ?",
+                    (SYNCED_FLAG,),
+                ).fetchone()
+                (last,) = raw.execute("SELECT MAX(finished_at) FROM jobs").fetchone()
+            finally:
+                raw.close()
+            return bool(synced >= last)
+
+        wait_for(synced_after_last, what="a sync after the last completion")
+        assert outbox.sync() is False
+    finally:
+        uploader.stop(5)
 
 
 def test_identical_content_goes_once_to_each_destination_and_album(
