@@ -248,6 +248,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # before keep their SHA-256 (find_uploaded_sha256()); new ones record only this.
         "ALTER TABLE jobs ADD COLUMN xxh128 TEXT",
         "CREATE INDEX jobs_xxh128 ON jobs (xxh128, destination) WHERE xxh128 IS NOT NULL",
+        # A hash of the size and the first 64 KiB: only a picture whose head matches an
+        # uploaded one's can be a duplicate, so only that one is read whole before it is
+        # sent (may_have_uploaded()); any other is hashed as it is sent.
+        "ALTER TABLE jobs ADD COLUMN head TEXT",
+        "CREATE INDEX jobs_head ON jobs (head, destination) WHERE head IS NOT NULL",
         # has_sha256_of_size(): whether a picture could match one of those older jobs at all
         # (one of the same size), so that only then is SHA-256 computed as well.
         "CREATE INDEX files_size ON files (size)",
@@ -315,6 +320,13 @@ _FIND_UPLOADED = """
     FROM jobs AS j INDEXED BY jobs_xxh128 JOIN files AS f ON f.id = j.file_id
     WHERE j.xxh128 = ? AND j.destination = ? AND j.album_id IS ? AND j.state = 'uploaded'
     ORDER BY j.note IS NOT NULL, j.id
+    LIMIT 1
+"""
+
+_HEAD_UPLOADED = """
+    SELECT 1
+    FROM jobs INDEXED BY jobs_head
+    WHERE head = ? AND destination = ? AND album_id IS ? AND state = 'uploaded'
     LIMIT 1
 """
 
@@ -616,6 +628,7 @@ class Outbox:
         taken_at_ms: int | None = None,
         taken_at_source: str | None = None,
         xxh128: str | None = None,
+        head: str | None = None,
         note: str | None = None,
         synced: bool = True,
     ) -> bool:
@@ -626,7 +639,8 @@ class Outbox:
         a power cut can undo such a completion, and the picture is then uploaded once more.
 
         ``xxh128`` is the hash (XXH3-128, hex) of the content the destination now has, for
-        :meth:`find_uploaded`. ``note`` marks a job settled without an upload
+        :meth:`find_uploaded`, and ``head`` that of its size and beginning, for
+        :meth:`may_have_uploaded`. ``note`` marks a job settled without an upload
         (the destination already had that content) and says why; such jobs are
         counted in :attr:`Stats.duplicates`.
 
@@ -638,9 +652,9 @@ class Outbox:
             now = self._clock()
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, last_error = NULL, updated_at = ?,"
-                " xxh128 = ?, note = ?"
+                " xxh128 = ?, head = ?, note = ?"
                 " WHERE id = ? AND state = ?",
-                (JobState.UPLOADED, now, now, xxh128, note, job_id, JobState.UPLOADING),
+                (JobState.UPLOADED, now, now, xxh128, head, note, job_id, JobState.UPLOADING),
             )
             if cur.rowcount == 0:
                 _note_stale(cur, job_id)
@@ -828,6 +842,17 @@ class Outbox:
         A real upload is named in preference to a job that was itself a duplicate.
         """
         return self._find(_FIND_UPLOADED, xxh128, destination, album_id)
+
+    def may_have_uploaded(
+        self, head: str, *, size: int, destination: str, album_id: str | None
+    ) -> bool:
+        """Whether this destination and album may already have a picture whose size and
+        beginning hash to ``head``: False means it surely has no copy of it, True that the
+        whole content must be compared (:meth:`find_uploaded`)."""
+        with self._read("look up uploaded content") as conn:
+            if conn.execute(_HEAD_UPLOADED, (head, destination, album_id)).fetchone():
+                return True
+        return self.has_sha256_of_size(size, destination=destination, album_id=album_id)
 
     def has_sha256_of_size(self, size: int, *, destination: str, album_id: str | None) -> bool:
         """Whether a job uploaded to this destination and album before the hash became

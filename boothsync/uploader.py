@@ -1,10 +1,16 @@
 """Worker threads that turn queued jobs into uploaded pictures.
 
-Each worker claims one job from the outbox, reads the capture time, hashes
-the file, hands it to its destination and records what happened: uploaded,
-duplicate (the destination already has this content, in this album), waiting
-(try again later, with backoff), or failed (the gallery refused this file, or
-the file is gone or unreadable).
+Each worker claims one job from the outbox, reads the capture time, checks
+whether the destination may already have this content, hands the file to its
+destination and records what happened: uploaded, duplicate (the destination
+already has this content, in this album), waiting (try again later, with
+backoff), or failed (the gallery refused this file, or the file is gone or
+unreadable).
+
+The duplicate check reads a file whole before sending it only when a picture
+of the same size and beginning (the first 64 KiB) is already uploaded there;
+otherwise the content hash (XXH3-128) is taken from the bytes as they are sent,
+so a picture is read from disk once.
 
 Each destination has a health. One that rejects the key or the event is
 paused as a whole (unauthorized) instead of failing every file in turn; one
@@ -17,7 +23,7 @@ client-wide :class:`~boothsync.retry.RetryBudget`.
 The operator can pause the uploader as a whole (:meth:`Uploader.pause`): no
 job is claimed until :meth:`Uploader.resume`, while uploads in flight finish.
 
-The file is stat'ed before it is hashed and again once the destination took
+The file is stat'ed before it is read and again once the destination took
 it; if it changed in between, the job is sent again, so a gallery never keeps
 a copy that is stale or partial. The content hash is computed here, once per
 job, and nowhere else (scans stay cheap).
@@ -72,6 +78,8 @@ _IDLE_CHECK = 5.0
 # Read this much at a time when hashing: pictures can be large videos, and a
 # Raspberry Pi has little memory to spare.
 _HASH_CHUNK = 1024 * 1024
+# The head of a file (see _head) ends here: past a JPEG's EXIF and into its pixels.
+_HEAD_BYTES = 64 * 1024
 
 
 class _Digest(Protocol):
@@ -350,6 +358,7 @@ class Uploader:
         capture: Capture | None = None
         before: _Version | None = None
         digest: str | None = None
+        head: str | None = None
         copy: Path | None = None
         try:
             # Whatever the file holds now is what gets sent, even if it changed
@@ -359,18 +368,28 @@ class Uploader:
             if (before.size, before.mtime_ns) != (job.size, job.mtime_ns):
                 log.debug("%s changed since it was queued; sending its current content", job.path)
             capture = self._capture(job)
-            digest = _xxh128(job.path)
+            head = _head(job.path, before.size)
             # Two workers holding identical content for the same destination
-            # may both get None here and both upload: the gallery then has it
-            # twice. Rare (the same picture written twice within one upload
+            # may both find no copy here and both upload: the gallery then has
+            # it twice. Rare (the same picture written twice within one upload
             # time) and harmless, so no lock across the upload.
-            copy = self._find_uploaded(job, digest, before.size)
+            if self._outbox.may_have_uploaded(
+                head, size=before.size, destination=job.destination, album_id=job.album_id
+            ):
+                # One of the same size and beginning is there: compare the whole content.
+                digest = _xxh128(job.path)
+                copy = self._find_uploaded(job, digest, before.size)
             if copy is None:
-                item = self._item(job, capture, before)
+                hashing = _StreamHash()
+                item = self._item(job, capture, before, on_read=hashing.feed)
                 with self._shrunk(job, item) as sent:
                     for attempt in attempt_policy(self._stopping, budget=self._budget):
                         with attempt:
                             destination.upload(sent)
+                if digest is None:
+                    # Hashed on the way out, unless the destination read the file otherwise
+                    # (a copy to a folder, a shrunk copy).
+                    digest = hashing.hexdigest(before.size) or _xxh128(job.path)
         except DestinationUnavailable as exc:
             self._release(job)
             self._pause(job.destination, exc)
@@ -403,10 +422,9 @@ class Uploader:
             assert before is not None and digest is not None  # set before anything else ran
             if _changed(job.path, before):
                 self._send_again(job, started, capture)
-            elif copy is not None:
-                self._complete(job, capture, started, digest, copy)
             else:
-                self._complete(job, capture, started, digest)
+                assert head is not None
+                self._complete(job, capture, started, (digest, head), copy)
 
     def _find_uploaded(self, job: Job, digest: str, size: int) -> Path | None:
         """A file with this content already uploaded to the job's destination and album.
@@ -436,14 +454,25 @@ class Uploader:
             small = downscale(
                 job.path, max_edge=wanted.max_edge, quality=wanted.quality, into=Path(folder)
             )
-            yield item if small is None else replace(item, path=small, size=small.stat().st_size)
+            if small is None:
+                yield item
+            else:
+                # What is sent is not the original: it is hashed from its own file.
+                size = small.stat().st_size
+                yield replace(item, path=small, size=size, on_read=None)
 
     def _capture(self, job: Job) -> Capture:
         if job.taken_at_ms is not None and job.taken_at_source:
             return Capture(taken_at_ms=job.taken_at_ms, source=job.taken_at_source)
         return capture_time(job.path, self._tz, options=self._capture_options)
 
-    def _item(self, job: Job, capture: Capture, version: _Version) -> UploadItem:
+    def _item(
+        self,
+        job: Job,
+        capture: Capture,
+        version: _Version,
+        on_read: Callable[[int, bytes], None] | None = None,
+    ) -> UploadItem:
         return UploadItem(
             path=job.path,
             file_name=job.path.name,
@@ -452,6 +481,7 @@ class Uploader:
             taken_at_ms=capture.taken_at_ms,
             album_id=job.album_id,
             bandwidth=self._bandwidth,
+            on_read=on_read,
         )
 
     def _complete(
@@ -459,20 +489,22 @@ class Uploader:
         job: Job,
         capture: Capture | None,
         started: float,
-        digest: str,
+        hashes: tuple[str, str],
         copy: Path | None = None,
     ) -> None:
-        """Record the job done: uploaded, or (``copy``) already there with the same content."""
+        """Record the job done: uploaded, or (``copy``) already there with the same content.
+        ``hashes``: the content's XXH3-128 and its head's (see :func:`_head`)."""
         note = f"same content as {copy.name}, already uploaded" if copy is not None else None
         try:
             # Not synced on its own: in a burst one sync every _SYNC_DELAY takes the
-            # completions of all workers to the disk (a sync per picture cost a tenth of
-            # the burst's time), and an idle worker syncs at once.
+            # completions of all workers to the disk (a sync per picture held every other
+            # worker's queue access up behind it), and an idle worker syncs at once.
             done = self._outbox.complete(
                 job.id,
                 taken_at_ms=capture.taken_at_ms if capture else None,
                 taken_at_source=capture.source if capture else None,
-                xxh128=digest,
+                xxh128=hashes[0],
+                head=hashes[1],
                 note=note,
                 synced=False,
             )
@@ -805,6 +837,39 @@ def _changed(path: Path, before: _Version) -> bool:
         return _version(path) != before
     except SourceFileError:
         return True
+
+
+class _StreamHash:
+    """The XXH3-128 of a file's bytes as a destination reads them to send them
+    (:attr:`UploadItem.on_read`): bytes read again (a retry) count once; a gap leaves it
+    incomplete, and then the file is hashed on its own."""
+
+    def __init__(self) -> None:
+        self._digest = xxhash.xxh3_128()
+        self._position = 0
+
+    def feed(self, offset: int, data: bytes) -> None:
+        end = offset + len(data)
+        if offset <= self._position < end:
+            self._digest.update(memoryview(data)[self._position - offset :])
+            self._position = end
+
+    def hexdigest(self, size: int) -> str | None:
+        """The hash when exactly ``size`` bytes were seen from the start, else None."""
+        return self._digest.hexdigest() if self._position == size else None
+
+
+def _head(path: Path, size: int) -> str:
+    """XXH3-64 of the size and the first :data:`_HEAD_BYTES` bytes: two files with
+    different heads cannot have the same content."""
+    try:
+        with path.open("rb") as handle:  # buffered: reads until it has them all, or the end
+            start = handle.read(_HEAD_BYTES)
+    except FileNotFoundError as exc:
+        raise SourceFileError(f"missing: {path} vanished") from exc
+    except OSError as exc:
+        raise SourceFileError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    return xxhash.xxh3_64(size.to_bytes(8, "little") + start).hexdigest()
 
 
 def _xxh128(path: Path) -> str:

@@ -411,6 +411,26 @@ def test_find_uploaded_matches_content_destination_and_album(box: Outbox) -> Non
     assert found(XXH_B, "archive", None) is None  # failed, never completed with a hash
 
 
+def test_may_have_uploaded_answers_by_head_destination_and_album(box: Outbox) -> None:
+    """A head recorded with an uploaded job says "may have it" for that destination and
+    album only; one not uploaded (waiting, failed) or another head says surely not."""
+    add(box, "IMG_1.jpg", TWO)
+    for job in drain(box):
+        box.complete(job.id, xxh128=XXH_A, head="h1")
+
+    def may(head: str, destination: str, album_id: str | None) -> bool:
+        return box.may_have_uploaded(head, size=100, destination=destination, album_id=album_id)
+
+    assert may("h1", "eventpics", "album-1")
+    assert may("h1", "backup", None)
+    assert not may("h1", "eventpics", None)
+    assert not may("h1", "archive", None)
+    assert not may("h2", "eventpics", "album-1")
+    add(box, "IMG_2.jpg", {"archive": None})
+    box.fail(claim(box).id, error="rejected")
+    assert not may("h2", "archive", None)
+
+
 def test_find_uploaded_names_a_real_upload_before_a_duplicate(box: Outbox) -> None:
     """When a duplicate and the upload it copies both match, the real upload is named."""
     add(box, "IMG_2.jpg")
@@ -567,6 +587,9 @@ def test_jobs_uploaded_with_a_sha256_are_still_found_after_the_hash_changed(
         assert box.find_uploaded(sha[:32], **where) is None
         assert box.has_sha256_of_size(100, **where)
         assert not box.has_sha256_of_size(101, **where)
+        # Its head was never recorded: its size alone says a picture may be its copy.
+        assert box.may_have_uploaded("h", size=100, **where)
+        assert not box.may_have_uploaded("h", size=101, **where)
         assert not box.has_sha256_of_size(100, destination="backup", album_id="a1")
         box.add(
             Path("/booth/prints/IMG_2.jpg"),

@@ -24,7 +24,7 @@ from boothsync.errors import (
 )
 from boothsync.outbox import SYNCED_FLAG, Job, Outbox
 from boothsync.retry import RetryBudget
-from boothsync.uploader import Health, Uploader, UploadReport
+from boothsync.uploader import Health, Uploader, UploadReport, _StreamHash
 from tests.helpers import wait_for
 
 UTC = ZoneInfo("UTC")
@@ -52,13 +52,8 @@ class FakeGallery:
     def upload(self, item: UploadItem) -> None:
         with self.lock:
             self.items.append(item)
-        # Exactly item.size bytes, as the real destinations send them.
-        try:
-            data = item.path.read_bytes()[: item.size]
-        except OSError as exc:
-            raise SourceFileError(f"{item.path}: cannot be read: {exc}") from exc
-        if len(data) < item.size:
-            raise SourceFileError(f"{item.path}: shrank while it was being uploaded")
+        # Exactly item.size bytes, read as the real destinations read them.
+        data = b"".join(item.chunks())
         if self.behaviour is not None:
             self.behaviour(item)
         with self.lock:
@@ -489,6 +484,77 @@ def test_the_content_hash_is_the_xxh128_of_the_whole_file(tmp_path: Path, outbox
         uploader.stop(5)
     digest = xxhash.xxh3_128(data).hexdigest()
     assert outbox.find_uploaded(digest, destination="eventpics", album_id=None) == path
+
+
+def test_the_stream_hash_counts_bytes_read_again_once_and_a_gap_makes_it_incomplete() -> None:
+    """Bytes fed twice (a retry reads the file again from the start) are hashed once; a read
+    that skips ahead leaves the hash incomplete (None), as does one short of the size."""
+    data = os.urandom(3000)
+    expected = xxhash.xxh3_128(data).hexdigest()
+    retried = _StreamHash()
+    retried.feed(0, data[:1000])
+    retried.feed(1000, data[1000:1500])
+    retried.feed(0, data[:1200])  # the second attempt, overlapping what was seen
+    retried.feed(1200, data[1200:])
+    assert retried.hexdigest(3000) == expected
+    gap = _StreamHash()
+    gap.feed(0, data[:1000])
+    gap.feed(2000, data[2000:])
+    assert gap.hexdigest(3000) is None
+    short = _StreamHash()
+    short.feed(0, data[:2999])
+    assert short.hexdigest(3000) is None
+
+
+def test_a_picture_unlike_any_uploaded_is_read_once(
+    tmp_path: Path, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A picture whose size and beginning match no uploaded one is not read whole before it
+    is sent: its content hash comes from the bytes sent, and still finds it afterwards."""
+    monkeypatch.setattr(
+        "boothsync.uploader._xxh128", lambda path: pytest.fail(f"{path} was read whole")
+    )
+    data = os.urandom(300_000)
+    path = picture(tmp_path, "IMG_1.jpg", data)
+    queue(outbox, path, "eventpics")
+    uploader = running(outbox, FakeGallery("eventpics"))
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 1)
+    finally:
+        uploader.stop(5)
+    digest = xxhash.xxh3_128(data).hexdigest()
+    assert outbox.find_uploaded(digest, destination="eventpics", album_id=None) == path
+
+
+class ReadsItsOwnWay(FakeGallery):
+    """A destination that reads the file directly (as a copy to a folder may), not through
+    the item's chunks."""
+
+    def upload(self, item: UploadItem) -> None:
+        with self.lock:
+            self.items.append(item)
+            self.received.append(item.path.read_bytes())
+
+
+def test_a_destination_reading_the_file_itself_still_leaves_its_hash(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """When the destination read the file its own way, the uploader hashes it after the
+    upload, so a later copy of the same content is still recognised."""
+    gallery = ReadsItsOwnWay("eventpics")
+    first = picture(tmp_path, "IMG_1.jpg", b"\xff\xd8the print")
+    queue(outbox, first, "eventpics")
+    uploader, recorder = recording(outbox, gallery)
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 1)
+        second = picture(tmp_path, "IMG_1 (copy).jpg", b"\xff\xd8the print")
+        queue(outbox, second, "eventpics")
+        uploader.wake()
+        wait_for(lambda: totals(outbox)["uploaded"] == 2)
+    finally:
+        uploader.stop(5)
+    assert gallery.received == [b"\xff\xd8the print"]
+    assert recorder.outcomes() == ["uploaded", "duplicate"]
 
 
 # -- a file that changes around its upload -----------------------------------------

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
@@ -47,6 +47,9 @@ class UploadItem:
     taken_at_ms: int | None
     album_id: str | None
     bandwidth: Bandwidth | None = None
+    # Called with the offset and the bytes of every read, so the uploader can hash what is
+    # sent without reading the file a second time.
+    on_read: Callable[[int, bytes], None] | None = field(default=None, compare=False)
 
     def chunks(self) -> Iterator[bytes]:
         """The file's bytes, exactly ``size`` of them; SourceFileError if it cannot be read or
@@ -111,6 +114,8 @@ class _ItemReader(io.RawIOBase):
             raise SourceFileError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
         if len(data) < wanted:
             raise SourceFileError(f"{self._item.path}: shrank while it was being uploaded")
+        if self._item.on_read is not None:
+            self._item.on_read(self._position, data)
         self._position += len(data)
         if self._item.bandwidth is not None:
             self._item.bandwidth.take(len(data))
