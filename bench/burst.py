@@ -292,7 +292,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rounds",
         type=positive(int),
-        default=3,
+        default=5,
         help="boothsync runs, each followed by a floor run (default: %(default)s)",
     )
     return parser

@@ -56,6 +56,8 @@ FILL_BATCH = 1_000
 STATUS_RUNS = 5
 STATS_RUNS = 5
 XXH128 = "0" * 32
+HEAD = "0" * 16
+SYNC_DELAY = 0.2  # the uploader's: a completion reaches the disk at most this long after
 
 
 # -- the queue ---------------------------------------------------------------------------------
@@ -101,12 +103,17 @@ def cycles_outbox(path: Path, cycles: int, threads: int) -> float:
                 job = outbox.claim(only=(DESTINATION,))
                 if job is None:
                     raise BenchError("claim() found no waiting job")
+                # As the uploader's workers complete a job: without a sync of its own, and
+                # one sync for all of them at most every SYNC_DELAY seconds.
                 outbox.complete(
                     job.id,
                     taken_at_ms=1_780_000_000_000,
                     taken_at_source="exif:DateTimeOriginal",
                     xxh128=XXH128,
+                    head=HEAD,
+                    synced=False,
                 )
+                outbox.sync(older_than=SYNC_DELAY)
                 seen.append(job.id)
         except BaseException as exc:
             errors.append(exc)
@@ -118,6 +125,7 @@ def cycles_outbox(path: Path, cycles: int, threads: int) -> float:
             worker.start()
         for worker in workers:
             worker.join()
+        outbox.sync()  # the last completions reach the disk within the time measured
         took = time.perf_counter() - started
     finally:
         outbox.close()
