@@ -314,14 +314,20 @@ _DUPLICATES = """
     GROUP BY destination
 """
 
-# "album_id IS ?": no album matches no album (NULL = NULL would not).
-_FIND_UPLOADED = """
-    SELECT f.path
-    FROM jobs AS j INDEXED BY jobs_xxh128 JOIN files AS f ON f.id = j.file_id
-    WHERE j.xxh128 = ? AND j.destination = ? AND j.album_id IS ? AND j.state = 'uploaded'
-    ORDER BY j.note IS NOT NULL, j.id
-    LIMIT 1
-"""
+
+def _find_uploaded_by(column: str, index: str) -> str:
+    # "album_id IS ?": no album matches no album (NULL = NULL would not).
+    return f"""
+        SELECT f.path
+        FROM jobs AS j INDEXED BY {index} JOIN files AS f ON f.id = j.file_id
+        WHERE j.{column} = ? AND j.destination = ? AND j.album_id IS ? AND j.state = 'uploaded'
+        ORDER BY j.note IS NOT NULL, j.id
+        LIMIT 1
+    """
+
+
+_FIND_UPLOADED = _find_uploaded_by("xxh128", "jobs_xxh128")
+_FIND_UPLOADED_SHA256 = _find_uploaded_by("sha256", "jobs_content")
 
 _HEAD_UPLOADED = """
     SELECT 1
@@ -330,13 +336,6 @@ _HEAD_UPLOADED = """
     LIMIT 1
 """
 
-_FIND_UPLOADED_SHA256 = """
-    SELECT f.path
-    FROM jobs AS j INDEXED BY jobs_content JOIN files AS f ON f.id = j.file_id
-    WHERE j.sha256 = ? AND j.destination = ? AND j.album_id IS ? AND j.state = 'uploaded'
-    ORDER BY j.note IS NOT NULL, j.id
-    LIMIT 1
-"""
 
 _SHA256_OF_SIZE = """
     SELECT 1

@@ -1,14 +1,18 @@
-"""Helpers the tests share: waiting with a deadline instead of sleeping, test configs."""
+"""Helpers the tests share: waiting with a deadline instead of sleeping, test configs, queue
+databases as older releases left them."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from boothsync.config import Config, parse_config
+from boothsync.outbox import _MIGRATIONS
 from boothsync.receiver import DEMO_API_KEY
 
 T = TypeVar("T")
@@ -61,3 +65,19 @@ def engine_config(
         source=None,
         environ={},
     )
+
+
+@contextmanager
+def old_queue(db: Path, version: int) -> Iterator[sqlite3.Connection]:
+    """A queue database at schema ``version``, as a release of that time left it: yields the
+    raw connection to fill it with rows, and closes it afterwards."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    raw = sqlite3.connect(db, isolation_level=None)
+    try:
+        for statements in _MIGRATIONS[:version]:
+            for statement in statements:
+                raw.execute(statement)
+        raw.execute(f"PRAGMA user_version = {int(version)}")
+        yield raw
+    finally:
+        raw.close()

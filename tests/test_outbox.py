@@ -15,7 +15,6 @@ import pytest
 
 from boothsync.errors import OutboxError
 from boothsync.outbox import (
-    _MIGRATIONS,
     SCHEMA_VERSION,
     SYNCED_FLAG,
     Event,
@@ -25,6 +24,7 @@ from boothsync.outbox import (
     Outbox,
     _move_aside,
 )
+from tests.helpers import old_queue
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE = {"eventpics": None}
@@ -464,12 +464,7 @@ def test_a_job_completed_with_a_note_counts_as_a_duplicate(box: Outbox, clock: C
 def test_a_schema_1_database_is_migrated_with_its_data(db: Path, clock: Clock) -> None:
     """A queue written by the first release opens at the current schema with every job,
     file and health row intact, and takes content hashes and notes from then on."""
-    db.parent.mkdir(parents=True)
-    raw = sqlite3.connect(db, isolation_level=None)
-    try:
-        for statement in _MIGRATIONS[0]:
-            raw.execute(statement)
-        raw.execute("PRAGMA user_version = 1")
+    with old_queue(db, 1) as raw:
         raw.execute(
             "INSERT INTO files (id, path, size, mtime_ns, watch, added_at, taken_at_ms,"
             " taken_at_source) VALUES (1, '/booth/prints/IMG_1.jpg', 100, 1, 'prints', 5.0,"
@@ -488,8 +483,6 @@ def test_a_schema_1_database_is_migrated_with_its_data(db: Path, clock: Clock) -
         )
         columns = {row[1] for row in raw.execute("PRAGMA table_info(jobs)")}
         assert "sha256" not in columns and "note" not in columns
-    finally:
-        raw.close()
 
     box = Outbox(db, clock=clock)
     try:
@@ -534,18 +527,10 @@ def test_a_schema_1_database_is_migrated_with_its_data(db: Path, clock: Clock) -
 def test_a_schema_4_database_keeps_its_commands_and_takes_reload(db: Path, clock: Clock) -> None:
     """A queue from before the reload command keeps the commands waiting in it, and takes
     "reload" once migrated."""
-    db.parent.mkdir(parents=True)
-    raw = sqlite3.connect(db, isolation_level=None)
-    try:
-        for statements in _MIGRATIONS[:4]:
-            for statement in statements:
-                raw.execute(statement)
-        raw.execute("PRAGMA user_version = 4")
+    with old_queue(db, 4) as raw:
         raw.execute("INSERT INTO commands (command, sent_at) VALUES ('pause', 1.0)")
         with pytest.raises(sqlite3.IntegrityError):
             raw.execute("INSERT INTO commands (command, sent_at) VALUES ('reload', 1.0)")
-    finally:
-        raw.close()
     box = Outbox(db, clock=clock)
     try:
         box.send_command("reload")
@@ -561,13 +546,7 @@ def test_jobs_uploaded_with_a_sha256_are_still_found_after_the_hash_changed(
     that hash, and whether one of a given size exists for a destination and album; new
     completions record XXH3-128 and are found by it."""
     sha = "5" * 64
-    db.parent.mkdir(parents=True)
-    raw = sqlite3.connect(db, isolation_level=None)
-    try:
-        for statements in _MIGRATIONS[:5]:
-            for statement in statements:
-                raw.execute(statement)
-        raw.execute("PRAGMA user_version = 5")
+    with old_queue(db, 5) as raw:
         raw.execute(
             "INSERT INTO files (id, path, size, mtime_ns, watch, added_at)"
             " VALUES (1, '/booth/prints/IMG_1.jpg', 100, 1, 'prints', 5.0)"
@@ -577,8 +556,6 @@ def test_jobs_uploaded_with_a_sha256_are_still_found_after_the_hash_changed(
             " finished_at, updated_at, sha256) VALUES"
             f" (1, 'eventpics', 'a1', 'uploaded', 5.0, 7.0, 7.0, '{sha}')"
         )
-    finally:
-        raw.close()
     box = Outbox(db, clock=clock)
     try:
         where = {"destination": "eventpics", "album_id": "a1"}
@@ -591,13 +568,7 @@ def test_jobs_uploaded_with_a_sha256_are_still_found_after_the_hash_changed(
         assert box.may_have_uploaded("h", size=100, **where)
         assert not box.may_have_uploaded("h", size=101, **where)
         assert not box.has_sha256_of_size(100, destination="backup", album_id="a1")
-        box.add(
-            Path("/booth/prints/IMG_2.jpg"),
-            size=100,
-            mtime_ns=2,
-            watch="prints",
-            destinations={"eventpics": "a1"},
-        )
+        add(box, "IMG_2.jpg", {"eventpics": "a1"}, mtime_ns=2)
         job = claim(box)
         assert box.complete(job.id, xxh128=XXH_A) is True
         assert box.find_uploaded(XXH_A, **where) == job.path

@@ -25,7 +25,7 @@ from boothsync.errors import (
 from boothsync.outbox import SYNCED_FLAG, Job, Outbox
 from boothsync.retry import RetryBudget
 from boothsync.uploader import Health, Uploader, UploadReport, _StreamHash
-from tests.helpers import wait_for
+from tests.helpers import old_queue, wait_for
 
 UTC = ZoneInfo("UTC")
 
@@ -297,6 +297,17 @@ def recording(
     return uploader, recorder
 
 
+def run_until_uploaded(outbox: Outbox, gallery: FakeGallery, count: int) -> Recorder:
+    """One worker over the queue until ``count`` jobs are uploaded (duplicates count); then
+    stopped. What it reported."""
+    uploader, recorder = recording(outbox, gallery)
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == count)
+    finally:
+        uploader.stop(5)
+    return recorder
+
+
 def rewrite(path: Path, content: bytes) -> None:
     """Write new content with a modification time that surely differs from the old one."""
     old = path.stat().st_mtime_ns
@@ -312,11 +323,7 @@ def test_the_same_print_written_twice_is_uploaded_once(tmp_path: Path, outbox: O
     second = picture(tmp_path, "IMG_1 (copy).jpg", b"\xff\xd8the print")
     queue(outbox, first, "eventpics", album="a1")
     queue(outbox, second, "eventpics", album="a1")
-    uploader, recorder = recording(outbox, gallery)
-    try:
-        wait_for(lambda: totals(outbox)["uploaded"] == 2)
-    finally:
-        uploader.stop(5)
+    recorder = run_until_uploaded(outbox, gallery, 2)
     assert gallery.received == [b"\xff\xd8the print"]
     assert recorder.outcomes() == ["uploaded", "duplicate"]
     duplicate = recorder.reports[1]
@@ -332,19 +339,11 @@ def test_the_same_print_written_twice_is_uploaded_once(tmp_path: Path, outbox: O
 def test_a_picture_uploaded_before_the_hash_changed_is_still_recognised(tmp_path: Path) -> None:
     """A queue from a version that recorded SHA-256: the same content under another name is
     settled as a duplicate of the picture it already uploaded, not sent again."""
-    from boothsync.outbox import _MIGRATIONS
-
     content = b"\xff\xd8the print"
     first = picture(tmp_path, "IMG_1.jpg", content)
     second = picture(tmp_path, "IMG_1 (copy).jpg", content)
     db = tmp_path / "state" / "outbox.sqlite3"
-    db.parent.mkdir()
-    raw = sqlite3.connect(db, isolation_level=None)
-    try:
-        for statements in _MIGRATIONS[:5]:
-            for statement in statements:
-                raw.execute(statement)
-        raw.execute("PRAGMA user_version = 5")
+    with old_queue(db, 5) as raw:
         st = first.stat()
         raw.execute(
             "INSERT INTO files (id, path, size, mtime_ns, watch, added_at)"
@@ -357,17 +356,11 @@ def test_a_picture_uploaded_before_the_hash_changed_is_still_recognised(tmp_path
             " 1.0, 2.0, 2.0, ?)",
             (hashlib.sha256(content).hexdigest(),),
         )
-    finally:
-        raw.close()
     outbox = Outbox(db)
     gallery = FakeGallery("eventpics")
     try:
         queue(outbox, second, "eventpics", album="a1")
-        uploader, recorder = recording(outbox, gallery)
-        try:
-            wait_for(lambda: totals(outbox)["uploaded"] == 2)
-        finally:
-            uploader.stop(5)
+        recorder = run_until_uploaded(outbox, gallery, 2)
         assert gallery.received == []
         assert recorder.outcomes() == ["duplicate"]
         assert recorder.reports[0].note == "same content as IMG_1.jpg, already uploaded"
@@ -472,20 +465,6 @@ def test_a_folder_copied_back_in_is_not_uploaded_again(tmp_path: Path, outbox: O
     assert recorder.reports[1].note == "same content as IMG_1.jpg, already uploaded"
 
 
-def test_the_content_hash_is_the_xxh128_of_the_whole_file(tmp_path: Path, outbox: Outbox) -> None:
-    """A file larger than one read is hashed whole: its XXH3-128 finds the upload."""
-    data = os.urandom(2 * 1024 * 1024 + 12345)
-    path = picture(tmp_path, "big.jpg", data)
-    queue(outbox, path, "eventpics")
-    uploader = running(outbox, FakeGallery("eventpics"))
-    try:
-        wait_for(lambda: totals(outbox)["uploaded"] == 1)
-    finally:
-        uploader.stop(5)
-    digest = xxhash.xxh3_128(data).hexdigest()
-    assert outbox.find_uploaded(digest, destination="eventpics", album_id=None) == path
-
-
 def test_the_stream_hash_counts_bytes_read_again_once_and_a_gap_makes_it_incomplete() -> None:
     """Bytes fed twice (a retry reads the file again from the start) are hashed once; a read
     that skips ahead leaves the hash incomplete (None), as does one short of the size."""
@@ -509,12 +488,13 @@ def test_the_stream_hash_counts_bytes_read_again_once_and_a_gap_makes_it_incompl
 def test_a_picture_unlike_any_uploaded_is_read_once(
     tmp_path: Path, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A picture whose size and beginning match no uploaded one is not read whole before it
-    is sent: its content hash comes from the bytes sent, and still finds it afterwards."""
+    """A picture (larger than one read) whose size and beginning match no uploaded one is
+    not read whole before it is sent: its XXH3-128 comes from the bytes sent, whole, and
+    finds it afterwards."""
     monkeypatch.setattr(
         "boothsync.uploader._xxh128", lambda path: pytest.fail(f"{path} was read whole")
     )
-    data = os.urandom(300_000)
+    data = os.urandom(2 * 1024 * 1024 + 12345)
     path = picture(tmp_path, "IMG_1.jpg", data)
     queue(outbox, path, "eventpics")
     uploader = running(outbox, FakeGallery("eventpics"))
@@ -543,16 +523,10 @@ def test_a_destination_reading_the_file_itself_still_leaves_its_hash(
     upload, so a later copy of the same content is still recognised."""
     gallery = ReadsItsOwnWay("eventpics")
     first = picture(tmp_path, "IMG_1.jpg", b"\xff\xd8the print")
+    second = picture(tmp_path, "IMG_1 (copy).jpg", b"\xff\xd8the print")
     queue(outbox, first, "eventpics")
-    uploader, recorder = recording(outbox, gallery)
-    try:
-        wait_for(lambda: totals(outbox)["uploaded"] == 1)
-        second = picture(tmp_path, "IMG_1 (copy).jpg", b"\xff\xd8the print")
-        queue(outbox, second, "eventpics")
-        uploader.wake()
-        wait_for(lambda: totals(outbox)["uploaded"] == 2)
-    finally:
-        uploader.stop(5)
+    queue(outbox, second, "eventpics")
+    recorder = run_until_uploaded(outbox, gallery, 2)
     assert gallery.received == [b"\xff\xd8the print"]
     assert recorder.outcomes() == ["uploaded", "duplicate"]
 
