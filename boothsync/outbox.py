@@ -978,7 +978,11 @@ class Outbox:
         """Close the database (after putting every unsynced write on the disk); later calls
         do nothing."""
         if self._conn is not None and not self._readonly:
-            self.sync()
+            try:
+                self.sync()
+            except OutboxError as exc:
+                # Still closed: what did not reach the disk is what a power cut could undo.
+                log.error("%s", exc)
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
