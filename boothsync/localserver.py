@@ -52,6 +52,8 @@ class TrackedHTTPServer(http.server.HTTPServer):
 
     #: Name of each connection's thread.
     connection_thread_name = "http-conn"
+    #: What the server is called in its log lines.
+    label = "local server"
     #: Take the port exclusively where the platform can (Windows): there
     #: SO_REUSEADDR would let a second program bind a port already in use.
     exclusive_port = False
@@ -64,6 +66,11 @@ class TrackedHTTPServer(http.server.HTTPServer):
         self._conn_lock = threading.Lock()
         self._connections: dict[socket.socket, threading.Thread] = {}
         super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The default prints a traceback to stderr. Requests are answered inside the
+        # handlers, so what gets here is a connection that broke: not news.
+        log.debug("%s: connection from %s broke", self.label, client_address, exc_info=True)
 
     def server_bind(self) -> None:
         exclusive = getattr(socket, "SO_EXCLUSIVEADDRUSE", None)

@@ -461,6 +461,7 @@ class _Server(TrackedHTTPServer):
     """The receiver's server: can also reset or linger-close a connection on purpose."""
 
     connection_thread_name = "receiver-conn"
+    label = "receiver"
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], receiver: Receiver) -> None:
@@ -490,11 +491,6 @@ class _Server(TrackedHTTPServer):
             linger_close(conn, self.receiver._stopping)
         else:
             super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # The default prints a traceback to stderr. Requests are answered inside the handler,
-        # so what gets here is a connection that broke between requests.
-        logger.debug("receiver: connection from %s broke", client_address, exc_info=True)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

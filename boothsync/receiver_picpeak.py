@@ -281,6 +281,7 @@ def _slug(name: str, event_id: int) -> str:
 
 class _Server(TrackedHTTPServer):
     connection_thread_name = "picpeak-conn"
+    label = "picpeak server"
     request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], owner: PicPeakServer) -> None:
@@ -302,9 +303,6 @@ class _Server(TrackedHTTPServer):
             linger_close(conn, self.owner._stopping)
         else:
             super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("picpeak server: connection from %s broke", client_address, exc_info=True)
 
 
 class _Body:

@@ -312,14 +312,12 @@ def parse_multipart(
 
 class _Server(TrackedHTTPServer):
     connection_thread_name = "picsui-conn"
+    label = "picsui server"
     request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], picsui: PicsuiServer) -> None:
         self.picsui = picsui
         super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("picsui server: connection from %s broke", client_address, exc_info=True)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -237,6 +237,7 @@ class _Server(TrackedHTTPServer):
     """The trigger listener's server: a thread per connection, stoppable at once."""
 
     connection_thread_name = "triggers-dslrbooth-conn"
+    label = "dslrBooth triggers"
     exclusive_port = True
     # Elsewhere SO_REUSEADDR allows a quick restart; on Windows the port is
     # taken exclusively instead (see TrackedHTTPServer.exclusive_port).
@@ -246,10 +247,6 @@ class _Server(TrackedHTTPServer):
     def __init__(self, address: tuple[str, int], owner: DslrBoothTriggers) -> None:
         self.owner = owner
         super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # The default prints a traceback to stderr; a broken connection is not news.
-        log.debug("dslrBooth triggers: connection from %s broke", client_address, exc_info=True)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

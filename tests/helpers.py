@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from boothsync.config import Config, parse_config
-from boothsync.outbox import _MIGRATIONS
+from boothsync.outbox import _MIGRATIONS, Outbox
 from boothsync.receiver import DEMO_API_KEY
 
 T = TypeVar("T")
@@ -81,3 +81,15 @@ def old_queue(db: Path, version: int) -> Iterator[sqlite3.Connection]:
         yield raw
     finally:
         raw.close()
+
+
+def queue(outbox: Outbox, path: Path, *destinations: str, album: str | None = None) -> None:
+    """Queue the file as it is now for ``destinations``, all with ``album``."""
+    st = path.stat()
+    outbox.add(
+        path,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        watch=str(path.parent),
+        destinations=dict.fromkeys(destinations, album),
+    )

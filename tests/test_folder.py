@@ -25,7 +25,7 @@ from boothsync.errors import (
 )
 from boothsync.outbox import Outbox
 from boothsync.uploader import Health, Uploader
-from tests.helpers import wait_for
+from tests.helpers import queue, wait_for
 
 
 def destination(root: Path, *, album_folders: bool = False) -> FolderDestination:
@@ -341,17 +341,6 @@ def running(outbox: Outbox, gallery: FolderDestination) -> Uploader:
     return uploader
 
 
-def queue(outbox: Outbox, path: Path) -> None:
-    st = path.stat()
-    outbox.add(
-        path,
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        watch=str(path.parent),
-        destinations={"usb": None},
-    )
-
-
 def health_of(uploader: Uploader) -> Callable[[], Health]:
     return lambda: uploader.health()["usb"].health
 
@@ -360,7 +349,7 @@ def test_unplugged_drive_is_offline_until_it_is_back(tmp_path: Path, outbox: Out
     """The uploader treats a missing folder as offline, probes, and copies once it is back."""
     drive = tmp_path / "drive"
     path = source(tmp_path, b"waiting picture")
-    queue(outbox, path)
+    queue(outbox, path, "usb")
     uploader = running(outbox, destination(drive))
     try:
         wait_for(lambda: health_of(uploader)() is Health.OFFLINE, what="offline")
@@ -378,7 +367,7 @@ def test_folder_that_refuses_writes_pauses_the_destination(
 ) -> None:
     """Permission denied pauses the destination (the file waits), not a failure of the file."""
     refusing(monkeypatch, errno.EACCES)
-    queue(outbox, source(tmp_path, b"pic"))
+    queue(outbox, source(tmp_path, b"pic"), "usb")
     uploader = running(outbox, destination(root))
     try:
         wait_for(lambda: health_of(uploader)() is Health.UNAUTHORIZED, what="paused")

@@ -82,6 +82,20 @@ def picture(folder: Path, name: str = "IMG_0001.JPG", *, seed: int = 0) -> Uploa
     )
 
 
+def interrupted_then_retried(handler: Handler, folder: Path) -> NetworkError:
+    """One picture uploaded through ``handler``: the first try must fail with a NetworkError
+    (returned), then the same item is uploaded again."""
+    destination = mocked(handler)
+    item = picture(folder)
+    try:
+        with pytest.raises(NetworkError) as caught:
+            destination.upload(item)
+        destination.upload(item)
+    finally:
+        destination.close()
+    return caught.value
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[PicsuiServer]:
     with PicsuiServer(tmp_path / "gallery") as running:
@@ -223,14 +237,7 @@ def test_maybe_delivered_with_another_size_in_the_gallery_is_sent(tmp_path: Path
             return httpx.Response(201, json={"id": "p2"})
         return httpx.Response(200, json={"photos": [{"file_name": "IMG_0001.JPG", "size": 3}]})
 
-    destination = mocked(handler)
-    item = picture(tmp_path)
-    try:
-        with pytest.raises(NetworkError):
-            destination.upload(item)
-        destination.upload(item)
-    finally:
-        destination.close()
+    interrupted_then_retried(handler, tmp_path)
     assert len(posts) == 2
 
 
@@ -259,15 +266,7 @@ def test_maybe_delivered_with_an_unusable_listing_sends_again(
             raise httpx.ReadTimeout("timed out", request=request)
         return httpx.Response(201, json={"id": "p1"})
 
-    destination = mocked(handler)
-    item = picture(tmp_path)
-    try:
-        with pytest.raises(NetworkError) as caught:
-            destination.upload(item)
-        assert caught.value.maybe_delivered
-        destination.upload(item)
-    finally:
-        destination.close()
+    assert interrupted_then_retried(handler, tmp_path).maybe_delivered
     assert posts == 2
 
 
@@ -284,14 +283,7 @@ def test_listing_follows_a_next_link(tmp_path: Path) -> None:
             return httpx.Response(200, json={"data": [{"filename": "IMG_0001.JPG"}]})
         return httpx.Response(200, json={"data": [{"filename": "x.jpg"}], "next": "?page=2"})
 
-    destination = mocked(handler)
-    item = picture(tmp_path)
-    try:
-        with pytest.raises(NetworkError):
-            destination.upload(item)
-        destination.upload(item)
-    finally:
-        destination.close()
+    interrupted_then_retried(handler, tmp_path)
     assert len(pages) == 2
 
 

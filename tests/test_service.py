@@ -303,20 +303,20 @@ def test_user_line_comes_from_run_as_then_sudo_user(tmp_path: Path) -> None:
 # -- install and uninstall with systemd -------------------------------------------------------
 
 
+def install(
+    config: Path, units: Path, *flags: str, **environ: str
+) -> subprocess.CompletedProcess[str]:
+    """``boothsync service install [FLAGS] -c CONFIG --unit-dir UNITS`` with ``environ``."""
+    return boothsync(
+        "service", "install", *flags, "-c", str(config), "--unit-dir", str(units), **environ
+    )
+
+
 def test_install_print_writes_nothing(tmp_path: Path, systemctl: FakeSystemctl) -> None:
     """--print prints the unit, writes no file and calls no systemctl."""
     config = booth_config(tmp_path)
     units = tmp_path / "units"
-    result = boothsync(
-        "service",
-        "install",
-        "--print",
-        "-c",
-        str(config),
-        "--unit-dir",
-        str(units),
-        **systemctl.environ(),
-    )
+    result = install(config, units, "--print", **systemctl.environ())
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("# boothsync as a system service")
     assert "[Service]" in result.stdout
@@ -333,16 +333,7 @@ def test_install_writes_the_unit_and_enables_it(
     config = booth_config(tmp_path)
     units = tmp_path / "units"
     flags = ["--user"] if user else []
-    result = boothsync(
-        "service",
-        "install",
-        *flags,
-        "-c",
-        str(config),
-        "--unit-dir",
-        str(units),
-        **systemctl.environ(),
-    )
+    result = install(config, units, *flags, **systemctl.environ())
     assert result.returncode == 0, result.stderr
     unit = units / "boothsync.service"
     printed = boothsync("service", "install", *flags, "--print", "-c", str(config))
@@ -387,15 +378,7 @@ def test_no_note_when_the_state_is_the_services(tmp_path: Path, systemctl: FakeS
     text = config.read_text(encoding="utf-8")
     state = (folder / "state").as_posix()
     config.write_text(text.replace(state, "/var/lib/boothsync"), encoding="utf-8")
-    result = boothsync(
-        "service",
-        "install",
-        "-c",
-        str(config),
-        "--unit-dir",
-        str(tmp_path / "units"),
-        **systemctl.environ(),
-    )
+    result = install(config, tmp_path / "units", **systemctl.environ())
     assert result.returncode == 0, result.stderr
     assert "note:" not in result.stdout
 
@@ -403,15 +386,7 @@ def test_no_note_when_the_state_is_the_services(tmp_path: Path, systemctl: FakeS
 def test_failing_systemctl_is_one_line(tmp_path: Path, systemctl: FakeSystemctl) -> None:
     """systemctl failing: exit 1, one stderr line with its last line, no traceback."""
     config = booth_config(tmp_path)
-    result = boothsync(
-        "service",
-        "install",
-        "-c",
-        str(config),
-        "--unit-dir",
-        str(tmp_path / "units"),
-        **systemctl.environ(fail="enable"),
-    )
+    result = install(config, tmp_path / "units", **systemctl.environ(fail="enable"))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -425,15 +400,7 @@ def test_missing_systemctl_is_one_line(tmp_path: Path) -> None:
     config = booth_config(tmp_path)
     empty = tmp_path / "empty-bin"
     empty.mkdir()
-    result = boothsync(
-        "service",
-        "install",
-        "-c",
-        str(config),
-        "--unit-dir",
-        str(tmp_path / "units"),
-        PATH=str(empty),
-    )
+    result = install(config, tmp_path / "units", PATH=str(empty))
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -448,15 +415,7 @@ def test_unwritable_unit_folder_asks_for_sudo(tmp_path: Path, systemctl: FakeSys
     config = booth_config(tmp_path)
     units = tmp_path / "units"
     units.mkdir(mode=0o555)
-    result = boothsync(
-        "service",
-        "install",
-        "-c",
-        str(config),
-        "--unit-dir",
-        str(units),
-        **systemctl.environ(),
-    )
+    result = install(config, units, **systemctl.environ())
     assert result.returncode == 1
     assert result.stderr.strip().endswith("permission denied (run it with sudo, or use --user)")
     assert systemctl.calls() == []
@@ -484,15 +443,7 @@ def test_broken_config_writes_nothing(tmp_path: Path, systemctl: FakeSystemctl) 
     """A broken config: the usual one-line config error, exit 2, no unit, no systemctl."""
     config = booth_config(tmp_path, extra='after_upload = "archive"')
     units = tmp_path / "units"
-    result = boothsync(
-        "service",
-        "install",
-        "-c",
-        str(config),
-        "--unit-dir",
-        str(units),
-        **systemctl.environ(),
-    )
+    result = install(config, units, **systemctl.environ())
     assert result.returncode == 2
     assert "after_upload" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

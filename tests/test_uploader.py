@@ -25,7 +25,7 @@ from boothsync.errors import (
 from boothsync.outbox import SYNCED_FLAG, Job, Outbox
 from boothsync.retry import RetryBudget
 from boothsync.uploader import Health, Uploader, UploadReport, _StreamHash
-from tests.helpers import old_queue, wait_for
+from tests.helpers import old_queue, queue, wait_for
 
 UTC = ZoneInfo("UTC")
 
@@ -78,17 +78,6 @@ def outbox(tmp_path: Path) -> Iterator[Outbox]:
     box = Outbox(tmp_path / "state" / "outbox.sqlite3")
     yield box
     box.close()
-
-
-def queue(outbox: Outbox, path: Path, *destinations: str, album: str | None = None) -> None:
-    st = path.stat()
-    outbox.add(
-        path,
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        watch=str(path.parent),
-        destinations=dict.fromkeys(destinations, album),
-    )
 
 
 def picture(tmp_path: Path, name: str = "IMG_1.jpg", content: bytes | None = None) -> Path:
