@@ -1122,9 +1122,12 @@ def _as_float(value: object, ctx: _Context) -> float:
 def _as_path(value: object, ctx: _Context) -> Path:
     if isinstance(value, str):
         _as_str(value, ctx)
-    elif not isinstance(value, PurePath):
+        raw: str | PurePath = value
+    elif isinstance(value, PurePath):
+        raw = value
+    else:
         raise _Invalid("must be a path string", value)
-    path = Path(value).expanduser()
+    path = Path(raw).expanduser()
     if not path.is_absolute():
         path = ctx.base / path
     # normpath, not resolve(): resolving would turn a mapped network drive into its UNC path.

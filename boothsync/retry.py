@@ -197,12 +197,15 @@ def _quick_retry(exc: BaseException) -> bool:
     return False
 
 
-def _wait_for_server(retry_state: tenacity.RetryCallState) -> float:
-    outcome = retry_state.outcome
-    exc = outcome.exception() if outcome is not None else None
-    if isinstance(exc, RetryableError) and exc.retry_after is not None:
-        return exc.retry_after
-    return 0.0
+class _WaitForServer(tenacity.wait.wait_base):
+    """The server's own short Retry-After, added to the jittered wait."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            return exc.retry_after
+        return 0.0
 
 
 class _BudgetSpent(tenacity.stop.stop_base):
@@ -243,7 +246,7 @@ def attempt_policy(
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(_quick_retry),
         wait=tenacity.wait_combine(
-            tenacity.wait_random_exponential(multiplier=0.25, max=max_wait), _wait_for_server
+            tenacity.wait_random_exponential(multiplier=0.25, max=max_wait), _WaitForServer()
         ),
         stop=tenacity.stop_any(*stops),
         sleep=tenacity.nap.sleep_using_event(stop),

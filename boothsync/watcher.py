@@ -20,8 +20,9 @@ and ``Outbox.add``.
 
 Threads: one worker (``watcher``) does all the stat calls, scans and outbox
 writes, so the pending files need no lock; the observers' threads and
-``notify()`` callers only hand hints to it. Every thread is named
-``watcher…`` and is joined by ``stop()``.
+``notify()`` callers only hand hints to it. Every thread started here is named
+``watcher…`` (watchdog's inotify dispatcher keeps its own name), and ``stop()``
+joins them all, within its timeout even if watchdog's own stop should block.
 """
 
 from __future__ import annotations
@@ -758,10 +759,6 @@ class Watcher:
             try:
                 observer = _new_observer(folder.watch)
                 observer.name = f"{name}-observer"
-                # InotifyObserver starts its reader thread in __init__: it can only be renamed now.
-                reader = getattr(observer, "_inotify_fd", None)
-                if isinstance(reader, threading.Thread):
-                    reader.name = f"{name}-inotify"
                 observer.schedule(
                     _Handler(self, folder),
                     str(folder.path),
@@ -772,6 +769,12 @@ class Watcher:
                 )
                 for emitter in list(observer.emitters):
                     emitter.name = f"{name}-emitter"
+                # The inotify reader thread is watchdog's own (started by the constructor up to
+                # watchdog 7.0, by schedule() since 7.1, with a dispatcher thread of its own
+                # that cannot be reached): named where it can be, joined by stop() either way.
+                reader = getattr(observer, "_inotify_fd", None)
+                if isinstance(reader, threading.Thread):
+                    reader.name = f"{name}-inotify"
                 observer.start()
             except OSError as exc:
                 # Out of inotify watches or instances, no permission, gone in between.
@@ -828,14 +831,36 @@ def _alive(observer: BaseObserver) -> bool:
     return observer.is_alive() and bool(emitters) and all(e.is_alive() for e in emitters)
 
 
-def _shut(observer: BaseObserver, timeout: float) -> None:
-    """Stop an observer, started or not, and join every thread it owns."""
-    try:
-        observer.stop()  # stops and joins the emitters (and inotify's reader) right here
-    except Exception:
-        log.debug("stopping an observer failed", exc_info=True)
+def _shut(observer: BaseObserver, timeout: float) -> bool:
+    """Stop an observer, started or not, and join every thread it owns, within ``timeout``.
+
+    ``observer.stop()`` joins the emitters and inotify's reader threads itself, without a
+    time limit of its own; it runs on a helper thread so that a watchdog release whose stop
+    blocks costs this stop ``timeout`` seconds and one warning, never a daemon that cannot
+    stop (or a tray that cannot quit). Returns whether everything ended in time; what did
+    not is left behind as daemon threads, which do not hold up the process's exit.
+    """
+    deadline = time.monotonic() + timeout
+
+    def stop() -> None:
+        try:
+            observer.stop()
+        except Exception:
+            log.debug("stopping an observer failed", exc_info=True)
+
+    stopper = threading.Thread(target=stop, name=f"{observer.name}-stop", daemon=True)
+    stopper.start()
+    stopper.join(timeout)
     if observer.is_alive():
-        observer.join(timeout)
+        observer.join(max(0.0, deadline - time.monotonic()))
+    if stopper.is_alive() or observer.is_alive():
+        log.warning(
+            "the file watcher (%s) did not stop within %.1f s; leaving it behind",
+            observer.name,
+            timeout,
+        )
+        return False
+    return True
 
 
 def _locked(path: Path) -> bool:

@@ -71,3 +71,35 @@ def test_headless_daemon_does_not_import_the_tray() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_ci_runs_the_test_commands_the_readme_gives() -> None:
+    """`.ci/run` ends with exactly the test commands of the README's Development section (the
+    newest and the lowest allowed dependencies), so a fresh clone runs what CI runs."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Development", 1)[1]
+    commands = [
+        line.strip()
+        for block in section.split("```sh")[1:]
+        for line in block.split("```", 1)[0].splitlines()
+        if ".venv" in line and "pytest" in line
+    ]
+    assert len(commands) == 2, commands
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert ci[-2:] == commands
+
+
+def test_every_lower_bound_is_pinned_for_the_lowest_run() -> None:
+    """`.ci/minimums.py` pins each direct dependency of pyproject.toml (test tools too) to its
+    lower bound, so the lowest run tests every bound pyproject.toml states."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / ".ci" / "minimums.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pins = dict(line.split("==") for line in result.stdout.split())
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    for name, version in pins.items():
+        assert f'"{name}>={version}' in pyproject, (name, version)
+    assert {"watchdog", "httpx", "Pillow", "pystray", "pytest", "mypy"} <= set(pins)

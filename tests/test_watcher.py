@@ -930,7 +930,8 @@ def test_a_failed_batch_is_retried_for_each_of_its_pictures(
 def test_stop_joins_every_thread_and_can_be_called_twice(
     tmp_path: Path, hot: Path, outbox: RecordingOutbox
 ) -> None:
-    """stop() ends every thread the watcher started (all named watcher…); twice is harmless."""
+    """stop() ends every thread the watcher started, watchdog's own included; the worker,
+    the observers and their emitters are named watcher…; twice is harmless."""
     before = set(threading.enumerate())
     watcher = Watcher(
         [watch_of(hot), watch_of(tmp_path / "missing"), replace(watch_of(hot), poll=True)],
@@ -939,13 +940,54 @@ def test_stop_joins_every_thread_and_can_be_called_twice(
     watcher.start()
     wait_for(watcher.ready.is_set, timeout=5, what="the watcher to be ready")
     started = [t for t in threading.enumerate() if t not in before]
-    assert started
-    assert all(t.name.startswith("watcher") for t in started), [t.name for t in started]
+    names = {t.name for t in started}
+    assert {
+        "watcher",
+        "watcher-0-observer",
+        "watcher-0-emitter",
+        "watcher-2-observer",
+        "watcher-2-emitter",
+    } <= names, names
 
     watcher.stop()
     watcher.stop()
 
     assert not [t for t in started if t.is_alive()]
+
+
+class _StuckObserver(PollingObserver):
+    """A polling observer whose stop blocks until ``release`` is set (as a watchdog release
+    whose stop hangs would)."""
+
+    release = threading.Event()
+
+    def on_thread_stop(self) -> None:
+        self.release.wait(30)
+        super().on_thread_stop()
+
+
+def test_stop_is_bounded_when_the_observer_stop_blocks(
+    hot: Path, outbox: RecordingOutbox, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """An observer whose stop() never returns costs Watcher.stop() its timeout and one
+    warning, not a daemon that cannot stop."""
+    monkeypatch.setattr(
+        "boothsync.watcher._new_observer", lambda watch: _StuckObserver(timeout=0.1)
+    )
+    _StuckObserver.release.clear()
+    watcher = Watcher([watch_of(hot)], outbox)
+    watcher.start()
+    wait_for(watcher.ready.is_set, timeout=5, what="the watcher to be ready")
+    stopper = threading.Thread(target=watcher.stop, kwargs={"timeout": 1.0}, name="test-stop")
+    try:
+        with caplog.at_level(logging.WARNING, logger="boothsync.watcher"):
+            stopper.start()
+            wait_for(lambda: not stopper.is_alive(), timeout=10, what="stop() to return")
+        assert "did not stop within" in caplog.text
+    finally:
+        # Let the stuck stop finish, so the test leaves no thread behind.
+        _StuckObserver.release.set()
+        stopper.join(10)
 
 
 def test_stop_before_start_is_harmless(hot: Path, outbox: RecordingOutbox) -> None:
