@@ -67,6 +67,7 @@ __all__ = [
     "capture_time",
     "compile_filename_date",
     "content_type",
+    "looks_whole",
     "reset_clock_warning",
 ]
 
@@ -159,6 +160,10 @@ _TEXT_TYPES: Final = frozenset({2, 7})
 _POINTER_TYPES: Final = frozenset({4, 13})
 
 _JPEG_SOI: Final = b"\xff\xd8"
+_JPEG_EOI: Final = b"\xff\xd9"
+# A JPEG without its end marker at the end is searched for it only up to this size.
+_JPEG_WHOLE_SCAN_LIMIT: Final = 64 * 1024 * 1024
+_PNG_IEND: Final = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _EXIF_HEADER: Final = b"Exif\x00\x00"
 _JPEG_XMP_HEADER: Final = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -265,6 +270,167 @@ def capture_time(
         return candidate
     # The mtime is what the filesystem knows; there is nothing left to prefer.
     return Capture(probe.mtime_ms, "mtime")
+
+
+def looks_whole(path: Path) -> bool | None:
+    """Whether the file's content looks completely written, by its own structure.
+
+    True when its format says where it ends and it ends there: a JPEG has its end-of-image
+    marker after its image data, a PNG its ``IEND`` chunk, a GIF its trailer, a WebP the
+    length its RIFF header gives, an MP4/MOV/HEIC boxes that add up to the file with its
+    index (``moov``, or ``meta`` for a still image). False when the format is known and the
+    end is not there yet (a file still being written, or one cut short for good). None when
+    the format is not one of these, or the file cannot be read: only time can tell then.
+
+    Only the head and the tail are read, plus box or chunk headers; a JPEG whose last bytes
+    are not its end marker (data appended after it, as motion photos do) is the one case
+    where its image data is searched for the marker.
+    """
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(12)
+            if head.startswith(_JPEG_SOI):
+                return _jpeg_whole(f, size)
+            if head.startswith(_PNG_SIGNATURE):
+                return _png_whole(f, size)
+            if head[:6] in (b"GIF87a", b"GIF89a"):
+                f.seek(max(0, size - 2))
+                # The trailer follows the last block's terminator.
+                return f.read(2) == b"\x00;"
+            if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+                return int.from_bytes(head[4:8], "little") + 8 <= size
+            if head[4:8] in _MOVIE_FIRST_BOXES:
+                return _boxes_whole(f, size)
+    except OSError:
+        return None
+    except ValueError:
+        # A box or chunk that claims an impossible size: cut short, or damaged.
+        return False
+    return None
+
+
+def _jpeg_whole(f: BinaryIO, size: int) -> bool:
+    scan = _jpeg_scan_start(f, size)
+    if scan is None:
+        return False  # no image data yet
+    start = max(scan, size - 4096)
+    f.seek(start)
+    tail = f.read()
+    # Some writers pad a file with zeros after the end marker.
+    ending = tail.rstrip(b"\x00")
+    if ending.endswith(_JPEG_EOI) and start + len(ending) - 2 > scan:
+        return True
+    if size - scan > _JPEG_WHOLE_SCAN_LIMIT:
+        return False
+    f.seek(scan)
+    return _jpeg_ends_after(f.read(size - scan))
+
+
+def _jpeg_scan_start(f: BinaryIO, size: int) -> int | None:
+    """Where the first start-of-scan marker is, by walking the segment headers; None if
+    the file ends (or breaks off) before one."""
+    at = len(_JPEG_SOI)
+    for _ in range(_CHUNK_LIMIT):
+        f.seek(at)
+        marker = f.read(2)
+        if len(marker) < 2 or marker[0] != 0xFF:
+            return None
+        if marker[1] == 0xFF:  # a fill byte before the marker
+            at += 1
+            continue
+        if marker[1] == 0xDA:
+            return at
+        if marker[1] == 0xD9:
+            return None
+        if 0xD0 <= marker[1] <= 0xD7 or marker[1] == 0x01:
+            at += 2
+            continue
+        header = f.read(2)
+        if len(header) < 2:
+            return None
+        length = int.from_bytes(header, "big")
+        if length < 2:
+            return None
+        at += 2 + length
+        if at > size:
+            return None
+    return None
+
+
+def _jpeg_ends_after(data: bytes) -> bool:
+    """Whether the image data (``data`` starts at the first scan) reaches an end marker:
+    segments are skipped by their length, entropy-coded data to the next real marker (in
+    it, 0xFF is always followed by a stuffed 0x00 or a restart marker)."""
+    n = len(data)
+    at = 0
+    while at + 1 < n:
+        if data[at] != 0xFF:
+            return False
+        marker = data[at + 1]
+        if marker == 0xFF:
+            at += 1
+            continue
+        if marker == 0xD9:
+            return True
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            at += 2
+            continue
+        if at + 4 > n:
+            return False
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if length < 2:
+            return False
+        at += 2 + length
+        if marker != 0xDA:
+            continue
+        while True:
+            at = data.find(b"\xff", at)
+            if at < 0 or at + 1 >= n:
+                return False
+            following = data[at + 1]
+            if following == 0x00 or 0xD0 <= following <= 0xD7:
+                at += 2
+            else:
+                break
+    return False
+
+
+def _png_whole(f: BinaryIO, size: int) -> bool:
+    f.seek(max(0, size - len(_PNG_IEND)))
+    if f.read(len(_PNG_IEND)) == _PNG_IEND:
+        return True
+    # Something after IEND, or a file still being written: walk the chunks to IEND.
+    at = len(_PNG_SIGNATURE)
+    for _ in range(_CHUNK_LIMIT):
+        f.seek(at)
+        header = f.read(8)
+        if len(header) < 8:
+            return False
+        at += 12 + int.from_bytes(header[:4], "big")
+        if header[4:] == b"IEND":
+            return at <= size
+        if at > size:
+            return False
+    return False
+
+
+def _boxes_whole(f: BinaryIO, size: int) -> bool:
+    """The top-level boxes of an ISO base media file tile it exactly, index included."""
+    at = 0
+    kinds: set[bytes] = set()
+    for _ in range(_CHUNK_LIMIT):
+        if at == size:
+            return b"moov" in kinds or b"meta" in kinds
+        box = _box(f, at, size)
+        if box is None:
+            return False
+        kind, _body, end = box
+        if end > size:
+            return False  # the box runs past the end: still being written
+        kinds.add(kind)
+        at = end
+    return False
 
 
 def content_type(path: Path) -> str:

@@ -9,6 +9,7 @@ ever see these types::
     ├── ConfigError               the config file is missing, unparsable or invalid
     ├── OutboxError               the queue database cannot be opened or used
     ├── SourceFileError           a picture vanished or cannot be read
+    │   └── SourceChanged         it changed while it was being sent: send it again
     └── UploadError               a destination did not take a file
         ├── RetryableError        try the same file again later
         │   ├── NetworkError      no answer: connect, read or write failed, timeout
@@ -34,6 +35,7 @@ __all__ = [
     "OutboxError",
     "RetryableError",
     "ServerBusy",
+    "SourceChanged",
     "SourceFileError",
     "Unauthorized",
     "UnknownTarget",
@@ -74,6 +76,11 @@ class OutboxError(BoothsyncError):
 
 class SourceFileError(BoothsyncError):
     """A picture in a watched folder vanished or cannot be read."""
+
+
+class SourceChanged(SourceFileError):
+    """A picture changed (or was replaced) while it was being sent; the request was cut off
+    before its last bytes, so the gallery keeps nothing of it, and the new version goes."""
 
 
 class UploadError(BoothsyncError):

@@ -23,9 +23,12 @@ client-wide :class:`~boothsync.retry.RetryBudget`.
 The operator can pause the uploader as a whole (:meth:`Uploader.pause`): no
 job is claimed until :meth:`Uploader.resume`, while uploads in flight finish.
 
-The file is stat'ed before it is read and again once the destination took
-it; if it changed in between, the job is sent again, so a gallery never keeps
-a copy that is stale or partial. The content hash is computed here, once per
+The file is stat'ed before it is read; before the last bytes of the upload go
+it is checked again (its stat and the hash of its beginning), and if it changed
+the request is cut off there, so the gallery keeps nothing of it (a presigned
+PUT or a multipart POST that does not complete stores nothing), and the job is
+sent again with the new version: a gallery never keeps a copy that is torn,
+stale or partial. The content hash is computed here, once per
 job, and nowhere else (scans stay cheap).
 
 This module only claims rows; it never looks at folders and never speaks HTTP
@@ -61,6 +64,7 @@ from boothsync.errors import (
     OutboxError,
     RetryableError,
     ServerBusy,
+    SourceChanged,
     SourceFileError,
     UploadError,
 )
@@ -155,10 +159,16 @@ class UploadReport:
 
 @dataclass(frozen=True)
 class _Version:
-    """What a stat says about the content of a file: if this changes, so may the bytes."""
+    """What a stat says about the content of a file: if this changes, so may the bytes.
+
+    The change time moves with every write even when a writer puts the modification time
+    back, and the inode number tells a file replaced by another of the same size and time.
+    """
 
     size: int
     mtime_ns: int
+    ctime_ns: int = 0
+    inode: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -381,7 +391,13 @@ class Uploader:
                 copy = self._find_uploaded(job, digest, before.size)
             if copy is None:
                 hashing = _StreamHash()
-                item = self._item(job, capture, before, on_read=hashing.feed)
+                item = self._item(
+                    job,
+                    capture,
+                    before,
+                    on_read=hashing.feed,
+                    guard=_unchanged_guard(job.path, before, head),
+                )
                 with self._shrunk(job, item) as sent:
                     for attempt in attempt_policy(self._stopping, budget=self._budget):
                         with attempt:
@@ -404,9 +420,12 @@ class Uploader:
         except RetryableError as exc:
             self._retry_later(job, exc, started, capture)
         except SourceFileError as exc:
-            # A destination that read a file while it shrank, or a hash cut
-            # short by a replace, is a change to send again, not a bad file.
-            if before is not None and _changed(job.path, before):
+            # A body cut off because the file changed while it was sent, a destination that
+            # read a file while it shrank, or a hash cut short by a replace: a change to
+            # send again, not a bad file.
+            if isinstance(exc, SourceChanged) or (
+                before is not None and _changed(job.path, before)
+            ):
                 self._send_again(job, started, capture)
             else:
                 self._source_error(job, exc, started, capture)
@@ -472,6 +491,7 @@ class Uploader:
         capture: Capture,
         version: _Version,
         on_read: Callable[[int, bytes], None] | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> UploadItem:
         return UploadItem(
             path=job.path,
@@ -482,6 +502,7 @@ class Uploader:
             album_id=job.album_id,
             bandwidth=self._bandwidth,
             on_read=on_read,
+            guard=guard,
         )
 
     def _complete(
@@ -828,7 +849,29 @@ def _version(path: Path) -> _Version:
         raise SourceFileError(f"missing: {path} vanished") from exc
     except OSError as exc:
         raise SourceFileError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
-    return _Version(size=st.st_size, mtime_ns=st.st_mtime_ns)
+    return _Version(
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns,
+        inode=(st.st_dev, st.st_ino),
+    )
+
+
+def _unchanged_guard(path: Path, before: _Version, head: str) -> Callable[[], None]:
+    """The check an upload makes before its last bytes go (:attr:`UploadItem.guard`): the
+    file is still the version stat'ed before it was sent, and its first 64 KiB still hash as
+    they did (a rewrite within one tick of the file system's clock leaves the times as they
+    were, not the bytes). Raises SourceChanged otherwise."""
+
+    def check() -> None:
+        try:
+            same = not _changed(path, before) and _head(path, before.size) == head
+        except SourceFileError:
+            same = False
+        if not same:
+            raise SourceChanged(f"{path}: changed while it was being sent")
+
+    return check
 
 
 def _changed(path: Path, before: _Version) -> bool:

@@ -13,7 +13,18 @@ once (a rename is atomic); one closed by its writer (inotify) or named by the
 booth software through ``notify()`` once it stood still for ``CLOSE_QUIET``
 after the last close, because booth software often closes a file and reopens
 it at once to append or add metadata; anything else once it stood still for
-the watch's ``settle_seconds``.
+the watch's ``settle_seconds``. Whichever way, two more things must hold first:
+
+- no process holds it open for writing, however long the writer pauses (up to
+  ``OPEN_CAP``, after which the settle rules alone decide, with a warning naming
+  the file). On Linux the kernel says so (:func:`writer_holds`: a read lease is
+  refused while any process has the file open for writing), and inotify's events
+  say it too (written since its last close); on Windows a writer that opened it
+  without sharing is seen; elsewhere only the settle time and the content tell;
+- its content looks whole (:func:`~boothsync.capture.looks_whole`: a JPEG ends
+  with its end marker, an MP4 has its index, ...), or it has stood still for
+  ``INCOMPLETE_WAIT`` looking cut short, after which it goes as it is, with a
+  warning: a damaged picture still belongs in the gallery.
 
 Must not upload, and must not touch SQLite except through ``Outbox.is_known``
 and ``Outbox.add``.
@@ -27,9 +38,11 @@ joins them all, within its timeout even if watchdog's own stop should block.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import logging
 import os
+import signal
 import stat
 import sys
 import threading
@@ -58,15 +71,27 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from boothsync.capture import looks_whole
 from boothsync.config import SKIPPED_FOLDERS
 from boothsync.errors import OutboxError
 from boothsync.outbox import NewFile
+
+if sys.platform != "win32":
+    import fcntl
 
 if TYPE_CHECKING:
     from boothsync.config import WatchConfig
     from boothsync.outbox import Outbox
 
-__all__ = ["BUILTIN_IGNORES", "CLOSE_QUIET", "Watcher", "matches"]
+__all__ = [
+    "BUILTIN_IGNORES",
+    "CLOSE_QUIET",
+    "INCOMPLETE_WAIT",
+    "OPEN_CAP",
+    "Watcher",
+    "matches",
+    "writer_holds",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +117,14 @@ CLOSE_QUIET = 0.15
 # An empty file goes only after standing empty this long (seconds), so that a
 # placeholder the booth fills a moment later is not sent empty.
 EMPTY_SETTLE = 10.0
+#: Seconds a file may be held open for writing (by the kernel's word, or written since its
+#: last close) before the settle rules alone decide: generous, for a video being recorded or
+#: a writer that pauses, but a booth program that never closes its files still gets them out.
+OPEN_CAP = 300.0
+#: Seconds a file whose content looks cut short must stand still before it goes as it is:
+#: longer than any pause between a writer's close and its reopening to append, short enough
+#: that a damaged picture still reaches the gallery while the guest is at the booth.
+INCOMPLETE_WAIT = 10.0
 # Such files are re-checked this often, so one is queued at most a third of the window late.
 QUIET_TICK = CLOSE_QUIET / 3
 
@@ -172,6 +205,13 @@ class _Pending:
     quiet: bool = False  # closed by its writer: waits CLOSE_QUIET rather than settle_seconds
     failures: int = 0  # consecutive outbox.add failures
     retry_at: float = 0.0  # monotonic time before which outbox.add is not tried again
+    # Written to since its last close (inotify): its writer holds it open.
+    writing: bool = False
+    # Monotonic time it was first seen held open for writing, for OPEN_CAP; None while not.
+    held_since: float | None = None
+    # looks_whole() for (size, mtime_ns), so a file that stands still is read once.
+    whole: tuple[int, int, bool | None] | None = None
+    warned: bool = False  # said that it goes although held open or looking cut short
 
     @property
     def wait(self) -> float:
@@ -313,7 +353,11 @@ class Watcher:
         outbox: Outbox,
         *,
         on_enqueued: Callable[[], None] = lambda: None,
+        open_cap: float = OPEN_CAP,
+        incomplete_wait: float = INCOMPLETE_WAIT,
     ) -> None:
+        self._open_cap = open_cap
+        self._incomplete_wait = incomplete_wait
         self._folders = [
             _Folder(i, watch, _skip_keys(watch, watches)) for i, watch in enumerate(watches)
         ]
@@ -507,13 +551,19 @@ class Watcher:
         if st is None:
             return
         if kind is _Hint.MOVED_IN and st.st_size > 0:
-            # Renamed into place: a rename is atomic, so the file is whole now.
+            # Renamed into place: a rename is atomic, so the file is whole now, unless a
+            # writer still holds it or it was cut short before the rename.
+            now = time.monotonic()
             entry = self._pending.pop(path, None)
             if entry is None:
-                entry = _Pending(folder, st.st_size, st.st_mtime_ns, time.monotonic())
+                entry = _Pending(folder, st.st_size, st.st_mtime_ns, now)
+            elif (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
+                entry.size, entry.mtime_ns, entry.stable_since = st.st_size, st.st_mtime_ns, now
+            if self._complete(path, entry, now):
+                renamed.append((path, entry))
             else:
-                entry.size, entry.mtime_ns = st.st_size, st.st_mtime_ns
-            renamed.append((path, entry))
+                entry.quiet = True
+                self._pending[path] = entry
         elif kind is _Hint.CLOSED:
             self._closed(folder, path, st)
         else:
@@ -547,8 +597,7 @@ class Watcher:
                     log.warning("%s is empty (0 bytes); uploading it as it is", path)
             if now < entry.retry_at:
                 continue
-            if _WINDOWS and _locked(path):
-                log.debug("%s is still held open by its writer", path)
+            if not self._complete(path, entry, now):
                 continue
             settled.append((path, entry))
         # Settled together (pictures written in place during a burst, a first scan): queued
@@ -572,6 +621,47 @@ class Watcher:
             now,
             True,
         )
+        entry.writing = False
+
+    def _complete(self, path: Path, entry: _Pending, now: float) -> bool:
+        """The last word on a file that stood still long enough: no writer holds it open and
+        its content looks whole (each up to its cap, then it goes with a warning)."""
+        held = writer_holds(path)
+        if held is False:
+            # The kernel's word beats the events' (a missed close, a truncate by name).
+            entry.writing = False
+        elif held is None and entry.writing and entry.folder.fast_events:
+            held = True
+        if held:
+            if entry.held_since is None:
+                entry.held_since = now
+            if now - entry.held_since < self._open_cap:
+                log.debug("%s is still open for writing", path)
+                return False
+            if not entry.warned:
+                entry.warned = True
+                log.warning(
+                    "%s has been open for writing for %.0f s; uploading it as it is now",
+                    path,
+                    now - entry.held_since,
+                )
+            return True
+        entry.held_since = None
+        if entry.whole is None or entry.whole[:2] != (entry.size, entry.mtime_ns):
+            entry.whole = (entry.size, entry.mtime_ns, looks_whole(path))
+        if entry.whole[2] is False:
+            if now - entry.stable_since < self._incomplete_wait:
+                log.debug("%s looks cut short; waiting for the rest", path)
+                return False
+            if not entry.warned:
+                entry.warned = True
+                log.warning(
+                    "%s looks cut short (its end is missing) and has not changed for %.0f s;"
+                    " uploading it as it is",
+                    path,
+                    now - entry.stable_since,
+                )
+        return True
 
     def _observe(
         self, folder: _Folder, path: Path, st: os.stat_result, *, writing: bool = False
@@ -582,19 +672,25 @@ class Watcher:
         close is reported, so it waits for that (or the settle time) instead of a quiet
         window it could outlast while the writer still holds it open.
         """
+        fast = folder.fast_events
         entry = self._pending.get(path)
         if entry is not None:
             if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
                 entry.size, entry.mtime_ns = st.st_size, st.st_mtime_ns
                 entry.stable_since = time.monotonic()
+            if writing and fast:
+                # On inotify a write means an open writer, whose close is reported.
+                entry.writing = True
             if writing and entry.quiet:
                 entry.stable_since = time.monotonic()
-                if entry.folder.fast_events:
+                if fast:
                     entry.quiet = False
             return
         if self._known(path, st):
             return
-        self._pending[path] = _Pending(folder, st.st_size, st.st_mtime_ns, time.monotonic())
+        self._pending[path] = _Pending(
+            folder, st.st_size, st.st_mtime_ns, time.monotonic(), writing=writing and fast
+        )
 
     def _known(self, path: Path, st: os.stat_result) -> bool:
         try:
@@ -861,6 +957,50 @@ def _shut(observer: BaseObserver, timeout: float) -> bool:
         )
         return False
     return True
+
+
+def writer_holds(path: Path) -> bool | None:
+    """Whether some process has ``path`` open for writing: True, False, or None where this
+    cannot be told (macOS and other systems; on Linux a file of another owner without the
+    lease capability, or a network filesystem). Windows sees only a writer that did not
+    share the file (most booth software opens it that way), so there it is True or None."""
+    if _LINUX:
+        return _lease_refused(path)
+    if _WINDOWS:
+        return True if _locked(path) else None
+    return None
+
+
+def _lease_refused(path: Path) -> bool | None:
+    """Linux: the kernel grants a read lease only while no process has the file open for
+    writing (fcntl(2), F_SETLEASE), so asking for one and giving it back at once answers the
+    question without reading anything or keeping the file open.
+
+    O_NONBLOCK: if another process (Samba, with kernel oplocks) holds a write lease, the open
+    fails at once instead of waiting for that lease to be broken: a writer, too. The lease
+    break signal, sent to us if a writer opens the file in the microseconds we hold the lease,
+    is SIGURG (ignored by default) rather than SIGIO, which would end the process.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        except OSError as exc:
+            # EAGAIN: open for writing somewhere. EACCES/EPERM: not our file; EINVAL: a
+            # filesystem without leases. Those cannot tell.
+            return True if exc.errno == errno.EAGAIN else None
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _locked(path: Path) -> bool:

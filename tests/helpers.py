@@ -33,6 +33,23 @@ def wait_for(
         idle.wait(interval)
 
 
+def jpeg(payload: bytes = b"") -> bytes:
+    """Bytes that a watcher takes for a whole JPEG: start marker, a comment segment, a scan
+    whose data carries ``payload`` (0xFF bytes turned into 0xFE, as entropy-coded data never
+    holds a bare 0xFF) and the end marker. Not decodable; for tests that only move bytes."""
+    data = payload.replace(b"\xff", b"\xfe")
+    comment = b"boothsync test picture"
+    return (
+        b"\xff\xd8"
+        + b"\xff\xfe"
+        + (len(comment) + 2).to_bytes(2, "big")
+        + comment
+        + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"
+        + data
+        + b"\xff\xd9"
+    )
+
+
 def engine_config(
     tmp_path: Path,
     base_url: str,

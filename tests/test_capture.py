@@ -3,6 +3,7 @@ against exiftool, and damaged input that must never stop an upload."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import logging
@@ -35,6 +36,7 @@ from boothsync.capture import (
     capture_time,
     compile_filename_date,
     content_type,
+    looks_whole,
     reset_clock_warning,
 )
 from boothsync.errors import SourceFileError
@@ -1912,3 +1914,87 @@ def test_arbitrary_movie_boxes_never_raise(
     result = capture_time(path, BERLIN, now=NOW)
     assert result.source in {"video:mvhd", "mtime"}
     assert len(damage_warnings(caplog)) <= 1
+
+
+# -- looks_whole: does the content say it is completely written? ------------------------------
+
+
+def encoded(fmt: str, **options: Any) -> bytes:
+    image = Image.frombytes("RGB", (64, 48), bytes(range(256)) * 36)
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def whole_at(tmp_path: Path, data: bytes, name: str = "x.bin") -> bool | None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return looks_whole(path)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [
+        ("JPEG", {}),
+        ("JPEG", {"progressive": True}),
+        ("PNG", {}),
+        ("GIF", {}),
+        ("WEBP", {}),
+    ],
+    ids=["jpeg", "progressive-jpeg", "png", "gif", "webp"],
+)
+def test_a_whole_picture_looks_whole_and_any_cut_of_it_does_not(
+    tmp_path: Path, fmt: str, options: dict[str, Any]
+) -> None:
+    """Every format with an end of its own: the whole file looks whole; the file cut at any
+    point past its signature (before that, nothing says what it is) does not."""
+    data = encoded(fmt, **options)
+    assert whole_at(tmp_path, data) is True
+    for end in range(12, len(data) - 1, max(1, len(data) // 300)):
+        assert whole_at(tmp_path, data[:end]) is False, end
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="the camera samples are not beside the project")
+def test_every_camera_sample_looks_whole_and_no_cut_of_it_does(tmp_path: Path) -> None:
+    """The sample camera JPEGs (EXIF thumbnails and all) look whole; cut anywhere, including
+    right after the embedded thumbnail's own end marker, they do not."""
+    for sample in sorted(SAMPLES.glob("*.jpg")):
+        data = sample.read_bytes()
+        assert whole_at(tmp_path, data, sample.name) is True, sample.name
+        thumbnail_end = data.find(b"\xff\xd9") + 2
+        for end in (thumbnail_end, len(data) // 3, len(data) // 2, len(data) - 2):
+            if end < len(data):  # a file without a thumbnail has its own end marker first
+                assert whole_at(tmp_path, data[:end], sample.name) is False, (sample.name, end)
+
+
+def test_a_jpeg_with_data_after_its_end_marker_or_zero_padding_looks_whole(
+    tmp_path: Path,
+) -> None:
+    """Data appended after the end marker (a motion photo's video) or zero padding does not
+    make a whole JPEG look cut short."""
+    data = encoded("JPEG")
+    assert whole_at(tmp_path, data + bytes(300)) is True
+    assert whole_at(tmp_path, data + box(b"ftyp", b"mp42") + os.urandom(5000)) is True
+
+
+def test_an_mp4_looks_whole_only_once_its_boxes_add_up_with_the_index(tmp_path: Path) -> None:
+    """An MP4 is whole when its top-level boxes tile the file and the index (moov) is there: not
+    while the media box still runs to the end (size 0), not before the index is written, not
+    with a box running past the end."""
+    head = box(b"ftyp", b"isom\0\0\2\0isom")
+    media = os.urandom(3000)
+    index = box(b"moov", box(b"mvhd", bytes(100)))
+    assert whole_at(tmp_path, head + box(b"mdat", media) + index) is True
+    assert whole_at(tmp_path, head + index + box(b"mdat", media)) is True
+    running = struct.pack(">L", 0) + b"mdat" + media
+    assert whole_at(tmp_path, head + running) is False
+    assert whole_at(tmp_path, head + running + index) is False
+    assert whole_at(tmp_path, head + box(b"mdat", media)) is False
+    assert whole_at(tmp_path, head + box(b"mdat", media) + index[:-10]) is False
+
+
+def test_formats_without_an_end_of_their_own_cannot_tell(tmp_path: Path) -> None:
+    """Unknown content, an empty file, or a file that cannot be read: only time can tell."""
+    assert whole_at(tmp_path, b"plain text, no picture") is None
+    assert whole_at(tmp_path, b"") is None
+    assert looks_whole(tmp_path / "missing.jpg") is None

@@ -19,13 +19,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from boothsync.bandwidth import Bandwidth
 from boothsync.config import EventPicsConfig
 from boothsync.destinations.eventpics import EventPicsDestination
 from boothsync.outbox import Outbox
 from boothsync.receiver import DEMO_API_KEY, Faults, ReceivedFile, Receiver
 from boothsync.retry import backoff
 from boothsync.uploader import Health, Uploader
-from tests.helpers import wait_for
+from tests.helpers import jpeg, wait_for
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def pictures(folder: Path, prefix: str, count: int) -> dict[str, str]:
     made = {}
     for index in range(count):
         path = folder / f"{prefix}{index:03d}.jpg"
-        data = b"\xff\xd8" + os.urandom(20_000 + 997 * index)
+        data = jpeg(os.urandom(20_000 + 997 * index))
         path.write_bytes(data)
         made[path.name] = hashlib.sha256(data).hexdigest()
     return made
@@ -231,3 +232,38 @@ def test_urls_that_expire_before_a_slow_put_are_renewed_and_nothing_fails(
         assert outbox.stats().totals["failed"] == 0
         assert delivered(receiver) == exactly(sent)
         assert receiver.url_reuses == 0
+
+
+@pytest.mark.parametrize("same_times", [False, True], ids=["rewritten", "times-put-back"])
+def test_a_picture_rewritten_while_it_is_sent_is_never_stored_torn(
+    tmp_path: Path, outbox: Outbox, same_times: bool
+) -> None:
+    """A picture rewritten in place while its PUT is under way (even by a writer that puts
+    its times back) is cut off before the last bytes, so the gallery stores nothing of that
+    request; the new version then goes whole. Nothing stored matches neither version."""
+    folder = tmp_path / "hot"
+    folder.mkdir()
+    path = folder / "IMG_0001.jpg"
+    old, new = jpeg(os.urandom(400_000)), jpeg(os.urandom(400_000))
+    path.write_bytes(old)
+    queue_all(outbox, folder, {path.name: ""}, "eventpics")
+    with Receiver(tmp_path / "received") as receiver:
+        # 400 kB at 200 kB/s: the PUT takes two seconds, time enough to rewrite the file.
+        with uploading(
+            outbox,
+            eventpics("eventpics", receiver),
+            bandwidth=Bandwidth(200_000),
+            changed_delay=0.1,
+        ):
+            wait_for(
+                lambda: receiver.counts().get("getuploadurl", {}).get(200, 0) >= 1,
+                what="the upload URL to be handed out",
+            )
+            st = path.stat()
+            with path.open("r+b") as handle:
+                handle.write(new)
+            if same_times:
+                os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+            wait_for(lambda: outbox.stats().totals["uploaded"] == 1, timeout=20)
+        stored = [record.sha256 for record in receiver.received()]
+    assert stored == [hashlib.sha256(new).hexdigest()]

@@ -19,12 +19,21 @@ from boothsync.errors import (
     FileRejected,
     NetworkError,
     ServerBusy,
+    SourceChanged,
     SourceFileError,
     Unauthorized,
 )
 from boothsync.outbox import SYNCED_FLAG, Job, Outbox
 from boothsync.retry import RetryBudget
-from boothsync.uploader import Health, Uploader, UploadReport, _StreamHash
+from boothsync.uploader import (
+    Health,
+    Uploader,
+    UploadReport,
+    _head,
+    _StreamHash,
+    _unchanged_guard,
+    _version,
+)
 from tests.helpers import old_queue, queue, wait_for
 
 UTC = ZoneInfo("UTC")
@@ -835,3 +844,15 @@ def test_an_uploader_paused_before_start_claims_nothing(tmp_path: Path, outbox: 
         wait_for(lambda: totals(outbox)["uploaded"] == 1, timeout=5)
     finally:
         uploader.stop(5)
+
+
+def test_the_last_bytes_check_reads_the_file_not_only_its_times(tmp_path: Path) -> None:
+    """The check made before an upload's last bytes go compares the file's beginning with what
+    it was, so a rewrite within one tick of the file system's clock (times unchanged) is seen
+    too; an unchanged file passes."""
+    path = picture(tmp_path, "IMG_1.jpg", b"\xff\xd8the first print")
+    before = _version(path)
+    _unchanged_guard(path, before, _head(path, before.size))()  # nothing changed: no error
+    elsewhere = picture(tmp_path, "other.jpg", b"\xff\xd8the other print")
+    with pytest.raises(SourceChanged):
+        _unchanged_guard(path, before, _head(elsewhere, before.size))()

@@ -21,10 +21,10 @@ from boothsync.config import WatchConfig
 from boothsync.errors import OutboxError
 from boothsync.outbox import Job, NewFile, Outbox
 from boothsync.watcher import BUILTIN_IGNORES, CLOSE_QUIET, Watcher, matches
-from tests.helpers import wait_for
+from tests.helpers import jpeg, wait_for
 
 LINUX = sys.platform.startswith("linux")
-PICTURE = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8
+PICTURE = jpeg(bytes(range(256)) * 8)
 
 # Long enough that a file arriving sooner cannot have come through the settle path.
 LONG_SETTLE = 30.0
@@ -123,8 +123,8 @@ def start_watcher(outbox: RecordingOutbox) -> Iterator[StartWatcher]:
     """Start a watcher over the given watches and wait until it is ready; stopped afterwards."""
     started: list[Watcher] = []
 
-    def start(*watches: WatchConfig) -> Watcher:
-        watcher = Watcher(watches, outbox)
+    def start(*watches: WatchConfig, **options: Any) -> Watcher:
+        watcher = Watcher(watches, outbox, **options)
         started.append(watcher)
         watcher.start()
         wait_for(watcher.ready.is_set, timeout=5, what="the watcher to be ready")
@@ -499,6 +499,166 @@ def test_closed_file_reopened_and_held_open_waits_for_the_next_close(
 
     wait_enqueued(outbox, path, timeout=5)
     assert outbox.enqueued()[path] == [(path.stat().st_size, path.stat().st_mtime_ns)]
+
+
+# -- only when the writer is done: held open, cut short ---------------------------------------
+
+
+def pieces_of(data: bytes, count: int) -> list[bytes]:
+    step = -(-len(data) // count)
+    return [data[i : i + step] for i in range(0, len(data), step)]
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["native", "polling"])
+def test_picture_held_open_through_long_pauses_is_queued_once_after_its_close(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher, poll: bool
+) -> None:
+    """A JPEG written in four pieces, its writer holding it open through pauses three times
+    the settle time, is queued once, whole, only after the writer closed it."""
+    watcher = start_watcher(watch_of(hot, settle_seconds=0.2, poll=poll, poll_interval=0.1))
+    path = hot / "IMG_0001.jpg"
+    data = jpeg(os.urandom(40_000))
+    with path.open("wb") as handle:
+        for piece in pieces_of(data, 4):
+            handle.write(piece)
+            handle.flush()
+            let_time_pass(0.6)
+            assert path not in outbox.enqueued()
+
+    wait_enqueued(outbox, path)
+    settle_down(watcher, outbox, path)
+    assert outbox.enqueued() == {path: [(len(data), path.stat().st_mtime_ns)]}
+
+
+@pytest.mark.skipif(not LINUX, reason="the kernel's word on writers is Linux's (file leases)")
+def test_whole_picture_held_open_for_writing_waits_until_it_is_closed(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """A picture that looks whole but that some process holds open for writing (here without
+    writing anything, so no event says so) waits however long, and goes once it is closed."""
+    path = write(hot / "IMG_0001.jpg")
+    with path.open("ab"):
+        start_watcher(watch_of(hot, settle_seconds=0.1))  # its first scan finds the file
+        let_time_pass(1.0)
+        assert path not in outbox.enqueued()
+    wait_enqueued(outbox, path)
+
+
+@pytest.mark.skipif(not LINUX, reason="write and close events come from inotify")
+def test_without_the_kernels_word_a_picture_written_since_its_close_counts_as_open(
+    hot: Path,
+    outbox: RecordingOutbox,
+    start_watcher: StartWatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the kernel cannot tell (a file of another owner, a network file system), a file
+    written to since its last close is held open by its writer: it waits for the close, even
+    when what is there already looks whole."""
+    monkeypatch.setattr("boothsync.watcher.writer_holds", lambda path: None)
+    start_watcher(watch_of(hot, settle_seconds=0.1))
+    path = hot / "IMG_0001.jpg"
+    with path.open("wb") as handle:
+        handle.write(PICTURE)
+        handle.flush()
+        let_time_pass(1.0)
+        assert path not in outbox.enqueued()
+        handle.write(b"a trailer the booth adds before it closes")
+    wait_enqueued(outbox, path)
+    assert outbox.enqueued()[path] == [(path.stat().st_size, path.stat().st_mtime_ns)]
+
+
+@pytest.mark.skipif(not LINUX, reason="the kernel's word on writers is Linux's (file leases)")
+def test_a_file_held_open_past_the_cap_goes_with_a_warning_naming_it(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher, caplog: Any
+) -> None:
+    """A booth program that never closes its file still gets it out: after the open-for-writing
+    cap the settle rules decide, and one warning names the file."""
+    path = write(hot / "IMG_0001.jpg")
+    with caplog.at_level(logging.WARNING, logger="boothsync.watcher"), path.open("ab"):
+        start_watcher(watch_of(hot, settle_seconds=0.1), open_cap=0.5)
+        wait_enqueued(outbox, path)
+    assert f"{path} has been open for writing" in caplog.text
+
+
+def test_picture_closed_and_reopened_to_append_is_queued_only_whole(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """A JPEG whose writer closes it halfway and reopens it 0.6 s later to append the rest is
+    never queued halfway: its end marker is missing until the second write."""
+    watcher = start_watcher(watch_of(hot, settle_seconds=0.2))
+    path = hot / "IMG_0001.jpg"
+    data = jpeg(os.urandom(60_000))
+    path.write_bytes(data[:30_000])
+    let_time_pass(0.6)
+    with path.open("ab") as handle:
+        handle.write(data[30_000:])
+
+    wait_enqueued(outbox, path)
+    settle_down(watcher, outbox, path)
+    assert outbox.enqueued() == {path: [(len(data), path.stat().st_mtime_ns)]}
+
+
+def mp4_box(kind: bytes, body: bytes, *, size: int | None = None) -> bytes:
+    return (len(body) + 8 if size is None else size).to_bytes(4, "big") + kind + body
+
+
+def test_video_streamed_with_its_index_last_is_queued_only_whole(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """An MP4 written the way ffmpeg writes one (media data in pieces with pauses, the index
+    box last, then the media box's size patched in its header), closed after every piece, is
+    queued once: when its boxes add up, index included."""
+    watcher = start_watcher(watch_of(hot, settle_seconds=0.2, patterns=("*.mp4",)))
+    path = hot / "boomerang.mp4"
+    media = os.urandom(90_000)
+    head = mp4_box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41")
+    path.write_bytes(head + mp4_box(b"mdat", b"", size=0))  # size 0 until it is known
+    for piece in pieces_of(media, 3):
+        with path.open("ab") as handle:
+            handle.write(piece)
+        let_time_pass(0.6)
+        assert path not in outbox.enqueued()
+    with path.open("ab") as handle:
+        handle.write(mp4_box(b"moov", mp4_box(b"mvhd", bytes(100))))
+    let_time_pass(0.6)
+    assert path not in outbox.enqueued()
+    with path.open("r+b") as handle:  # the header patched last
+        handle.seek(len(head))
+        handle.write((len(media) + 8).to_bytes(4, "big"))
+
+    wait_enqueued(outbox, path)
+    settle_down(watcher, outbox, path)
+    assert outbox.enqueued() == {path: [(path.stat().st_size, path.stat().st_mtime_ns)]}
+
+
+def test_picture_cut_short_for_good_still_goes_with_a_warning_naming_it(
+    hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher, caplog: Any
+) -> None:
+    """A truncated JPEG that nobody finishes goes as it is once it has stood still for the
+    incomplete wait: a damaged picture still belongs in the gallery, and one warning says so."""
+    with caplog.at_level(logging.WARNING, logger="boothsync.watcher"):
+        start_watcher(watch_of(hot, settle_seconds=0.1), incomplete_wait=0.5)
+        path = write(hot / "IMG_0001.jpg", PICTURE[:-500])
+        wait_enqueued(outbox, path)
+    assert f"{path} looks cut short" in caplog.text
+
+
+def test_picture_renamed_in_while_cut_short_waits_for_the_rest(
+    hot: Path, tmp_path: Path, outbox: RecordingOutbox, start_watcher: StartWatcher
+) -> None:
+    """A rename into the folder is complete at once only when what was renamed looks whole."""
+    start_watcher(watch_of(hot, settle_seconds=0.1))
+    data = jpeg(os.urandom(20_000))
+    staging = tmp_path / "staging.jpg"
+    staging.write_bytes(data[:10_000])
+    path = hot / "IMG_0001.jpg"
+    staging.rename(path)
+    let_time_pass(0.5)
+    assert path not in outbox.enqueued()
+    with path.open("ab") as handle:
+        handle.write(data[10_000:])
+    wait_enqueued(outbox, path)
+    assert outbox.enqueued()[path] == [(len(data), path.stat().st_mtime_ns)]
 
 
 # -- subfolders ------------------------------------------------------------------------------

@@ -37,7 +37,9 @@ class UploadItem:
 
     Destinations read the bytes only through :meth:`chunks` or :meth:`reader`: exactly
     ``size`` bytes, streamed from disk (never the whole file in memory), paced by the shared
-    ``bandwidth`` limit when there is one.
+    ``bandwidth`` limit when there is one. Before the last bytes are handed over, ``guard``
+    (when given) checks that the picture is still what is being sent: if it changed, the read
+    raises :class:`~boothsync.errors.SourceChanged` and the request never completes.
     """
 
     path: Path
@@ -50,6 +52,9 @@ class UploadItem:
     # Called with the offset and the bytes of every read, so the uploader can hash what is
     # sent without reading the file a second time.
     on_read: Callable[[int, bytes], None] | None = field(default=None, compare=False)
+    # Called before the last bytes are handed over; raises SourceChanged if the picture is no
+    # longer what is being sent, so the request is cut off and the gallery keeps nothing.
+    guard: Callable[[], None] | None = field(default=None, compare=False)
 
     def chunks(self) -> Iterator[bytes]:
         """The file's bytes, exactly ``size`` of them; SourceFileError if it cannot be read or
@@ -114,6 +119,9 @@ class _ItemReader(io.RawIOBase):
             raise SourceFileError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
         if len(data) < wanted:
             raise SourceFileError(f"{self._item.path}: shrank while it was being uploaded")
+        if self._position + len(data) == self._item.size and self._item.guard is not None:
+            # A body whose file changed while it was sent must never be taken for a picture.
+            self._item.guard()
         if self._item.on_read is not None:
             self._item.on_read(self._position, data)
         self._position += len(data)
