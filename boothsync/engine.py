@@ -4,7 +4,11 @@ The stages never call each other: the watcher writes rows, the uploader claims
 them, and the engine only connects the wake-up signal between the two. It also
 owns what happens to a picture once every destination has it
 (``after_upload``: keep, move or delete) and the snapshot the CLI, the tray and
-the service read.
+the service read. A picture is moved or deleted only after it has stayed quiet for
+``AFTER_UPLOAD_GRACE`` after its upload, when no process holds it open for writing,
+and only if it is still exactly what was uploaded (its size, time and content
+hash); a picture that is not is uploaded again first, one still held open waits.
+What a stop cut short is picked up again at the next start.
 
 It is also where the operator's commands land: pause, resume, retry and reload, called
 in-process (the tray) or sent through the queue database by another process
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import threading
 import time
@@ -34,8 +39,14 @@ from boothsync.errors import BoothsyncError, OutboxError
 from boothsync.outbox import Job, Outbox, Stats
 from boothsync.paths import outbox_path
 from boothsync.triggers import DslrBoothTriggers, SparkboothStatus
-from boothsync.uploader import DestinationHealth, Downscale, Uploader, UploadReport
-from boothsync.watcher import Watcher
+from boothsync.uploader import (
+    DestinationHealth,
+    Downscale,
+    Uploader,
+    UploadReport,
+    content_hash,
+)
+from boothsync.watcher import Watcher, writer_holds
 
 __all__ = ["Engine", "Snapshot", "local_midnight"]
 
@@ -47,6 +58,22 @@ CONTROL_INTERVAL = 1.0
 
 PAUSED_FLAG = "paused"
 MISSING_FOLDERS_FLAG = "missing_folders"
+
+#: Seconds a picture must stay untouched after its upload before it is moved or deleted:
+#: booth software that closes a picture and reopens it to add to it does so well within it.
+AFTER_UPLOAD_GRACE = 5.0
+
+
+@dataclass
+class _Uploaded:
+    """A picture every destination has, waiting out the grace time before it leaves."""
+
+    path: Path
+    file_id: int
+    size: int
+    mtime_ns: int
+    watch: WatchConfig
+    due: float  # monotonic
 
 
 @dataclass(frozen=True)
@@ -74,8 +101,14 @@ class Engine:
         on_report: Callable[[UploadReport], None] | None = None,
         destinations: Mapping[str, Destination] | None = None,
         on_reload: Callable[[], None] | None = None,
+        after_upload_grace: float = AFTER_UPLOAD_GRACE,
     ) -> None:
         self.config = config
+        self._grace = after_upload_grace
+        # Pictures waiting to be moved or deleted, by path: added by the upload workers,
+        # taken by the control thread.
+        self._uploaded: dict[Path, _Uploaded] = {}
+        self._uploaded_lock = threading.Lock()
         self._on_report = on_report
         # Who rereads the config when the "reload" command comes (the daemon or the tray).
         self._on_reload = on_reload
@@ -141,6 +174,7 @@ class Engine:
         )
         self._watcher.start()
         self._start_triggers(self._watcher)
+        self._resume_after_uploads(outbox)
         self._control_stop.clear()
         self._missing_written = None
         self._control = threading.Thread(
@@ -305,10 +339,12 @@ class Engine:
             log.error("%s", exc)
 
     def _control_loop(self) -> None:
-        """Apply the commands other processes sent, and keep the flags they read current."""
+        """Apply the commands other processes sent, keep the flags they read current, and move
+        or delete the pictures whose grace time after their upload is over."""
         while True:
             try:
                 self._control_step()
+                self._finish_uploads()
                 self._control_error = None
             except OutboxError as exc:
                 # Said once, not every second while the database is unusable.
@@ -317,8 +353,13 @@ class Engine:
                     log.error("%s", exc)
             except Exception:
                 log.exception("the engine's control thread hit an unexpected error")
-            if self._control_stop.wait(CONTROL_INTERVAL):
+            if self._control_stop.wait(self._control_wait()):
                 return
+
+    def _control_wait(self) -> float:
+        with self._uploaded_lock:
+            due = min((u.due for u in self._uploaded.values()), default=math.inf)
+        return max(0.01, min(CONTROL_INTERVAL, due - time.monotonic()))
 
     def _control_step(self) -> None:
         outbox = self._outbox
@@ -356,49 +397,126 @@ class Engine:
             self._watcher.scan()
 
     def _after_upload(self, job: Job) -> None:
+        """Every destination has this picture (an upload worker calls it): after the grace
+        time it is moved or deleted, if its watch says so."""
         watch = self._watches.get(job.watch)
         if watch is None or watch.after_upload == "keep":
             return
+        self._hold(job.path, job.file_id, job.size, job.mtime_ns, watch)
+
+    def _hold(self, path: Path, file_id: int, size: int, mtime_ns: int, watch: WatchConfig) -> None:
+        due = time.monotonic() + self._grace
+        with self._uploaded_lock:
+            self._uploaded[path] = _Uploaded(path, file_id, size, mtime_ns, watch, due)
+
+    def _resume_after_uploads(self, outbox: Outbox) -> None:
+        """Pictures uploaded before a stop that came within their grace time are still in
+        their folders: they get theirs now."""
+        for watch in self.config.watches:
+            if watch.after_upload == "keep":
+                continue
+            try:
+                settled = outbox.settled_files(str(watch.path))
+            except OutboxError as exc:
+                log.error("%s", exc)
+                continue
+            for file_id, path, size, mtime_ns in settled:
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue  # moved or deleted already, as it should be
+                if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+                    self._hold(path, file_id, size, mtime_ns, watch)
+
+    def _finish_uploads(self) -> None:
+        """Move or delete the pictures whose grace time is over (the control thread)."""
+        now = time.monotonic()
+        with self._uploaded_lock:
+            due = [u for u in self._uploaded.values() if u.due <= now]
+            for uploaded in due:
+                del self._uploaded[uploaded.path]
+        for uploaded in due:
+            if self._control_stop.is_set():
+                return
+            self._finish(uploaded)
+
+    def _finish(self, uploaded: _Uploaded) -> None:
+        path, action = uploaded.path, uploaded.watch.after_upload
         try:
-            current = job.path.stat()
+            current = path.stat()
         except FileNotFoundError:
             return
         except OSError as exc:
-            log.error("%s: uploaded, but cannot %s it: %s", job.path, watch.after_upload, exc)
+            log.error("%s: uploaded, but cannot %s it: %s", path, action, exc)
             return
-        if (current.st_size, current.st_mtime_ns) != (job.size, job.mtime_ns):
-            # A newer version took its place since it was queued; that version
-            # has jobs of its own, and their completion decides its fate.
-            log.debug("%s changed since it was queued; left for its newer version", job.path)
+        if (current.st_size, current.st_mtime_ns) != (uploaded.size, uploaded.mtime_ns):
+            # Written to since: that version is queued by the watcher, and its upload decides.
+            log.debug("%s changed since it was uploaded; left for its new version", path)
+            return
+        if writer_holds(path):
+            # Never while a writer may still add to it: look again after another grace time.
+            log.debug("%s is open for writing; not %s yet", path, _DONE[action])
+            self._hold(path, uploaded.file_id, uploaded.size, uploaded.mtime_ns, uploaded.watch)
             return
         outbox = self._outbox
+        if outbox is None:
+            return
         try:
+            if not self._still_what_was_uploaded(outbox, uploaded):
+                again = outbox.send_file_again(uploaded.file_id)
+                log.warning(
+                    "%s is not what was uploaded (same size and time, other content);"
+                    " uploading it again before it is %s",
+                    path,
+                    _DONE[action],
+                )
+                if again and self._uploader is not None:
+                    self._uploader.wake()
+                return
             # The picture leaves its folder only once its upload is on the disk: a queue
             # that a power cut took back to before the upload would look for it in vain.
-            if outbox is not None:
-                outbox.sync()
+            outbox.sync()
         except OutboxError as exc:
             log.error(
-                "%s: uploaded, but left in place (the queue could not be saved): %s", job.path, exc
+                "%s: uploaded, but left in place (the queue could not be read or saved): %s",
+                path,
+                exc,
             )
             return
         try:
-            if watch.after_upload == "delete":
-                job.path.unlink(missing_ok=True)
-                log.info("deleted %s after upload", job.path)
+            if action == "delete":
+                path.unlink(missing_ok=True)
+                log.info("deleted %s after upload", path)
             else:
+                watch = uploaded.watch
                 # Keep the picture's place below the watched folder (a
                 # recursive watch has subfolders); never overwrite anything.
                 try:
-                    relative = job.path.relative_to(watch.path)
+                    relative = path.relative_to(watch.path)
                 except ValueError:
-                    relative = Path(job.path.name)
+                    relative = Path(path.name)
                 target = _free_name(_move_dir(watch) / relative)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(job.path, target)
-                log.info("moved %s to %s after upload", job.path.name, target.parent)
+                shutil.move(path, target)
+                log.info("moved %s to %s after upload", path.name, target.parent)
         except OSError as exc:
-            log.error("%s: uploaded, but %s failed: %s", job.path, watch.after_upload, exc)
+            log.error("%s: uploaded, but %s failed: %s", path, action, exc)
+
+    @staticmethod
+    def _still_what_was_uploaded(outbox: Outbox, uploaded: _Uploaded) -> bool:
+        """Whether the picture's content is what every destination recorded receiving."""
+        hashes = outbox.uploaded_hashes(uploaded.file_id)
+        if not hashes or any(digest is None for digest in hashes):
+            # Uploaded before content hashes were recorded: the size and time must do.
+            return True
+        try:
+            digest = content_hash(uploaded.path)
+        except BoothsyncError:
+            return False
+        return all(recorded == digest for recorded in hashes)
+
+
+_DONE = {"move": "moved", "delete": "deleted"}
 
 
 def _move_dir(watch: WatchConfig) -> Path:

@@ -893,6 +893,42 @@ class Outbox:
             ).fetchone()
         return int(row[0])
 
+    def uploaded_hashes(self, file_id: int) -> list[str | None]:
+        """The content hash (XXH3-128) each job of this file version recorded when it was
+        uploaded; None for a job without one (not uploaded, or uploaded before that hash)."""
+        with self._read("look up uploaded content") as conn:
+            rows = conn.execute(
+                "SELECT CASE WHEN state = 'uploaded' THEN xxh128 END FROM jobs WHERE file_id = ?",
+                (file_id,),
+            ).fetchall()
+        return [None if row[0] is None else str(row[0]) for row in rows]
+
+    def settled_files(self, watch: str) -> list[tuple[int, Path, int, int]]:
+        """The file versions of ``watch`` that every destination has: ``(file_id, path, size,
+        mtime_ns)``, for the after-upload step that a stop may have cut short."""
+        with self._read("look up uploaded files") as conn:
+            rows = conn.execute(
+                "SELECT f.id, f.path, f.size, f.mtime_ns FROM files AS f WHERE f.watch = ?"
+                " AND EXISTS (SELECT 1 FROM jobs AS j WHERE j.file_id = f.id)"
+                " AND NOT EXISTS (SELECT 1 FROM jobs AS j"
+                " WHERE j.file_id = f.id AND j.state != 'uploaded')",
+                (watch,),
+            ).fetchall()
+        return [(int(r[0]), Path(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+    def send_file_again(self, file_id: int) -> int:
+        """Queue every uploaded job of this file version again, due now: what is on disk is
+        not what was sent. Returns how many."""
+        with self._write("queue a file again") as conn:
+            now = self._clock()
+            cur = conn.execute(
+                "UPDATE jobs SET state = ?, attempts = 0, next_attempt_at = ?, finished_at = NULL,"
+                " xxh128 = NULL, head = NULL, note = NULL, updated_at = ?"
+                " WHERE file_id = ? AND state = ?",
+                (JobState.WAITING, now, now, file_id, JobState.UPLOADED),
+            )
+            return cur.rowcount
+
     def make_due(self, destination: str) -> int:
         """Make every waiting job of ``destination`` due now (it is reachable again).
 

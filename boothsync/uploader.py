@@ -29,7 +29,8 @@ the request is cut off there, so the gallery keeps nothing of it (a presigned
 PUT or a multipart POST that does not complete stores nothing), and the job is
 sent again with the new version: a gallery never keeps a copy that is torn,
 stale or partial. The content hash is computed here, once per
-job, and nowhere else (scans stay cheap).
+job (scans stay cheap); :func:`content_hash` is also what the engine compares
+before it moves or deletes a picture.
 
 This module only claims rows; it never looks at folders and never speaks HTTP
 itself.
@@ -71,7 +72,14 @@ from boothsync.errors import (
 from boothsync.outbox import Job, Outbox
 from boothsync.retry import RetryBudget, attempt_policy, backoff
 
-__all__ = ["DestinationHealth", "Downscale", "Health", "UploadReport", "Uploader"]
+__all__ = [
+    "DestinationHealth",
+    "Downscale",
+    "Health",
+    "UploadReport",
+    "Uploader",
+    "content_hash",
+]
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +395,7 @@ class Uploader:
                 head, size=before.size, destination=job.destination, album_id=job.album_id
             ):
                 # One of the same size and beginning is there: compare the whole content.
-                digest = _xxh128(job.path)
+                digest = content_hash(job.path)
                 copy = self._find_uploaded(job, digest, before.size)
             if copy is None:
                 hashing = _StreamHash()
@@ -405,7 +413,7 @@ class Uploader:
                 if digest is None:
                     # Hashed on the way out, unless the destination read the file otherwise
                     # (a copy to a folder, a shrunk copy).
-                    digest = hashing.hexdigest(before.size) or _xxh128(job.path)
+                    digest = hashing.hexdigest(before.size) or content_hash(job.path)
         except DestinationUnavailable as exc:
             self._release(job)
             self._pause(job.destination, exc)
@@ -915,8 +923,9 @@ def _head(path: Path, size: int) -> str:
     return xxhash.xxh3_64(size.to_bytes(8, "little") + start).hexdigest()
 
 
-def _xxh128(path: Path) -> str:
-    """The file's XXH3-128 in hex: the content hash of the duplicate check."""
+def content_hash(path: Path) -> str:
+    """The file's XXH3-128 in hex: the content hash the duplicate check records for every
+    upload (and the engine compares before it moves or deletes a picture)."""
     return _hash(path, xxhash.xxh3_128())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -29,12 +30,12 @@ def no_thread_leaks() -> Iterator[None]:
 
 
 @pytest.fixture
-def engine_for() -> Iterator[Callable[[Config], Engine]]:
+def engine_for() -> Iterator[Callable[..., Engine]]:
     """Start an engine on a config, ready (first scan done); every one is stopped afterwards."""
     engines: list[Engine] = []
 
-    def start(config: Config) -> Engine:
-        engine = Engine(config)
+    def start(config: Config, **options: Any) -> Engine:
+        engine = Engine(config, **options)
         engine.start()
         engines.append(engine)
         assert engine.wait_ready(10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -24,7 +25,7 @@ from boothsync.outbox import Outbox
 from boothsync.paths import outbox_path
 from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
 from boothsync.uploader import Health
-from tests.helpers import engine_config, wait_for
+from tests.helpers import engine_config, jpeg, wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -198,6 +199,98 @@ def test_after_upload_moves_or_deletes_the_original(
     assert moved.exists() == (policy == "move")
     if policy == "move":
         assert moved.read_bytes() == content
+
+
+def sha_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def received_shas(receiver: Receiver) -> list[str]:
+    return [record.sha256 for record in receiver.received()]
+
+
+def test_a_picture_appended_to_right_after_its_upload_is_deleted_only_once_whole(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """Booth software that closes a picture and reopens it right after its upload to add to
+    it: the picture is not deleted in between; its final content reaches the gallery, and
+    only then is it deleted."""
+    config = make_config(tmp_path, receiver, after_upload="delete")
+    engine_for(config, after_upload_grace=1.5)
+    path = config.watches[0].path / "IMG_0001.jpg"
+    first = jpeg(os.urandom(30_000))
+    path.write_bytes(first)
+    wait_for(lambda: received_shas(receiver) == [sha_of(first)], what="the first upload")
+    added = b"a frame the booth adds after the first close"
+    with path.open("ab") as handle:
+        handle.write(added)
+    final = first + added
+
+    wait_for(lambda: not path.exists(), timeout=20, what="the picture to be deleted")
+    assert received_shas(receiver) == [sha_of(first), sha_of(final)]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel's word on writers is Linux's")
+def test_a_picture_held_open_for_writing_after_its_upload_is_moved_only_once_closed(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """A picture that a program opens for writing again after its upload stays where it is,
+    however long it is held open, and is moved once it is closed (unchanged)."""
+    config = make_config(tmp_path, receiver, after_upload="move")
+    engine_for(config, after_upload_grace=1.0)
+    hot = config.watches[0].path
+    path = hot / "IMG_0001.jpg"
+    path.write_bytes(jpeg(os.urandom(30_000)))
+    wait_for(lambda: len(receiver.received()) == 1, what="the upload")
+    with path.open("ab"):
+        threading.Event().wait(3.0)  # three grace times: the move would have happened by now
+        assert path.exists()
+    wait_for(lambda: (hot / "uploaded" / "IMG_0001.jpg").exists(), what="the move")
+
+
+def test_a_picture_that_is_not_what_was_uploaded_is_sent_again_before_it_is_deleted(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """A picture rewritten after its upload with its size and times put back (so its version
+    looks unchanged) is not deleted: its content hash differs from the one uploaded, so it is
+    uploaded again, and deleted once the gallery has what is on disk."""
+    config = make_config(tmp_path, receiver, after_upload="delete")
+    engine_for(config, after_upload_grace=1.5)
+    path = config.watches[0].path / "IMG_0001.jpg"
+    first, second = jpeg(os.urandom(30_000)), jpeg(os.urandom(30_000))
+    path.write_bytes(first)
+    wait_for(lambda: received_shas(receiver) == [sha_of(first)], what="the first upload")
+    st = path.stat()
+    with path.open("r+b") as handle:
+        handle.write(second)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    wait_for(lambda: not path.exists(), timeout=20, what="the picture to be deleted")
+    assert received_shas(receiver) == [sha_of(first), sha_of(second)]
+
+
+def test_a_picture_uploaded_just_before_a_stop_is_deleted_after_the_next_start(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A stop within a picture's grace time after its upload leaves it in its folder; the next
+    start deletes it (it is still exactly what was uploaded)."""
+    config = make_config(tmp_path, receiver, after_upload="delete")
+    path = config.watches[0].path / "IMG_0001.jpg"
+    path.write_bytes(jpeg(os.urandom(30_000)))
+    first = Engine(config, after_upload_grace=60)
+    first.start()
+    try:
+        wait_for(lambda: len(receiver.received()) == 1, what="the upload")
+    finally:
+        first.stop(5)
+    assert path.exists()
+    second = Engine(config, after_upload_grace=0.2)
+    second.start()
+    try:
+        wait_for(lambda: not path.exists(), what="the picture to be deleted")
+    finally:
+        second.stop(5)
+    assert len(receiver.received()) == 1
 
 
 def test_burst_of_files_all_arrive_once(

@@ -490,7 +490,7 @@ def test_a_picture_unlike_any_uploaded_is_read_once(
     not read whole before it is sent: its XXH3-128 comes from the bytes sent, whole, and
     finds it afterwards."""
     monkeypatch.setattr(
-        "boothsync.uploader._xxh128", lambda path: pytest.fail(f"{path} was read whole")
+        "boothsync.uploader.content_hash", lambda path: pytest.fail(f"{path} was read whole")
     )
     data = os.urandom(2 * 1024 * 1024 + 12345)
     path = picture(tmp_path, "IMG_1.jpg", data)
