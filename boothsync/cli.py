@@ -22,6 +22,7 @@ from boothsync import __version__
 from boothsync.config import Config, find_config, load_config, secrets
 from boothsync.daemon import parse_level, setup_logging, stop_signals, wait_for_stop
 from boothsync.errors import BoothsyncError, ConfigError
+from boothsync.names import printable
 from boothsync.outbox import Event, Outbox
 from boothsync.paths import outbox_path
 
@@ -232,24 +233,31 @@ def _tray(args: argparse.Namespace) -> int:
     return run_tray(_load(args), attach=args.attach)
 
 
+def _say(line: str) -> None:
+    """Print a line that may hold a file name: a newline, an escape code or bytes that are not
+    UTF-8 in it are shown escaped, never acted on (or a crash of the encoder)."""
+    print(printable(line))
+
+
 def _status(args: argparse.Namespace) -> int:
     config = _load(args)
     database = outbox_path(config)
     report = _status_report(config, database)
     if args.json:
+        # ASCII only: a file name that is not UTF-8 comes out escaped, not as a crash.
         print(json.dumps(report, indent=2))
         return EXIT_OK
-    print(f"queue: {database}" + ("" if report["queue_exists"] else " (nothing queued yet)"))
+    _say(f"queue: {database}" + ("" if report["queue_exists"] else " (nothing queued yet)"))
     if report["paused"]:
-        print("uploads: paused (`boothsync resume` resumes them)")
+        _say("uploads: paused (`boothsync resume` resumes them)")
     for folder in report["missing_folders"]:
-        print(f"watch folder missing: {folder}")
+        _say(f"watch folder missing: {folder}")
     for name, entry in report["destinations"].items():
         counts = "  ".join(f"{state} {entry[state]}" for state in STATES)
         if entry["duplicates"]:
             counts += f" (of which {entry['duplicates']} already there: same content)"
         detail = f" ({entry['detail']})" if entry.get("detail") else ""
-        print(f"{name}: {entry['health']}{detail}  {counts}")
+        _say(f"{name}: {entry['health']}{detail}  {counts}")
     last = report["last_upload"]
     if last:
         taken = (
@@ -257,16 +265,16 @@ def _status(args: argparse.Namespace) -> int:
             if last["taken_at"]
             else ""
         )
-        print(f"last upload: {last['file']} to {last['destination']} at {last['at']}{taken}")
+        _say(f"last upload: {last['file']} to {last['destination']} at {last['at']}{taken}")
     else:
-        print("last upload: none yet")
+        _say("last upload: none yet")
     if report["sources"]:
         sources = ", ".join(f"{source} {count}" for source, count in report["sources"].items())
-        print(f"capture times from: {sources}")
+        _say(f"capture times from: {sources}")
     error = report["last_error"]
     if error:
         where = f"{error['file']} to {error['destination']} at {error['at']}"
-        print(f"last error: {where}: {error['error']}")
+        _say(f"last error: {where}: {error['error']}")
     return EXIT_OK
 
 

@@ -435,6 +435,14 @@ WATCH_OPTIONS: Final[tuple[Option, ...]] = (
         "Names of the destinations this folder's pictures go to. Default: every destination.",
         check=_not_empty,
     ),
+    Option(
+        "allow_outside_links",
+        "bool",
+        "Upload a file that is a symbolic link to a file outside the watched folders. Off, "
+        "such a link is skipped with a warning: anyone who can write into a shared hot folder "
+        "could otherwise publish any file of this computer.",
+        default=False,
+    ),
 )
 
 
@@ -657,6 +665,7 @@ class WatchConfig:
     after_upload: Literal["keep", "move", "delete"] = "keep"
     move_to: Path | None = None  # set exactly when after_upload == "move"
     destinations: tuple[str, ...]  # names; parse_config fills in every destination by default
+    allow_outside_links: bool = False
 
     def __post_init__(self) -> None:
         # A dict given in code must not be changed behind the watcher's back.

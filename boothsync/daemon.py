@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING
 
 from boothsync.config import Config, load_config, secrets
 from boothsync.errors import AlreadyRunning, BoothsyncError, ConfigError, OutboxError
+from boothsync.names import printable
 from boothsync.paths import log_file, state_dir
 
 if TYPE_CHECKING:
@@ -78,7 +79,8 @@ _DATE = "%Y-%m-%d %H:%M:%S"
 
 
 class _RedactingFormatter(logging.Formatter):
-    """Formats a record, then blanks every secret it knows wherever it appears.
+    """Formats a record, then blanks every secret it knows wherever it appears; the message
+    itself is made printable first (:func:`~boothsync.names.printable`).
 
     For the journal (``journal=True``) there is no time stamp (journald adds its own) and
     every line carries its priority prefix, tracebacks' lines too.
@@ -95,6 +97,13 @@ class _RedactingFormatter(logging.Formatter):
         # test config); blanking it everywhere would garble every line.
         known = set(self._secrets) | {s for s in secrets if len(s) >= 4}
         self._secrets = sorted(known, key=len, reverse=True)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # A file name with a newline or a terminal escape code must not forge a log line or
+        # recolour a terminal, and one that is not UTF-8 must not break the log file's encoder:
+        # the message is made printable (tracebacks, added after it, keep their lines).
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)

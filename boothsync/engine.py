@@ -46,7 +46,7 @@ from boothsync.uploader import (
     UploadReport,
     content_hash,
 )
-from boothsync.watcher import Watcher, writer_holds
+from boothsync.watcher import Watcher, outside_link, writer_holds
 
 __all__ = ["Engine", "Snapshot", "local_midnight"]
 
@@ -162,6 +162,7 @@ class Engine:
                 for name, cfg in self.config.destinations.items()
                 if cfg.max_edge
             },
+            refuse=self._refused_source,
         )
         paused = self._restored_pause(outbox)
         if paused:
@@ -395,6 +396,22 @@ class Engine:
     def scan(self) -> None:
         if self._watcher is not None:
             self._watcher.scan()
+
+    def _refused_source(self, job: Job) -> str | None:
+        """Why a job's file must not be sent: it leads, through a symbolic link, outside the
+        watched folders (its own watch's folder counts, even if the config no longer has it),
+        and its watch does not allow that."""
+        watch = self._watches.get(job.watch)
+        if watch is not None and watch.allow_outside_links:
+            return None
+        folders = [Path(job.watch), *(w.path for w in self.config.watches)]
+        target = outside_link(job.path, folders)
+        if target is None:
+            return None
+        return (
+            f"{job.path} leads to {target}, outside the watched folders: not uploaded"
+            " (allow_outside_links = true in its [[watch]] allows it)"
+        )
 
     def _after_upload(self, job: Job) -> None:
         """Every destination has this picture (an upload worker calls it): after the grace

@@ -28,20 +28,41 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 
 from boothsync.errors import OutboxError
+from boothsync.names import printable
 
-__all__ = ["COMMANDS", "SYNCED_FLAG", "Event", "Job", "JobState", "NewFile", "Outbox", "Stats"]
+__all__ = [
+    "COMMANDS",
+    "SYNCED_FLAG",
+    "Event",
+    "Job",
+    "JobState",
+    "Known",
+    "NewFile",
+    "Outbox",
+    "Stats",
+]
 
 log = logging.getLogger(__name__)
+
+
+class Known(Enum):
+    """What the queue knows of one version of a file (:meth:`Outbox.known`)."""
+
+    NEW = "new"
+    QUEUED = "queued"
+    # Queued, and a job of it waits or failed because the file could not be read.
+    UNREADABLE = "unreadable"
 
 
 class JobState(StrEnum):
@@ -257,6 +278,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # (one of the same size), so that only then is SHA-256 computed as well.
         "CREATE INDEX files_size ON files (size)",
     ),
+    (
+        # Set while a job waits, or failed, because its file could not be read (permissions,
+        # a lock): a change of the file's permissions, or a scan that finds it readable,
+        # makes it due again at once (known(), retry_unreadable()).
+        "ALTER TABLE jobs ADD COLUMN unreadable INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX jobs_unreadable ON jobs (file_id) WHERE unreadable = 1",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -278,6 +306,9 @@ COMMANDS = frozenset({"pause", "resume", "retry", "reload"})
 _COMMANDS_KEPT = 7 * 24 * 3600.0
 
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+# Longest error or detail line stored (characters).
+_MESSAGE_LIMIT = 1000
 
 _JOB_SELECT = """
     SELECT j.id, j.file_id, f.path, f.size, f.mtime_ns, f.watch, j.destination, j.album_id,
@@ -431,6 +462,30 @@ def _move_aside(path: Path, now: float) -> Path:
     return target
 
 
+def _stored(path: Path | str) -> str | bytes:
+    """A path as the queue stores it: text, or, for a name that is not valid UTF-8 (a
+    Windows share mounted with the wrong character set), its bytes. SQLite keeps either
+    exactly, so one odd name never stops a batch of pictures from being queued."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def _loaded(value: str | bytes) -> str:
+    """A path as :func:`_stored` stored it."""
+    return os.fsdecode(value) if isinstance(value, bytes) else str(value)
+
+
+def _message(text: str) -> str:
+    """An error or detail line as stored: printable (a file name may hold anything) and
+    never more than a few lines' worth."""
+    line = printable(text)
+    return line if len(line) <= _MESSAGE_LIMIT else line[: _MESSAGE_LIMIT - 1] + "…"
+
+
 def _note_stale(cur: sqlite3.Cursor, job_id: int) -> None:
     # Only a job still uploading may move (the UPDATEs say "AND state = 'uploading'"):
     # a late call about a job that recover() already handed back must not undo that.
@@ -565,7 +620,7 @@ class Outbox:
                 conn.execute(
                     "INSERT OR IGNORE INTO files (path, size, mtime_ns, watch, added_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (str(file.path), file.size, file.mtime_ns, file.watch, now),
+                    (_stored(file.path), file.size, file.mtime_ns, _stored(file.watch), now),
                 )
                 file_id = self._file_id(conn, file.path, file.size, file.mtime_ns)
                 assert file_id is not None  # inserted or already there, in this transaction
@@ -651,7 +706,7 @@ class Outbox:
             now = self._clock()
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, last_error = NULL, updated_at = ?,"
-                " xxh128 = ?, head = ?, note = ?"
+                " xxh128 = ?, head = ?, note = ?, unreadable = 0"
                 " WHERE id = ? AND state = ?",
                 (JobState.UPLOADED, now, now, xxh128, head, note, job_id, JobState.UPLOADING),
             )
@@ -672,26 +727,34 @@ class Outbox:
             return bool(remaining == 0)
 
     def retry_later(
-        self, job_id: int, *, delay: float, error: str, count_attempt: bool = True
+        self,
+        job_id: int,
+        *,
+        delay: float,
+        error: str,
+        count_attempt: bool = True,
+        unreadable: bool = False,
     ) -> None:
         """Put an uploading job back to waiting, due after ``delay`` seconds, noting the error.
 
         ``count_attempt=False`` takes back the attempt its claim counted, for a
         try that failed through no fault of the file or the destination (the
         file changed while it was being sent), so later backoff is not longer.
+        ``unreadable``: the file could not be read (see :meth:`retry_unreadable`).
         """
         with self._write("reschedule a job") as conn:
             now = self._clock()
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ?,"
-                " attempts = MAX(attempts - ?, 0)"
+                " attempts = MAX(attempts - ?, 0), unreadable = ?"
                 " WHERE id = ? AND state = ?",
                 (
                     JobState.WAITING,
                     now + delay,
-                    error,
+                    _message(error),
                     now,
                     0 if count_attempt else 1,
+                    int(unreadable),
                     job_id,
                     JobState.UPLOADING,
                 ),
@@ -713,14 +776,23 @@ class Outbox:
             )
             _note_stale(cur, job_id)
 
-    def fail(self, job_id: int, *, error: str) -> None:
-        """Give up on an uploading job for good (until :meth:`retry_failed`)."""
+    def fail(self, job_id: int, *, error: str, unreadable: bool = False) -> None:
+        """Give up on an uploading job for good (until :meth:`retry_failed`, or, for a file
+        that could not be read, until :meth:`retry_unreadable` finds it readable)."""
         with self._write("fail a job") as conn:
             now = self._clock()
             cur = conn.execute(
-                "UPDATE jobs SET state = ?, finished_at = ?, last_error = ?, updated_at = ?"
-                " WHERE id = ? AND state = ?",
-                (JobState.FAILED, now, error, now, job_id, JobState.UPLOADING),
+                "UPDATE jobs SET state = ?, finished_at = ?, last_error = ?, updated_at = ?,"
+                " unreadable = ? WHERE id = ? AND state = ?",
+                (
+                    JobState.FAILED,
+                    now,
+                    _message(error),
+                    now,
+                    int(unreadable),
+                    job_id,
+                    JobState.UPLOADING,
+                ),
             )
             _note_stale(cur, job_id)
 
@@ -831,8 +903,40 @@ class Outbox:
 
     def is_known(self, path: Path, size: int, mtime_ns: int) -> bool:
         """Whether this version of the file (path, size, mtime) has been added."""
+        return self.known(path, size, mtime_ns) is not Known.NEW
+
+    def known(self, path: Path, size: int, mtime_ns: int) -> Known:
+        """Whether this version of the file has been added, and whether one of its jobs waits
+        (or failed) because the file could not be read."""
         with self._read("look up a file") as conn:
-            return self._file_id(conn, path, size, mtime_ns) is not None
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_unreadable"
+                " WHERE file_id = files.id AND unreadable = 1"
+                " AND state IN ('waiting', 'failed'))"
+                " FROM files WHERE path = ? AND size = ? AND mtime_ns = ?",
+                (_stored(path), size, mtime_ns),
+            ).fetchone()
+        if row is None:
+            return Known.NEW
+        return Known.UNREADABLE if row[0] else Known.QUEUED
+
+    def retry_unreadable(self, path: Path, size: int, mtime_ns: int) -> int:
+        """The file can be read now: its jobs that waited or failed because it could not be
+        are due at once (a failed one starts its attempts over). Returns how many."""
+        with self._write("retry an unreadable file") as conn:
+            now = self._clock()
+            cur = conn.execute(
+                "UPDATE jobs SET state = ?, next_attempt_at = ?, finished_at = NULL,"
+                " attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END,"
+                " unreadable = 0, updated_at = ?"
+                " WHERE unreadable = 1 AND state IN ('waiting', 'failed') AND file_id ="
+                " (SELECT id FROM files WHERE path = ? AND size = ? AND mtime_ns = ?)",
+                (JobState.WAITING, now, now, _stored(path), size, mtime_ns),
+            )
+            count = cur.rowcount
+        if count:
+            log.info("%s can be read now; %d upload(s) of it go now", path, count)
+        return count
 
     def find_uploaded(self, xxh128: str, *, destination: str, album_id: str | None) -> Path | None:
         """The path of a file whose content (by XXH3-128, hex) is uploaded to this destination
@@ -872,7 +976,7 @@ class Outbox:
     def _find(self, query: str, digest: str, destination: str, album_id: str | None) -> Path | None:
         with self._read("look up uploaded content") as conn:
             row = conn.execute(query, (digest, destination, album_id)).fetchone()
-        return None if row is None else Path(row["path"])
+        return None if row is None else Path(_loaded(row["path"]))
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each state, all destinations together (cheaper than
@@ -912,9 +1016,9 @@ class Outbox:
                 " AND EXISTS (SELECT 1 FROM jobs AS j WHERE j.file_id = f.id)"
                 " AND NOT EXISTS (SELECT 1 FROM jobs AS j"
                 " WHERE j.file_id = f.id AND j.state != 'uploaded')",
-                (watch,),
+                (_stored(watch),),
             ).fetchall()
-        return [(int(r[0]), Path(r[1]), int(r[2]), int(r[3])) for r in rows]
+        return [(int(r[0]), Path(_loaded(r[1])), int(r[2]), int(r[3])) for r in rows]
 
     def send_file_again(self, file_id: int) -> int:
         """Queue every uploaded job of this file version again, due now: what is on disk is
@@ -1001,7 +1105,7 @@ class Outbox:
                 " ON CONFLICT (name) DO UPDATE SET"
                 " health = excluded.health, detail = excluded.detail,"
                 " updated_at = excluded.updated_at",
-                (destination, health, detail, self._clock()),
+                (destination, health, _message(detail), self._clock()),
             )
 
     def health(self) -> dict[str, tuple[str, str]]:
@@ -1211,7 +1315,7 @@ class Outbox:
     def _file_id(conn: sqlite3.Connection, path: Path, size: int, mtime_ns: int) -> int | None:
         row = conn.execute(
             "SELECT id FROM files WHERE path = ? AND size = ? AND mtime_ns = ?",
-            (str(path), size, mtime_ns),
+            (_stored(path), size, mtime_ns),
         ).fetchone()
         return None if row is None else int(row[0])
 
@@ -1221,10 +1325,10 @@ class Outbox:
         return Job(
             id=row["id"],
             file_id=row["file_id"],
-            path=Path(row["path"]),
+            path=Path(_loaded(row["path"])),
             size=row["size"],
             mtime_ns=row["mtime_ns"],
-            watch=row["watch"],
+            watch=_loaded(row["watch"]),
             destination=row["destination"],
             album_id=row["album_id"],
             attempts=row["attempts"],
@@ -1239,7 +1343,7 @@ class Outbox:
         if row is None:
             return None
         return Event(
-            path=row["path"],
+            path=_loaded(row["path"]),
             destination=row["destination"],
             at=row["at"],
             error=row["error"],

@@ -69,6 +69,7 @@ from boothsync.errors import (
     SourceFileError,
     UploadError,
 )
+from boothsync.names import upload_name
 from boothsync.outbox import Job, Outbox
 from boothsync.retry import RetryBudget, attempt_policy, backoff
 
@@ -116,8 +117,10 @@ _PROBE_BASE = 1.0
 _PROBE_CAP = 5.0
 
 # A file that cannot be read (permissions, a locked file) is tried this many
-# times, with the job backoff in between, before it fails with the reason.
-_READ_ATTEMPTS = 3
+# times, with the job backoff in between (about 20 minutes in all), before it fails
+# with the reason. Meanwhile a change of its permissions, or a scan that finds it
+# readable, makes it due at once (the watcher asks the queue).
+_READ_ATTEMPTS = 10
 
 
 class Health(StrEnum):
@@ -210,8 +213,12 @@ class Uploader:
         read_attempts: int = _READ_ATTEMPTS,
         bandwidth: Bandwidth | None = None,
         downscale: Mapping[str, Downscale] | None = None,
+        refuse: Callable[[Job], str | None] | None = None,
     ) -> None:
         self._outbox = outbox
+        # Says why a job's file must not be sent at all (a link leading outside the watched
+        # folders), checked again right before each upload: the folder may have changed.
+        self._refuse = refuse
         # One limit for every worker and destination: it is the venue's link that is shared.
         self._bandwidth = bandwidth
         # Per destination: send JPEGs shrunk to (max_edge, quality); the original stays as it is.
@@ -379,6 +386,10 @@ class Uploader:
         head: str | None = None
         copy: Path | None = None
         try:
+            refusal = self._refuse(job) if self._refuse is not None else None
+            if refusal is not None:
+                self._fail(job, SourceFileError(refusal), started, None)
+                return
             # Whatever the file holds now is what gets sent, even if it changed
             # after it was queued: the watcher queues that newer version too,
             # and the duplicate check below then settles it without a second upload.
@@ -502,8 +513,9 @@ class Uploader:
         guard: Callable[[], None] | None = None,
     ) -> UploadItem:
         return UploadItem(
-            path=job.path,
-            file_name=job.path.name,
+            # A link (one the watch allows) is read as the file it leads to, by that name.
+            path=Path(os.path.realpath(job.path)) if os.path.islink(job.path) else job.path,
+            file_name=upload_name(job.path.name),
             size=version.size,
             content_type=content_type(job.path),
             taken_at_ms=capture.taken_at_ms,
@@ -582,7 +594,13 @@ class Uploader:
         self._report(job, "waiting", started, capture, _CHANGED_ERROR)
 
     def _retry_later(
-        self, job: Job, exc: Exception, started: float, capture: Capture | None
+        self,
+        job: Job,
+        exc: Exception,
+        started: float,
+        capture: Capture | None,
+        *,
+        unreadable: bool = False,
     ) -> None:
         if self._stopping.is_set():
             self._release(job)
@@ -592,7 +610,7 @@ class Uploader:
             delay = max(delay, exc.retry_after)
         message = str(exc) or type(exc).__name__
         try:
-            self._outbox.retry_later(job.id, delay=delay, error=message)
+            self._outbox.retry_later(job.id, delay=delay, error=message, unreadable=unreadable)
         except OutboxError as db_exc:
             log.error("%s", db_exc)
         log.warning(
@@ -678,16 +696,18 @@ class Uploader:
 
         A missing file fails at once: it is not coming back, and the watcher
         queues it anew if it does. An unreadable one (permissions, a lock held
-        by the booth software) may be fixed by then, so it is tried a few
-        times with the job backoff before it fails with the reason.
+        by the booth software) may be fixed by then, so it is tried again with
+        the job backoff for a while before it fails with the reason; marked
+        unreadable, so that the watcher makes it due at once (even once failed)
+        when a change of its permissions or a scan finds it readable.
         """
         if _missing(job.path, exc):
             self._fail(job, SourceFileError(f"missing: {job.path} vanished"), started, capture)
             return
         if job.attempts >= self._read_attempts:
-            self._fail(job, exc, started, capture)
+            self._fail(job, exc, started, capture, unreadable=True)
         else:
-            self._retry_later(job, exc, started, capture)
+            self._retry_later(job, exc, started, capture, unreadable=True)
 
     def _reachable(self, name: str) -> bool:
         """Whether the destination answers its probe; a probe that breaks counts as an answer.
@@ -763,10 +783,18 @@ class Uploader:
         self._set_health(name, DestinationHealth(Health.ONLINE))
         self.wake()
 
-    def _fail(self, job: Job, exc: Exception, started: float, capture: Capture | None) -> None:
+    def _fail(
+        self,
+        job: Job,
+        exc: Exception,
+        started: float,
+        capture: Capture | None,
+        *,
+        unreadable: bool = False,
+    ) -> None:
         message = str(exc)
         try:
-            self._outbox.fail(job.id, error=message)
+            self._outbox.fail(job.id, error=message, unreadable=unreadable)
         except OutboxError as db_exc:
             log.error("%s", db_exc)
         log.error("%s not uploaded to %s: %s", job.path.name, job.destination, message)

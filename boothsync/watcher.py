@@ -26,8 +26,8 @@ the watch's ``settle_seconds``. Whichever way, two more things must hold first:
   ``INCOMPLETE_WAIT`` looking cut short, after which it goes as it is, with a
   warning: a damaged picture still belongs in the gallery.
 
-Must not upload, and must not touch SQLite except through ``Outbox.is_known``
-and ``Outbox.add``.
+Must not upload, and must not touch SQLite except through ``Outbox.known``,
+``Outbox.retry_unreadable`` and ``Outbox.add_many``.
 
 Threads: one worker (``watcher``) does all the stat calls, scans and outbox
 writes, so the pending files need no lock; the observers' threads and
@@ -74,7 +74,8 @@ from watchdog.observers.polling import PollingObserver
 from boothsync.capture import looks_whole
 from boothsync.config import SKIPPED_FOLDERS
 from boothsync.errors import OutboxError
-from boothsync.outbox import NewFile
+from boothsync.names import has_odd_name, upload_name
+from boothsync.outbox import Known, NewFile
 
 if sys.platform != "win32":
     import fcntl
@@ -90,6 +91,7 @@ __all__ = [
     "OPEN_CAP",
     "Watcher",
     "matches",
+    "outside_link",
     "writer_holds",
 ]
 
@@ -141,6 +143,8 @@ ADD_RETRY_MAX = 30.0
 _ADD_BATCH = 100
 # After an unexpected error in the worker's loop, pause at least this long.
 ERROR_PAUSE = 1.0
+# How many refused links are remembered (so each is said once) before the memory starts over.
+_REFUSED_KEPT = 10_000
 
 _LINUX = sys.platform.startswith("linux")
 _WINDOWS = sys.platform == "win32"
@@ -375,6 +379,8 @@ class Watcher:
         self._enqueued_new = False
         # Guards the folders' ``missing`` marks, which missing_folders() reads from other threads.
         self._missing_lock = threading.Lock()
+        # Links refused and said so (the worker's alone).
+        self._refused: set[Path] = set()
 
     # -- public ---------------------------------------------------------------
 
@@ -547,7 +553,7 @@ class Watcher:
             if self._pending.pop(path, None) is not None:
                 log.debug("%s went away before it was complete", path)
             return
-        st = self._stat(path)
+        st = self._stat(path, folder)
         if st is None:
             return
         if kind is _Hint.MOVED_IN and st.st_size > 0:
@@ -574,7 +580,7 @@ class Watcher:
         for path, entry in list(self._pending.items()):
             if self._stopping.is_set():
                 return
-            st = self._stat(path)
+            st = self._stat(path, entry.folder)
             if st is None:
                 continue
             now = time.monotonic()
@@ -612,7 +618,7 @@ class Watcher:
         now = time.monotonic()
         entry = self._pending.get(path)
         if entry is None:
-            # No is_known() lookup: a close means new content, and add() is idempotent anyway.
+            # No known() lookup: a close means new content, and add() is idempotent anyway.
             self._pending[path] = _Pending(folder, st.st_size, st.st_mtime_ns, now, quiet=True)
             return
         entry.size, entry.mtime_ns, entry.stable_since, entry.quiet = (
@@ -693,12 +699,22 @@ class Watcher:
         )
 
     def _known(self, path: Path, st: os.stat_result) -> bool:
+        """Whether this version is queued already. One whose upload waits (or failed) because
+        it could not be read is made due at once if it can be read now: a scan, or the event
+        a change of its permissions sends, brings it back."""
         try:
-            return self._outbox.is_known(path, st.st_size, st.st_mtime_ns)
+            known = self._outbox.known(path, st.st_size, st.st_mtime_ns)
+            if (
+                known is Known.UNREADABLE
+                and _readable(path)
+                and self._outbox.retry_unreadable(path, st.st_size, st.st_mtime_ns)
+            ):
+                self._enqueued_new = True
         except Exception as exc:
             # Settling it anyway is safe: add() is idempotent.
             log.debug("could not look up %s in the outbox: %s", path, exc)
             return False
+        return known is not Known.NEW
 
     def _enqueue(
         self, batch: Sequence[tuple[Path, _Pending]], *, failed: bool = False
@@ -724,15 +740,28 @@ class Watcher:
         for (path, entry), new in zip(batch, counts, strict=True):
             if new:
                 log.info("queued %s (%d bytes)", path, entry.size)
+                if has_odd_name(path.name):
+                    log.warning(
+                        "%s: the name is not valid UTF-8 or holds control characters;"
+                        " it is uploaded as %s",
+                        path,
+                        upload_name(path.name),
+                    )
                 self._enqueued_new = True
             else:
                 log.debug("%s was already queued", path)
         return [] if failed else list(batch)
 
-    def _stat(self, path: Path) -> os.stat_result | None:
-        """Stat a file; None (and it is no longer pending) when it is gone or not a file."""
+    def _stat(self, path: Path, folder: _Folder) -> os.stat_result | None:
+        """Stat a file; None (and it is no longer pending) when it is gone, not a file, or a
+        link whose target the watch may not upload."""
         try:
-            st = os.stat(path)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                if self._refused_link(folder, path):
+                    self._pending.pop(path, None)
+                    return None
+                st = os.stat(path)
         except FileNotFoundError:
             if self._pending.pop(path, None) is not None:
                 log.debug("%s vanished before it was complete", path)
@@ -745,6 +774,26 @@ class Watcher:
             self._pending.pop(path, None)
             return None
         return st
+
+    def _refused_link(self, folder: _Folder, path: Path) -> bool:
+        """Whether ``path``, a symbolic link, leads outside every watched folder while its
+        watch does not allow that; said once per link."""
+        if folder.watch.allow_outside_links:
+            return False
+        target = outside_link(path, [f.path for f in self._folders])
+        if target is None:
+            return False
+        if path not in self._refused:
+            if len(self._refused) >= _REFUSED_KEPT:
+                self._refused.clear()  # a folder full of links must not grow this for ever
+            self._refused.add(path)
+            log.warning(
+                "%s is a link to %s, outside the watched folders: not uploaded"
+                " (allow_outside_links = true in its [[watch]] allows it)",
+                path,
+                target,
+            )
+        return True
 
     def _scan(self, folder: _Folder) -> None:
         self._walk(folder, folder.path, closed=False)
@@ -781,7 +830,11 @@ class Watcher:
                     continue
                 path = here / name
                 try:
-                    st = os.stat(path)
+                    st = os.lstat(path)
+                    if stat.S_ISLNK(st.st_mode):
+                        if self._refused_link(folder, path):
+                            continue
+                        st = os.stat(path)
                 except OSError as exc:
                     log.debug("cannot stat %s: %s", path, exc)
                     continue
@@ -959,6 +1012,22 @@ def _shut(observer: BaseObserver, timeout: float) -> bool:
     return True
 
 
+def outside_link(path: Path, folders: Sequence[Path]) -> str | None:
+    """Where ``path`` really is, if a symbolic link (the file itself, or a folder on its way)
+    leads it outside every one of ``folders``; None when it lies inside one of them (another
+    watch's included), links or not."""
+    try:
+        target = os.path.realpath(path)
+    except (OSError, ValueError):
+        return None
+    where = os.path.normcase(target)
+    for folder in folders:
+        root = os.path.normcase(os.path.realpath(folder))
+        if where == root or where.startswith(root.rstrip(os.sep) + os.sep):
+            return None
+    return target
+
+
 def writer_holds(path: Path) -> bool | None:
     """Whether some process has ``path`` open for writing: True, False, or None where this
     cannot be told (macOS and other systems; on Linux a file of another owner without the
@@ -1001,6 +1070,14 @@ def _lease_refused(path: Path) -> bool | None:
         return None
     finally:
         os.close(fd)
+
+
+def _readable(path: Path) -> bool:
+    try:
+        with open(path, "rb"):
+            return True
+    except OSError:
+        return False
 
 
 def _locked(path: Path) -> bool:

@@ -487,7 +487,8 @@ ERRORS = [
         '"odd key" = 1',
         'watch[0]."odd key"',
         "unknown key (known: path, patterns, ignore, recursive, album_id, albums, poll, "
-        "poll_interval, scan_interval, settle_seconds, after_upload, move_to, destinations)",
+        "poll_interval, scan_interval, settle_seconds, after_upload, move_to, destinations, "
+        "allow_outside_links)",
     ),
     # wrong types
     ("watch", 'poll = "yes"', "watch[0].poll", 'must be true or false (got "yes")'),

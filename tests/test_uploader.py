@@ -764,7 +764,7 @@ def test_an_unreadable_picture_is_tried_a_few_times_then_fails_with_the_reason(
     path.unlink()
     path.mkdir()
     uploader, recorder = recording(
-        outbox, FakeGallery("eventpics"), job_backoff=lambda attempts: 0.05
+        outbox, FakeGallery("eventpics"), job_backoff=lambda attempts: 0.05, read_attempts=3
     )
     try:
         wait_for(lambda: totals(outbox)["failed"] == 1)

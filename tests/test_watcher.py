@@ -19,7 +19,7 @@ from watchdog.observers.polling import PollingObserver
 
 from boothsync.config import WatchConfig
 from boothsync.errors import OutboxError
-from boothsync.outbox import Job, NewFile, Outbox
+from boothsync.outbox import Job, Known, NewFile, Outbox
 from boothsync.watcher import BUILTIN_IGNORES, CLOSE_QUIET, Watcher, matches
 from tests.helpers import jpeg, wait_for
 
@@ -37,7 +37,7 @@ WATCHDOG_REREGISTERS = pytest.mark.filterwarnings(
 
 
 class RecordingOutbox(Outbox):
-    """The real outbox, noting every add() and is_known() so tests can count them."""
+    """The real outbox, noting every add() and known() so tests can count them."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -69,10 +69,10 @@ class RecordingOutbox(Outbox):
                     self.first_queued_at.setdefault(file.path, time.monotonic())
         return counts
 
-    def is_known(self, path: Path, size: int, mtime_ns: int) -> bool:
+    def known(self, path: Path, size: int, mtime_ns: int) -> Known:
         with self.lock:
             self.lookups.append(path)
-        return super().is_known(path, size, mtime_ns)
+        return super().known(path, size, mtime_ns)
 
     def enqueued(self) -> dict[Path, list[tuple[int, int]]]:
         """Every file that got new jobs, with the (size, mtime_ns) of each time it did."""

@@ -106,7 +106,10 @@ class _ItemReader(io.RawIOBase):
             return b""
         try:
             if self._handle is None:
-                self._handle = self._item.path.open("rb")
+                # Never through a link: the uploader names the file itself (a link it allows
+                # is resolved first), so a file swapped for a link meanwhile is refused here.
+                flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+                self._handle = os.fdopen(os.open(self._item.path, flags), "rb")
                 self._handle.seek(self._position)
             data = self._handle.read(wanted)
             while data and len(data) < wanted:
