@@ -37,6 +37,11 @@ BENCHMARKS = (
         "restart", "start to READY with 10,000 known files", ("--files", "2000", "--runs", "1")
     ),
     Benchmark("outbox", "100,000 waiting jobs: claims, completions, status", ("--jobs", "20000")),
+    Benchmark(
+        "recovery",
+        "first picture after a 20 s outage, the gallery still failing and stalling",
+        ("--rounds", "2", "--outage", "8"),
+    ),
 )
 
 

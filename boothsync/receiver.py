@@ -131,6 +131,10 @@ class Faults:
     """Share of API requests where the connection is closed with no answer at all."""
     delay: float = 0.0
     """Seconds to wait after the headers arrive and before anything else; stop() cuts it."""
+    stall_rate: float = 0.0
+    """Share of the requests neither failed nor reset (any path, the probe's too) that stall:
+    wait ``stall`` seconds before they are answered, as an overloaded server does."""
+    stall: float = 0.0
     url_lifetime: float = 300.0
     """How long a presigned upload URL is valid, in seconds."""
     fail_next: list[tuple[str, int]] = field(default_factory=list)
@@ -156,6 +160,15 @@ class Faults:
         if errors_apply and self.error_rate > 0 and self._rng.random() < self.error_rate:
             return self.error_status, self.retry_after
         return None
+
+    def draw_stall(self) -> float:
+        """Seconds this request stalls (0 for most); the server calls it under its own lock."""
+        if self.stall_rate <= 0 or self.stall <= 0:
+            return 0.0
+        if self._rng is None or self.seed != self._rng_seed:
+            self._rng_seed = self.seed
+            self._rng = random.Random(self.seed)
+        return self.stall if self._rng.random() < self.stall_rate else 0.0
 
 
 @dataclass(frozen=True)
@@ -275,6 +288,10 @@ class Receiver(LocalServer):
     def _fault_delay(self) -> float:
         with self._lock:
             return float(self.faults.delay)
+
+    def _draw_stall(self) -> float:
+        with self._lock:
+            return self.faults.draw_stall()
 
     def _draw_fault(self, endpoint: str) -> tuple[int, str | None] | None:
         """The injected answer for this request, ``(status, retry_after)``, or None."""
@@ -400,12 +417,12 @@ def _as_status(name: str, value: Any, *, allow_reset: bool) -> int:
 
 def _check_fault(name: str, value: Any) -> Any:
     """A value for ``Faults.<name>`` from JSON, checked; raises _Reject."""
-    if name in ("error_rate", "reset_rate"):
+    if name in ("error_rate", "reset_rate", "stall_rate"):
         rate = _as_number(name, value)
         if not 0.0 <= rate <= 1.0:
             raise _Reject(400, f"{name} must be between 0 and 1")
         return rate
-    if name in ("delay", "url_lifetime"):
+    if name in ("delay", "url_lifetime", "stall"):
         seconds = _as_number(name, value)
         if seconds < 0:
             raise _Reject(400, f"{name} must not be negative")
@@ -547,6 +564,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             endpoint, action = self._route(self.command, path)
             if endpoint in ENDPOINTS and self._inject_fault(endpoint):
                 return
+            if endpoint is not None and self._stall():
+                return
             action()
         except (_ClientGone, ConnectionError, TimeoutError) as exc:
             logger.debug("receiver: %s %s: the client went away (%r)", self.command, path, exc)
@@ -581,6 +600,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply_json(endpoint, 500, {"error": error})
         except (_ClientGone, OSError):
             self.close_connection = True
+
+    def _stall(self) -> bool:
+        """Wait out a stall if one is drawn; True when the receiver is stopping meanwhile (the
+        request is then dropped unanswered)."""
+        stall = self._receiver._draw_stall()
+        if stall > 0 and self._receiver._stopping.wait(stall):
+            self._reset(None)
+            return True
+        return False
 
     def _inject_fault(self, endpoint: str) -> bool:
         """Answer with an injected fault if one is due; True when the request is done."""

@@ -108,13 +108,17 @@ _SYNC_DELAY = 0.2
 _CHANGED_ERROR = "changed while it was being uploaded; sending it again"
 
 # Probing an offline destination: exponential backoff with equal jitter, from
-# about half a second up to this cap. The issue allows a 30 s cap, but it also
-# promises that uploads resume within 5 s of the network coming back, and the
-# gap between the network returning and the next probe can be as long as the
-# cap: only a cap of 5 s keeps that promise. A probe is one small GET, so one
-# every 5 s during a long outage costs nothing.
+# about half a second up to this cap. The gap between the gallery's return and
+# the next probe can be as long as the cap, and a gallery that comes back
+# overloaded may let a probe wait seconds for its answer: so probes start every
+# 2 s at most, without waiting for the ones still out (up to _PROBES_IN_FLIGHT
+# at once), and the first to get any answer ends the outage. A probe is one small
+# GET: one every 2 s during a long outage costs nothing.
 _PROBE_BASE = 1.0
-_PROBE_CAP = 5.0
+_PROBE_CAP = 2.0
+_PROBES_IN_FLIGHT = 3
+# How long stop() waits for probes still out (each has a short timeout of its own).
+_PROBE_JOIN = 6.0
 
 # A file that cannot be read (permissions, a locked file) is tried this many
 # times, with the job backoff in between (about 20 minutes in all), before it fails
@@ -143,11 +147,13 @@ class DestinationHealth:
 
 @dataclass
 class _Outage:
-    """An offline destination: since when (monotonic), probes so far, when to probe next."""
+    """An offline destination: since when (monotonic), probes so far, when to probe next,
+    and how many probes are still waiting for an answer."""
 
     since: float
     probes: int
     next_probe: float
+    in_flight: int = 0
 
 
 @dataclass(frozen=True)
@@ -738,28 +744,54 @@ class Uploader:
         return backoff(probes, base=self._probe_base, cap=self._probe_cap)
 
     def _probe_loop(self) -> None:
-        """The one place an offline destination is contacted: a cheap probe, with backoff."""
+        """The one place an offline destination is contacted: a cheap probe, with backoff.
+
+        Each probe runs on a thread of its own, so one that a slow gallery keeps waiting
+        does not hold back the next: the first probe that gets an answer ends the outage.
+        """
+        probes: list[threading.Thread] = []
         while not self._stopping.is_set():
             # Cleared before looking, so a destination going offline meanwhile
             # is never missed.
             self._probe_wake.clear()
             now = time.monotonic()
+            due = []
             with self._health_lock:
-                due = [name for name, o in self._outages.items() if o.next_probe <= now]
-            for name in due:
-                if self._stopping.is_set():
-                    return
-                if self._reachable(name):
-                    self._back_online(name)
-                    continue
-                with self._health_lock:
-                    outage = self._outages.get(name)
-                    if outage is not None:
+                for name, outage in self._outages.items():
+                    if outage.next_probe <= now and outage.in_flight < _PROBES_IN_FLIGHT:
                         outage.probes += 1
-                        outage.next_probe = time.monotonic() + self._probe_delay(outage.probes + 1)
+                        outage.in_flight += 1
+                        outage.next_probe = now + self._probe_delay(outage.probes + 1)
+                        due.append(name)
+            probes = [t for t in probes if t.is_alive()]
+            for name in due:
+                probe = threading.Thread(
+                    target=self._probe_once,
+                    args=(name,),
+                    name=f"uploader-probe-{name}",
+                    daemon=True,
+                )
+                probe.start()
+                probes.append(probe)
             with self._health_lock:
                 upcoming = min((o.next_probe for o in self._outages.values()), default=math.inf)
             self._probe_wake.wait(min(_IDLE_CHECK, max(0.0, upcoming - time.monotonic())))
+        deadline = time.monotonic() + _PROBE_JOIN
+        for probe in probes:
+            # A probe's own timeout ends it; one that outlives this is left behind (a daemon).
+            probe.join(max(0.0, deadline - time.monotonic()))
+
+    def _probe_once(self, name: str) -> None:
+        try:
+            if self._reachable(name):
+                self._back_online(name)
+        finally:
+            with self._health_lock:
+                outage = self._outages.get(name)
+                if outage is not None:
+                    outage.in_flight -= 1
+            # A slot is free: the loop may start the next probe if one is due.
+            self._probe_wake.set()
 
     def _back_online(self, name: str) -> None:
         """The destination answered: every waiting file of it goes now."""

@@ -159,3 +159,27 @@ def test_one_command_runs_the_chosen_benchmarks_and_sums_up() -> None:
     assert re.search(r"^outbox: measured in [0-9]+ s$", summary, re.MULTILINE), output
     assert re.search(r">= 2000/s: (met|MISSED)", summary), output
     assert re.search(r"<= 200 ms: (met|MISSED)", summary), output
+
+
+def test_recovery_benchmark_runs_and_reports_first_pictures() -> None:
+    """`python -m bench.recovery` with one short outage of each kind exits 0 and prints, per
+    round and in sum, when the first waiting picture arrived after the gallery's return,
+    beside the target."""
+    result = _run_bench(
+        "bench.recovery", "--rounds", "1", "--outage", "2", "--pictures", "2", "--stall", "0.5"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    for kind in ("faulty", "healthy"):
+        assert re.search(
+            rf"^round +\d+ {kind} *: first picture +{FIGURE} s, all 2 +{FIGURE} s",
+            result.stdout,
+            re.MULTILINE,
+        ), output
+    assert re.search(
+        rf"^first picture after a faulty return: median {FIGURE} s, worst {FIGURE} s;"
+        r" target <= 10 s: (met|MISSED)$",
+        result.stdout,
+        re.MULTILINE,
+    ), output

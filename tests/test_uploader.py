@@ -704,6 +704,45 @@ def test_an_unreachable_destination_goes_offline_and_catches_up_when_back(
     assert uploaded["b.jpg"].attempts == 1
 
 
+def test_a_probe_the_gallery_keeps_waiting_does_not_hold_back_the_next(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A gallery back from an outage but slow to answer: the first probe after its return
+    hangs (here until the test ends), and the next probe, started meanwhile, finds it and
+    ends the outage: waiting pictures go without waiting for the hung probe."""
+    release = threading.Event()
+    probes = []
+
+    class SlowToAnswer(FakeGallery):
+        def probe(self) -> None:
+            with self.lock:
+                probes.append(self.unreachable.is_set())
+                first_after_return = probes.count(False) == 1
+            super().probe()
+            if first_after_return:
+                release.wait(30)
+
+    gallery = SlowToAnswer("eventpics", lambda item: None)
+    gallery.unreachable.set()
+
+    def upload(item: UploadItem) -> None:
+        if gallery.unreachable.is_set():
+            raise NetworkError("cannot reach EventPics")
+
+    gallery.behaviour = upload
+    queue(outbox, picture(tmp_path, "a.jpg"), "eventpics")
+    uploader = running(outbox, gallery, probe_cap=0.2)
+    try:
+        wait_for(lambda: uploader.health()["eventpics"].health is Health.OFFLINE)
+        gallery.unreachable.clear()
+        wait_for(lambda: totals(outbox)["uploaded"] == 1, timeout=10)
+        assert not release.is_set()  # the first probe after the return is still out
+        assert probes.count(False) >= 2
+    finally:
+        release.set()
+        uploader.stop(5)
+
+
 def test_a_network_error_with_the_destination_reachable_is_a_plain_retry(
     tmp_path: Path, outbox: Outbox
 ) -> None:
