@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,7 @@ import pytest
 
 from boothsync.bandwidth import Bandwidth
 from boothsync.config import EventPicsConfig, PicPeakConfig, PicsuiConfig
-from boothsync.destinations import UploadItem
+from boothsync.destinations import CheckItem, GalleryEvent, UploadItem
 from boothsync.destinations.eventpics import EventPicsDestination
 from boothsync.destinations.http import REDACTED, HttpDestination, server_message
 from boothsync.destinations.picpeak import PicPeakDestination
@@ -341,6 +341,62 @@ def test_waiting_for_the_bandwidth_limit_does_not_count_against_the_deadline(
         client.close()
     (record,) = receiver.received()
     assert record.sha256 == hashlib.sha256(item.path.read_bytes()).hexdigest()
+
+
+class Hanging:
+    """A destination that promises each upload within ``deadline`` seconds, then blocks."""
+
+    type = "hanging"
+
+    def __init__(self, deadline: float) -> None:
+        self.name = "hanging"
+        self.deadline = deadline
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def upload(self, item: UploadItem) -> None:
+        self.started.set()
+        self.release.wait(120)
+
+    def upload_deadline(self, size: int) -> float:
+        return self.deadline
+
+    def events(self) -> list[GalleryEvent]:
+        return []
+
+    def probe(self) -> None:
+        pass
+
+    def check(self, album_ids: Collection[str] = ()) -> list[CheckItem]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_worker_stuck_past_its_deadline_is_not_alive(tmp_path: Path) -> None:
+    """A worker whose upload runs past the time its destination allows (with the quick
+    retries, about 19 s for a 0.2 s deadline) plus the grace makes ``alive`` False, so the
+    service watchdog sees it; once the upload ends it is alive again."""
+    outbox = Outbox(tmp_path / "state" / "outbox.sqlite3")
+    hanging = Hanging(deadline=0.2)
+    path = tmp_path / "IMG_0001.jpg"
+    path.write_bytes(b"\xff\xd8 pixels")
+    queue(outbox, path, "hanging")
+    uploader = Uploader(
+        outbox, {"hanging": hanging}, tz=ZoneInfo("UTC"), concurrency=1, stuck_grace=0.2
+    )
+    uploader.start()
+    try:
+        wait_for(hanging.started.is_set, what="the upload to start")
+        assert uploader.alive
+        wait_for(lambda: not uploader.alive, timeout=60, what="the stuck worker to show")
+        hanging.release.set()
+        wait_for(lambda: uploader.alive, what="the worker to be free again")
+    finally:
+        hanging.release.set()
+        uploader.stop(5)
+        outbox.close()
 
 
 # Redirects
