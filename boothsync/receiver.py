@@ -6,8 +6,10 @@ upload URLs, ``PUT /upload/<token>`` stores the bytes, ``GET
 /geteventsandalbums`` lists a key's events. Every stored file lands at
 ``directory/<linkId>/<albumId or _no-album>/<fileName>`` with a
 ``<name>.json`` sidecar beside it. Faults (forced answers, error and reset
-rates, delays, short-lived URLs) are injected from :class:`Faults`, which tests
-change while the server runs. A receiver in another process is driven through
+rates, delays, short-lived URLs, huge or trickling answers, redirects, upload
+URLs in clear text, error bodies that quote the key) are injected from
+:class:`Faults`, which tests change while the server runs. Given an SSL context
+it serves https (for tests of a client's TLS side). A receiver in another process is driven through
 ``POST /_control/faults`` (fields merged in) and read through ``GET
 /_control/received`` and ``GET /_control/counts``; faults never touch these.
 
@@ -30,6 +32,7 @@ import random
 import re
 import secrets
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -74,6 +77,7 @@ MAX_UPLOAD_BYTES: Final = 200 * 1024 * 1024
 
 _CHUNK = 256 * 1024
 _MAX_JSON_BYTES = 1024 * 1024
+_SPACES = b" " * _CHUNK
 _NO_ALBUM = "_no-album"
 _UPLOAD_PREFIX = "/upload/"
 # A client that stops talking holds a thread; stop() cuts idle ones at once anyway.
@@ -141,8 +145,32 @@ class Faults:
     """Forced answers ``(endpoint, status)``, endpoint one of :data:`ENDPOINTS`."""
     seed: int | None = None
     """Seed of the random generator behind the rates; changing it reseeds."""
+    answer_bytes: dict[str, int] = field(default_factory=dict)
+    """Per endpoint, the size its answers' bodies (success or error) are padded to with spaces
+    (after the JSON or XML, where they are allowed), sent in pieces: ``{"put": 10**8}``."""
+    trickle: dict[str, float] = field(default_factory=dict)
+    """Per endpoint, seconds before each byte of its answers, status line and headers
+    included: ``{"getuploadurl": 0.5}``; stop() cuts it short."""
+    redirect_next: list[tuple[str, int, str]] = field(default_factory=list)
+    """Redirects ``(endpoint, status, location)`` for the next requests to an endpoint, taken
+    like ``fail_next`` (and before it). ``{path}`` in the location stands for the request's
+    own path; an empty location is the request's own URL."""
+    upload_scheme: str | None = None
+    """The scheme of the upload URLs handed out (``"http"`` from an https receiver: an upload
+    URL in clear text); None: the receiver's own."""
+    echo_key: bool = False
+    """Error answers quote the API key the request carried, as some servers do."""
     _rng: random.Random | None = field(default=None, init=False, repr=False, compare=False)
     _rng_seed: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    def redirect(self, endpoint: str) -> tuple[int, str] | None:
+        """The redirect ``(status, location)`` due for one request to ``endpoint``, or None.
+        The server calls it under its own lock."""
+        for index, (name, status, location) in enumerate(self.redirect_next):
+            if name == endpoint:
+                del self.redirect_next[index]
+                return status, location
+        return None
 
     def draw(self, endpoint: str, *, errors_apply: bool) -> tuple[int, str | None] | None:
         """The injected answer for one request to ``endpoint``, ``(status, retry_after)``
@@ -244,6 +272,7 @@ class Receiver(LocalServer):
         port: int = 0,
         keys: Mapping[str, Sequence[EventSpec]] | None = None,
         faults: Faults | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -256,8 +285,9 @@ class Receiver(LocalServer):
         self._received: list[ReceivedFile] = []
         self._counts: dict[str, dict[int, int]] = {}
         self._url_reuses = 0
-        self._serve_with(_Server((host, port), self))
-        self.base_url = self.origin
+        self.scheme = "http" if ssl_context is None else "https"
+        self._serve_with(_Server((host, port), self, ssl_context))
+        self.base_url = f"{self.scheme}:{self.origin.split(':', 1)[1]}"
 
     def received(self) -> list[ReceivedFile]:
         """Every stored upload, in the order they completed."""
@@ -297,6 +327,24 @@ class Receiver(LocalServer):
         """The injected answer for this request, ``(status, retry_after)``, or None."""
         with self._lock:
             return self.faults.draw(endpoint, errors_apply=endpoint != "geteventsandalbums")
+
+    def _draw_redirect(self, endpoint: str) -> tuple[int, str] | None:
+        with self._lock:
+            return self.faults.redirect(endpoint)
+
+    def _answer_faults(self, endpoint: str) -> tuple[int, float]:
+        """``(answer_bytes, trickle)`` for an answer of ``endpoint``, as they are now."""
+        with self._lock:
+            faults = self.faults
+            return faults.answer_bytes.get(endpoint, 0), faults.trickle.get(endpoint, 0.0)
+
+    def _echo_key(self) -> bool:
+        with self._lock:
+            return self.faults.echo_key
+
+    def _upload_scheme(self) -> str:
+        with self._lock:
+            return self.faults.upload_scheme or self.scheme
 
     def _update_faults(self, changes: Any) -> dict[str, Any]:
         if not isinstance(changes, dict):
@@ -422,6 +470,42 @@ def _check_fault(name: str, value: Any) -> Any:
         if not 0.0 <= rate <= 1.0:
             raise _Reject(400, f"{name} must be between 0 and 1")
         return rate
+    if name in ("answer_bytes", "trickle"):
+        if not isinstance(value, dict) or any(key not in ENDPOINTS for key in value):
+            raise _Reject(400, f"{name} must map endpoints to numbers")
+        if name == "trickle":
+            delays = {key: _as_number(name, v) for key, v in value.items()}
+            if any(v < 0 for v in delays.values()):
+                raise _Reject(400, "trickle must not be negative")
+            return delays
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value.values()):
+            raise _Reject(400, "answer_bytes must map endpoints to byte counts")
+        return dict(value)
+    if name == "echo_key":
+        if isinstance(value, bool):
+            return value
+        raise _Reject(400, "echo_key must be true or false")
+    if name == "upload_scheme":
+        if value in (None, "http", "https"):
+            return value
+        raise _Reject(400, 'upload_scheme must be "http", "https" or null')
+    if name == "redirect_next":
+        if not isinstance(value, list):
+            raise _Reject(400, "redirect_next must be a list of [endpoint, status, location]")
+        redirects: list[tuple[str, int, str]] = []
+        for entry in value:
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 3
+                or entry[0] not in ENDPOINTS
+                or not isinstance(entry[2], str)
+            ):
+                raise _Reject(400, f"redirect_next entry {entry!r} is not [endpoint, status, url]")
+            status = entry[1]
+            if isinstance(status, bool) or not isinstance(status, int) or not 300 <= status < 400:
+                raise _Reject(400, "a redirect_next status must be 300-399")
+            redirects.append((entry[0], status, entry[2]))
+        return redirects
     if name in ("delay", "url_lifetime", "stall"):
         seconds = _as_number(name, value)
         if seconds < 0:
@@ -481,11 +565,24 @@ class _Server(TrackedHTTPServer):
     label = "receiver"
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], receiver: Receiver) -> None:
+    def __init__(
+        self, address: tuple[str, int], receiver: Receiver, ssl_context: ssl.SSLContext | None
+    ) -> None:
         self.receiver = receiver
+        self.ssl_context = ssl_context
         self._resets: set[socket.socket] = set()
         self._lingers: set[socket.socket] = set()
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, address = super().get_request()
+        if self.ssl_context is not None:
+            # The handshake happens in the connection's own thread (see _Handler.setup), so a
+            # client that never completes one cannot hold up the accepting loop.
+            conn = self.ssl_context.wrap_socket(
+                conn, server_side=True, do_handshake_on_connect=False
+            )
+        return conn, address
 
     def mark_reset(self, conn: socket.socket) -> None:
         with self._conn_lock:
@@ -510,6 +607,27 @@ class _Server(TrackedHTTPServer):
             super().shutdown_request(request)
 
 
+class _Trickle:
+    """A writer that sends one byte at a time, ``delay`` seconds apart (a fault)."""
+
+    def __init__(self, raw: Any, delay: float, stopping: threading.Event) -> None:
+        self._raw = raw
+        self._delay = delay
+        self._stopping = stopping
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        for index in range(len(view)):
+            if self._stopping.wait(self._delay):
+                raise ConnectionAbortedError("the receiver is stopping")
+            self._raw.write(view[index : index + 1])
+            self._raw.flush()
+        return len(view)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     """One connection: answers its requests in turn while the client keeps it open."""
 
@@ -532,6 +650,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self._scratch = memoryview(bytearray(_CHUNK))
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("receiver: %s " + format, self.client_address[0], *args)
@@ -617,6 +737,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if delay > 0 and receiver._stopping.wait(delay):
             self._reset(None)  # shutting down: no answer, and none counted
             return True
+        redirect = receiver._draw_redirect(endpoint)
+        if redirect is not None:
+            status, location = redirect
+            target = (
+                location.replace("{path}", self.path) if location else self._origin() + self.path
+            )
+            self._reply(endpoint, status, headers=[("Location", target)])
+            return True
         fault = receiver._draw_fault(endpoint)
         if fault is None:
             return False
@@ -626,21 +754,28 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return True
         headers = [] if retry_after is None else [("Retry-After", retry_after)]
         if endpoint == "put":
-            self._reply_xml(endpoint, status, _s3_code(status), "Injected fault", headers)
+            message = self._echo("Injected fault")
+            self._reply_xml(endpoint, status, _s3_code(status), message, headers)
         else:
-            self._reply_json(endpoint, status, {"error": f"injected fault {status}"}, headers)
+            request = self._key_body() if endpoint == "getuploadurl" else None
+            error = self._echo(f"injected fault {status}", request)
+            self._reply_json(endpoint, status, {"error": error}, headers)
         return True
 
     # Endpoints
 
     def _get_upload_url(self) -> None:
+        request: Any = None
         try:
-            token = self._receiver._issue_upload_url(self._read_json())
+            request = self._read_json()
+            token = self._receiver._issue_upload_url(request)
         except _Reject as exc:
-            self._reply_json("getuploadurl", exc.status, {"error": exc.message})
+            self._reply_json(
+                "getuploadurl", exc.status, {"error": self._echo(exc.message, request)}
+            )
             return
-        url = f"{self._origin()}{_UPLOAD_PREFIX}{token}"
-        self._reply_json("getuploadurl", 200, {"uploadUrl": url})
+        origin = self._origin(self._receiver._upload_scheme())
+        self._reply_json("getuploadurl", 200, {"uploadUrl": f"{origin}{_UPLOAD_PREFIX}{token}"})
 
     def _put(self, token: str) -> None:
         grant = self._receiver._grant_for(token)
@@ -691,7 +826,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         key = self._api_key()
         events = self._receiver._events_for(key)
         if events is None:
-            error = "missing API key" if key is None else "unknown API key"
+            error = self._echo("missing API key" if key is None else "unknown API key")
             headers = [("WWW-Authenticate", "Bearer")]
             self._reply_json("geteventsandalbums", 401, {"error": error}, headers)
             return
@@ -790,20 +925,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     ) -> None:
         self._settle_body()
         # Counted before sending, so a client that has the answer also sees it counted.
+        answer_bytes, trickle = 0, 0.0
         if endpoint is not None:
             self._receiver._count(endpoint, status)
+            answer_bytes, trickle = self._receiver._answer_faults(endpoint)
+        padding = max(0, answer_bytes - len(body))
         self._answered = True
-        self.send_response(status)
-        if content_type is not None:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers:
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if body and self.command != "HEAD":
-            self.wfile.write(body)
+        plain = self.wfile
+        if trickle > 0:
+            self.wfile = cast(Any, _Trickle(plain, trickle, self._receiver._stopping))
+        try:
+            self.send_response(status)
+            if content_type is not None:
+                self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body) + padding))
+            for name, value in headers:
+                self.send_header(name, value)
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                if body:
+                    self.wfile.write(body)
+                spaces = memoryview(_SPACES)
+                while padding:
+                    piece = min(padding, len(spaces))
+                    self.wfile.write(spaces[:piece])
+                    padding -= piece
+        finally:
+            self.wfile = plain
 
     def _reply_json(
         self,
@@ -844,10 +994,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         key = self.headers.get("X-API-Key")
         return key.strip() if key and key.strip() else None
 
-    def _origin(self) -> str:
+    def _origin(self, scheme: str | None = None) -> str:
         # Upload URLs point where the client reached us, so a receiver bound to 0.0.0.0
         # hands out URLs that work from the booth PC, not http://0.0.0.0/...
+        scheme = scheme or self._receiver.scheme
         host = (self.headers.get("Host") or "").strip()
         if _HOST_HEADER.fullmatch(host):
-            return f"http://{host}"
-        return self._receiver.base_url
+            return f"{scheme}://{host}"
+        return f"{scheme}:{self._receiver.base_url.split(':', 1)[1]}"
+
+    def _key_body(self) -> Any:
+        """The JSON body (for the key it carries), or None when it is not readable."""
+        try:
+            return self._read_json()
+        except _Reject:
+            return None
+
+    def _echo(self, message: str, request: Any = None) -> str:
+        """``message``, quoting the key the request carried when ``echo_key`` is on."""
+        if not self._receiver._echo_key():
+            return message
+        key = self._api_key()
+        if key is None and isinstance(request, dict) and isinstance(request.get("apiKey"), str):
+            key = request["apiKey"]
+        return message if key is None else f"{message} (key {key!r})"

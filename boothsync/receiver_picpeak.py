@@ -9,7 +9,8 @@ order: token, scope, event (404 before the body is read), then the body (400 for
 ``photo`` part or a file over the size setting). Error bodies are PicPeak's ``{"error",
 "code"}`` shapes, or only one of the two keys when asked. Stored pictures land at
 ``directory/<event slug>/<server name>``. Faults come from :class:`boothsync.receiver.Faults`
-with the endpoints ``photos`` and ``events``; its ``error_rate`` applies to uploads only.
+with the endpoints ``photos`` and ``events``; its ``error_rate`` applies to uploads only, and
+of the rest only ``delay``, ``fail_next``, ``redirect_next`` and ``echo_key`` are used.
 
 Must not: import the client side of boothsync (it stands in for the other end of the network),
 hold a whole upload in memory, use the ``cgi`` module, or let one bad request stop the server.
@@ -172,6 +173,14 @@ class PicPeakServer(LocalServer):
     def _fault_delay(self) -> float:
         with self._lock:
             return float(self.faults.delay)
+
+    def _draw_redirect(self, endpoint: str) -> tuple[int, str] | None:
+        with self._lock:
+            return self.faults.redirect(endpoint)
+
+    def _echo_key(self) -> bool:
+        with self._lock:
+            return self.faults.echo_key
 
     def _authorize(self, authorization: str | None, scope: str) -> None:
         """PicPeak's token middleware, then its scope check; raises _Reject."""
@@ -486,6 +495,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if delay > 0 and owner._stopping.wait(delay):
             self._end("reset")
             return True
+        redirect = owner._draw_redirect(endpoint)
+        if redirect is not None:
+            self._reply(redirect[0], {}, [("Location", redirect[1] or self.path)])
+            return True
         fault = owner._draw_fault(endpoint)
         if fault is None:
             return False
@@ -494,7 +507,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._end("reset")
             return True
         headers = [] if retry_after is None else [("Retry-After", retry_after)]
-        reject = _Reject(status, f"injected fault {status}", f"INJECTED_{status}")
+        error = f"injected fault {status}"
+        _, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if owner._echo_key() and token.strip():
+            error += f" (token {token.strip()!r})"
+        reject = _Reject(status, error, f"INJECTED_{status}")
         self._reply(status, owner._error_body(reject), headers)
         return True
 

@@ -9,8 +9,9 @@ needs ``Authorization: Bearer <api_key>``. A fixed-window rate limit counts ever
 and answers 429 with ``Retry-After`` once it is spent; every answer carries
 ``X-RateLimit-Limit/Remaining/Reset`` (the reset as delta seconds, epoch seconds or epoch
 milliseconds) and a ``Date`` from the server's own clock, which ``clock_skew`` can put off
-on purpose. Faults (forced statuses, dropping the connection after storing an upload,
-delays) come from :class:`Faults`, which tests change while the server runs.
+on purpose. Faults (forced statuses, redirects, dropping the connection after storing an
+upload, delays, error bodies that quote the key) come from :class:`Faults`, which tests
+change while the server runs.
 
 Must not: import the rest of boothsync except the tracked HTTP server (it stands in for the
 other end of the network), write to stderr per request, or let one bad request stop the
@@ -77,6 +78,11 @@ class Faults:
     """Seconds to wait before answering an API request; stop() cuts it short."""
     retry_after: str | None = None
     """Retry-After sent with every forced status."""
+    redirect_next: list[tuple[int, str]] = field(default_factory=list)
+    """Redirects ``(status, location)`` for the next API requests, one each, before any
+    forced status."""
+    echo_key: bool = False
+    """Forced error answers quote the API key the request carried, as some servers do."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +216,12 @@ class PicsuiServer(LocalServer):
     def _counted_429(self) -> None:
         with self._lock:
             self._answered_429 += 1
+
+    def _redirect(self) -> tuple[int, str] | None:
+        with self._lock:
+            if self.faults.redirect_next:
+                return self.faults.redirect_next.pop(0)
+        return None
 
     def _forced(self) -> tuple[int, str | None] | None:
         with self._lock:
@@ -386,6 +398,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if picsui.faults.delay > 0 and picsui._stopping.wait(picsui.faults.delay):
             self.close_connection = True
             return
+        redirect = picsui._redirect()
+        if redirect is not None:
+            self._reply(redirect[0], {}, [("Location", redirect[1])])
+            return
         forced = picsui._forced()
         if forced is not None:
             status, retry_after = forced
@@ -393,7 +409,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             extra = [] if retry_after is None else [("Retry-After", retry_after)]
-            self._reply(status, {"error": f"injected fault {status}"}, extra)
+            error = f"injected fault {status}"
+            key = self._api_key()
+            if picsui.faults.echo_key and key is not None:
+                error += f" (key {key!r})"
+            self._reply(status, {"error": error}, extra)
             return
         if self._api_key() != picsui.api_key:
             self._reply(401, {"message": "Unauthenticated."}, [("WWW-Authenticate", "Bearer")])

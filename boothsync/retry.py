@@ -35,6 +35,7 @@ __all__ = [
     "Phase",
     "RetryBudget",
     "attempt_policy",
+    "attempts_bound",
     "backoff",
     "classify_status",
     "parse_retry_after",
@@ -53,6 +54,9 @@ RETRY_AFTER_CAP = 3600.0
 # A quick in-attempt retry only waits for servers that ask for a short pause;
 # a longer wish goes back to the queue so the worker can serve other files.
 _QUICK_RETRY_AFTER = 5.0
+# Tries of one upload attempt, and the longest jittered wait between two of them.
+_QUICK_TRIES = 3
+_QUICK_MAX_WAIT = 4.0
 
 
 def classify_status(status: int, *, phase: Phase) -> type[UploadError]:
@@ -218,11 +222,19 @@ class _BudgetSpent(tenacity.stop.stop_base):
         return not self._budget.try_acquire()
 
 
+def attempts_bound(
+    per_try: float, *, attempts: int = _QUICK_TRIES, max_wait: float = _QUICK_MAX_WAIT
+) -> float:
+    """The longest :func:`attempt_policy` (with these ``attempts`` and ``max_wait``) can take
+    when each try takes at most ``per_try`` seconds: the tries and the waits between them."""
+    return attempts * per_try + (attempts - 1) * (max_wait + _QUICK_RETRY_AFTER)
+
+
 def attempt_policy(
     stop: threading.Event,
     *,
-    attempts: int = 3,
-    max_wait: float = 4.0,
+    attempts: int = _QUICK_TRIES,
+    max_wait: float = _QUICK_MAX_WAIT,
     budget: RetryBudget | None = None,
 ) -> tenacity.Retrying:
     """Tenacity policy for one upload attempt: a few quick tries, then give up to the queue.

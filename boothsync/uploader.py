@@ -20,6 +20,10 @@ backoff, and when the probe answers every waiting file of it is due at once.
 Other destinations go on meanwhile. Quick retries inside one attempt draw on a
 client-wide :class:`~boothsync.retry.RetryBudget`.
 
+A worker still busy a minute past the time its destination allows for a job
+(every request of a gallery has a deadline) counts as stuck: :attr:`Uploader.alive`
+turns False, so the service watchdog sees it.
+
 The operator can pause the uploader as a whole (:meth:`Uploader.pause`): no
 job is claimed until :meth:`Uploader.resume`, while uploads in flight finish.
 
@@ -57,7 +61,7 @@ import xxhash
 
 from boothsync.bandwidth import Bandwidth
 from boothsync.capture import Capture, CaptureOptions, capture_time, content_type
-from boothsync.destinations.base import Destination, UploadItem
+from boothsync.destinations.base import Destination, TimeBounded, UploadItem
 from boothsync.errors import (
     DestinationUnavailable,
     FileRejected,
@@ -71,7 +75,7 @@ from boothsync.errors import (
 )
 from boothsync.names import upload_name
 from boothsync.outbox import Job, Outbox
-from boothsync.retry import RetryBudget, attempt_policy, backoff
+from boothsync.retry import RetryBudget, attempt_policy, attempts_bound, backoff
 
 __all__ = [
     "DestinationHealth",
@@ -125,6 +129,15 @@ _PROBE_JOIN = 6.0
 # with the reason. Meanwhile a change of its permissions, or a scan that finds it
 # readable, makes it due at once (the watcher asks the queue).
 _READ_ATTEMPTS = 10
+
+# A worker still busy with one job this long past the time its destination allows for it is
+# stuck (a blocked disk, a wait nothing bounds): :attr:`Uploader.alive` turns False, so the
+# service watchdog restarts boothsync and the job goes back to the queue.
+_STUCK_GRACE = 60.0
+# A destination that states no deadline (a folder copy) is allowed this long, plus a second
+# for every _UNSTATED_RATE bytes of the file.
+_UNSTATED_SECONDS = 600.0
+_UNSTATED_RATE = 256 * 1024
 
 
 class Health(StrEnum):
@@ -220,8 +233,10 @@ class Uploader:
         bandwidth: Bandwidth | None = None,
         downscale: Mapping[str, Downscale] | None = None,
         refuse: Callable[[Job], str | None] | None = None,
+        stuck_grace: float = _STUCK_GRACE,
     ) -> None:
         self._outbox = outbox
+        self._busy = _Busy(stuck_grace)
         # Says why a job's file must not be sent at all (a link leading outside the watched
         # folders), checked again right before each upload: the folder may have changed.
         self._refuse = refuse
@@ -312,8 +327,9 @@ class Uploader:
 
     @property
     def alive(self) -> bool:
-        """Every worker thread is running (for the service watchdog)."""
-        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+        """Every worker thread is running, none stuck on one job (for the service watchdog)."""
+        running = bool(self._threads) and all(t.is_alive() for t in self._threads)
+        return running and not self._busy.stuck()
 
     def health(self) -> dict[str, DestinationHealth]:
         with self._health_lock:
@@ -341,8 +357,22 @@ class Uploader:
                 self._sync()
                 self._idle(generation, self._until_next_due())
                 continue
-            self._process(job)
+            with self._busy.job(self._job_deadline(job), f"{job.path.name} to {job.destination}"):
+                self._process(job)
         self._sync()
+
+    def _job_deadline(self, job: Job) -> float:
+        """Seconds a worker may take for ``job``: its destination's deadline for one upload
+        (or a generous one), each quick retry, and this worker's share of the bandwidth limit."""
+        destination = self._destinations.get(job.destination)
+        if isinstance(destination, TimeBounded):
+            per_try = destination.upload_deadline(job.size)
+        else:
+            per_try = _UNSTATED_SECONDS + job.size / _UNSTATED_RATE
+        if self._bandwidth is not None:
+            # Every worker draws on the one limit: at worst this one waits for all of them.
+            per_try += job.size * self._concurrency / self._bandwidth.rate
+        return attempts_bound(per_try)
 
     def _sync(self, older_than: float = 0.0) -> None:
         """Put the queue's unsynced writes (the workers' completions) on the disk."""
@@ -948,6 +978,43 @@ def _changed(path: Path, before: _Version) -> bool:
         return _version(path) != before
     except SourceFileError:
         return True
+
+
+class _Busy:
+    """Which job each worker is on, and by when it should be done (for :attr:`Uploader.alive`)."""
+
+    def __init__(self, grace: float) -> None:
+        self._grace = grace
+        self._lock = threading.Lock()
+        self._until: dict[str, tuple[float, str]] = {}  # worker -> (deadline, what)
+        self._told: set[str] = set()
+
+    @contextmanager
+    def job(self, seconds: float, what: str) -> Iterator[None]:
+        worker = threading.current_thread().name
+        with self._lock:
+            self._until[worker] = (time.monotonic() + seconds, what)
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._until[worker]
+                self._told.discard(worker)
+
+    def stuck(self) -> bool:
+        """Whether a worker is busy more than the grace past its job's deadline (said once)."""
+        now = time.monotonic()
+        with self._lock:
+            late = [
+                (w, what, now - at)
+                for w, (at, what) in self._until.items()
+                if now > at + self._grace
+            ]
+            news = [entry for entry in late if entry[0] not in self._told]
+            self._told.update(worker for worker, _, _ in news)
+        for worker, what, over in news:
+            log.error("%s is stuck: %s is %.0f s past its deadline", worker, what, over)
+        return bool(late)
 
 
 class _StreamHash:

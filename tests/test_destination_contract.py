@@ -4,8 +4,9 @@ Like rclone's fstests: a new gallery service gets these for free by adding a ``G
 adapter below (its local server, a config pointing at it, and how to read back what arrived).
 Checked for each: an upload arrives byte-exact; a probe answers while the service is there and
 is a NetworkError while it is not; the account's event is listed; a wrong key pauses the
-destination (Unauthorized) instead of failing pictures; a server error is retryable; `check()`
-passes; and pictures go through the real engine, byte-exact.
+destination (Unauthorized) instead of failing pictures; a server error is retryable; a redirect
+of the API pauses the destination instead of being followed; `check()` passes; and pictures go
+through the real engine, byte-exact.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from boothsync.config import (
 from boothsync.demo import write_sample_jpeg
 from boothsync.destinations import REGISTRY, Destination, DestinationContext, UploadItem, create
 from boothsync.engine import Engine
-from boothsync.errors import NetworkError, RetryableError, Unauthorized
+from boothsync.errors import DestinationUnavailable, NetworkError, RetryableError, Unauthorized
 from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
 from boothsync.receiver_picpeak import PicPeakServer
 from boothsync.receiver_picsui import PicsuiServer
@@ -47,6 +48,7 @@ class Gallery:
     wrong_key: DestinationConfig | None  # the same destination with a key it refuses
     fail_next: Callable[[int], None] | None  # the next upload request gets this status
     unreachable: DestinationConfig  # the same destination where nothing answers
+    redirect: Callable[[str], None] | None = None  # the next upload request: a 301 there
 
 
 def free_port() -> int:
@@ -72,6 +74,7 @@ def eventpics(stack: ExitStack, tmp_path: Path) -> Gallery:
         wrong_key=replace(config, api_key="not-the-key"),
         fail_next=lambda status: faults.fail_next.append(("getuploadurl", status)),
         unreachable=replace(config, base_url=nowhere()),
+        redirect=lambda url: faults.redirect_next.append(("getuploadurl", 301, url)),
     )
 
 
@@ -88,6 +91,7 @@ def picsui(stack: ExitStack, tmp_path: Path) -> Gallery:
         wrong_key=replace(config, api_key="not-the-key"),
         fail_next=server.faults.fail_next.append,
         unreachable=replace(config, base_url=nowhere()),
+        redirect=lambda url: server.faults.redirect_next.append((301, url)),
     )
 
 
@@ -108,6 +112,7 @@ def picpeak(stack: ExitStack, tmp_path: Path) -> Gallery:
         wrong_key=replace(config, api_token="pp_live_wrong"),
         fail_next=lambda status: server.faults.fail_next.append(("photos", status)),
         unreachable=replace(config, base_url=nowhere()),
+        redirect=lambda url: server.faults.redirect_next.append(("photos", 301, url)),
     )
 
 
@@ -235,6 +240,27 @@ def test_a_server_error_is_retried_later(gallery: Gallery, made: Any, tmp_path: 
         destination.upload(item)
     destination.upload(item)
     assert gallery.received() == {"IMG_0004.jpg": sha(item.path)}
+
+
+def test_a_redirect_of_the_api_pauses_the_destination(
+    gallery: Gallery, made: Any, tmp_path: Path
+) -> None:
+    """An API that answers with a redirect is not followed there (the request carries the
+    key): the destination pauses with one line naming base_url and where it pointed, and the
+    next try, once the API answers again, goes through."""
+    if gallery.redirect is None:
+        pytest.skip("this destination has no server")
+    gallery.redirect("https://elsewhere.example/api")
+    destination = made(gallery.config)
+    item = picture(tmp_path, "IMG_0005.jpg")
+    with pytest.raises(DestinationUnavailable) as caught:
+        destination.upload(item)
+    message = str(caught.value)
+    assert "\n" not in message and "redirect (301) to https://elsewhere.example/api" in message
+    assert "check base_url in [destinations.gallery]" in message
+    assert gallery.received() == {}
+    destination.upload(item)
+    assert gallery.received() == {"IMG_0005.jpg": sha(item.path)}
 
 
 def test_check_passes(gallery: Gallery, made: Any) -> None:

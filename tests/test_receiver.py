@@ -418,8 +418,30 @@ def test_control_endpoints(receiver: Receiver, client: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"error_rate": 2}, {"nonsense": 1}, {"fail_next": [["delete", 500]]}, [1], {"seed": "x"}],
-    ids=["rate", "unknown", "endpoint", "not-object", "seed"],
+    [
+        {"error_rate": 2},
+        {"nonsense": 1},
+        {"fail_next": [["delete", 500]]},
+        [1],
+        {"seed": "x"},
+        {"answer_bytes": {"put": -1}},
+        {"trickle": {"nowhere": 1}},
+        {"redirect_next": [["put", 200, ""]]},
+        {"upload_scheme": "ftp"},
+        {"echo_key": 1},
+    ],
+    ids=[
+        "rate",
+        "unknown",
+        "endpoint",
+        "not-object",
+        "seed",
+        "answer-bytes",
+        "trickle",
+        "redirect",
+        "scheme",
+        "echo",
+    ],
 )
 def test_control_rejects_bad_faults(receiver: Receiver, client: httpx.Client, body: object) -> None:
     """/_control/faults refuses unknown fields and bad values with 400 and changes nothing."""
@@ -427,6 +449,36 @@ def test_control_rejects_bad_faults(receiver: Receiver, client: httpx.Client, bo
 
     assert response.status_code == 400
     assert receiver.faults == Faults(seed=1)
+
+
+def test_hostile_faults_shape_the_answers(receiver: Receiver, client: httpx.Client) -> None:
+    """Faults set through /_control/faults: a redirect for the next request, answers padded
+    with spaces (still JSON), trickled answers, upload URLs in another scheme, and errors that
+    quote the key the request carried."""
+    changed = client.post(
+        "/_control/faults",
+        json={
+            "redirect_next": [["getuploadurl", 307, "https://elsewhere.example{path}"]],
+            "answer_bytes": {"getuploadurl": 100_000},
+            "trickle": {"geteventsandalbums": 0.001},
+            "upload_scheme": "https",
+            "echo_key": True,
+        },
+    )
+    assert changed.status_code == 200, changed.text
+
+    redirected = ask(client)
+    padded = ask(client)
+    events = client.get("/geteventsandalbums", headers={"X-API-Key": "wrong-key"})
+
+    assert redirected.status_code == 307
+    assert redirected.headers["Location"] == "https://elsewhere.example/getuploadurl"
+    assert len(padded.content) == 100_000
+    assert padded.json()["uploadUrl"].startswith(f"https://{receiver.base_url[7:]}/upload/")
+    assert events.status_code == 401 and events.json() == {
+        "error": "unknown API key (key 'wrong-key')"
+    }
+    assert receiver.faults.redirect_next == []
 
 
 def test_unknown_paths_are_404(receiver: Receiver, client: httpx.Client) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, Protocol, cast, runtime_checkable
 
 from boothsync.bandwidth import Bandwidth
 from boothsync.errors import SourceFileError
@@ -25,6 +25,7 @@ __all__ = [
     "Destination",
     "DestinationContext",
     "GalleryEvent",
+    "TimeBounded",
     "UploadItem",
 ]
 
@@ -202,3 +203,14 @@ class Destination(Protocol):
 
     def close(self) -> None:
         """Release connections; the destination is not used afterwards."""
+
+
+@runtime_checkable
+class TimeBounded(Protocol):
+    """A destination that says how long one upload may take at most (the services that speak
+    HTTP, whose every request has a deadline). The uploader holds a worker that takes far
+    longer for stuck."""
+
+    def upload_deadline(self, size: int) -> float:
+        """Seconds one ``upload()`` of a ``size``-byte file may take, every request of it
+        together, not counting waits for the shared bandwidth limit."""

@@ -10,10 +10,14 @@ The protocol (DESIGN.md):
    lists events and albums.
 
 Every upload attempt asks for a fresh URL: a URL is never reused after a
-failure (rclone's b2 backend does the same). httpx errors are translated into
-:mod:`boothsync.errors` here, so nothing above this module sees an httpx type.
-The API key travels in the body or a header only and is never put in a
-message.
+failure (rclone's b2 backend does the same). The API's redirects are refused
+(its requests carry the key); the storage's 307/308 are followed, over https
+only, a few times at most, each time sending the file again. Pictures never go
+in clear text unless ``base_url`` itself is http:// (this machine): an http://
+upload URL, or a redirect to one, pauses the destination. httpx errors are
+translated into :mod:`boothsync.errors` here, so nothing above this module sees
+an httpx type. The API key travels in the body or a header only and is never
+put in a message.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -32,8 +36,14 @@ from boothsync.destinations.base import (
     GalleryEvent,
     UploadItem,
 )
-from boothsync.destinations.http import HttpDestination
-from boothsync.errors import ServerBusy, Unauthorized, UnknownTarget, UploadError
+from boothsync.destinations.http import LIST_LIMIT, HttpDestination
+from boothsync.errors import (
+    DestinationUnavailable,
+    ServerBusy,
+    Unauthorized,
+    UnknownTarget,
+    UploadError,
+)
 from boothsync.retry import Phase, classify_status
 
 if TYPE_CHECKING:
@@ -42,6 +52,11 @@ if TYPE_CHECKING:
 __all__ = ["EventPicsDestination"]
 
 log = logging.getLogger(__name__)
+
+# Redirects of one upload followed at most (S3 answers 307 for a bucket in another region).
+MAX_PUT_REDIRECTS = 3
+# Statuses that keep the method and the body: the only redirects an upload may follow.
+_KEEPS_THE_BODY = (307, 308)
 
 
 class EventPicsDestination(HttpDestination):
@@ -57,7 +72,13 @@ class EventPicsDestination(HttpDestination):
         context: DestinationContext | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        super().__init__(config.name, config.base_url, config.timeout, transport=transport)
+        super().__init__(
+            config.name,
+            config.base_url,
+            config.timeout,
+            transport=transport,
+            secrets=(config.api_key,),
+        )
         self._config = config
 
     def __repr__(self) -> str:
@@ -67,11 +88,18 @@ class EventPicsDestination(HttpDestination):
         upload_url = self._upload_url(item)
         self._put(upload_url, item)
 
+    def upload_deadline(self, size: int) -> float:
+        """getuploadurl, then the PUT and each redirect it may follow."""
+        put = self.request_deadline(size, None)
+        return self.request_deadline() + (1 + MAX_PUT_REDIRECTS) * put
+
     def events(self) -> list[GalleryEvent]:
         response = self.send(
             "list",
             "GET",
             f"{self._config.base_url}/geteventsandalbums",
+            what="geteventsandalbums",
+            limit=LIST_LIMIT,
             headers={"Authorization": f"Bearer {self._config.api_key}"},
         )
         return _parse_events(self.json(response, "geteventsandalbums"))
@@ -132,20 +160,81 @@ class EventPicsDestination(HttpDestination):
         album_id = item.album_id or self._config.album_id
         if album_id:
             body["albumId"] = album_id
-        response = self.send("url", "POST", f"{self._config.base_url}/getuploadurl", json=body)
+        response = self.send(
+            "url",
+            "POST",
+            f"{self._config.base_url}/getuploadurl",
+            what="getuploadurl",
+            json=body,
+        )
         data = self.json(response, "getuploadurl")
         url = data.get("uploadUrl") if isinstance(data, dict) else None
         if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
             raise ServerBusy(f"{self.where} answered getuploadurl without an uploadUrl")
+        if urlsplit(url).scheme == "http" and not self.clear_text_allowed:
+            # Every picture would get such a URL: pause rather than fail them one by one.
+            raise DestinationUnavailable(
+                f"{self.where} handed out an upload URL in clear text "
+                f"({self.show_url(url, path=False)}): refused, as with base_url on https:// "
+                "pictures go only over https"
+            )
         return url
 
     def _put(self, url: str, item: UploadItem) -> None:
         # An explicit Content-Length makes httpx send the generator as a
         # fixed-length body instead of chunked, which presigned storage refuses.
         headers = {"Content-Type": item.content_type, "Content-Length": str(item.size)}
-        self.send(
-            "put", "PUT", url, where="the upload storage", headers=headers, content=item.chunks()
+        for _ in range(MAX_PUT_REDIRECTS + 1):
+            response = self.send(
+                "put",
+                "PUT",
+                url,
+                what="the upload",
+                where=self._storage(url),
+                limit=None,
+                body_size=item.size,
+                redirects=True,
+                headers=headers,
+                # Read from the file again for every request: a redirect is sent the whole file.
+                content=item.chunks(),
+            )
+            if response.is_success:
+                return
+            url = self._redirected(url, response)
+        raise DestinationUnavailable(
+            f"{self._storage(url)} redirected the upload more than {MAX_PUT_REDIRECTS} times "
+            f"(last to {self.show_url(url, path=False)}): refused"
         )
+
+    def _redirected(self, url: str, response: httpx.Response) -> str:
+        """Where a redirect of the upload leads, if boothsync may follow it there."""
+        status = response.status_code
+        location = response.headers.get("Location")
+        target = urljoin(url, location) if location else ""
+        where = self._storage(url)
+        to = f" to {self.show_url(target, path=False)}" if target else " without saying where to"
+        if status not in _KEEPS_THE_BODY or not target:
+            raise DestinationUnavailable(
+                f"{where} answered the upload with a redirect ({status}){to}: refused, only "
+                "307 and 308 keep an upload as it is",
+                status=status,
+            )
+        scheme = urlsplit(target).scheme
+        if scheme not in ("http", "https"):
+            raise DestinationUnavailable(
+                f"{where} redirected the upload{to}: refused, not a web address", status=status
+            )
+        if scheme == "http" and (urlsplit(url).scheme == "https" or not self.clear_text_allowed):
+            raise DestinationUnavailable(
+                f"{where} redirected the upload{to}: refused, as an upload that went over "
+                "https never goes on in clear text",
+                status=status,
+            )
+        log.debug("%s: the upload storage redirects (%d)%s", self.name, status, to)
+        return target
+
+    def _storage(self, url: str) -> str:
+        return f"the upload storage ({urlsplit(url).netloc})"
 
     def raise_for(self, phase: Phase, where: str, response: httpx.Response) -> NoReturn:
         status = response.status_code

@@ -32,7 +32,13 @@ from boothsync.destinations.base import (
     GalleryEvent,
     UploadItem,
 )
-from boothsync.destinations.http import HttpDestination, one_line, server_message
+from boothsync.destinations.http import (
+    LIST_LIMIT,
+    HttpDestination,
+    one_line,
+    redact,
+    server_message,
+)
 from boothsync.errors import (
     FileRejected,
     ServerBusy,
@@ -74,6 +80,7 @@ class PicPeakDestination(HttpDestination):
             config.timeout,
             transport=transport,
             headers={"Authorization": f"Bearer {config.api_token}"},
+            secrets=(config.api_token,),
         )
         self._config = config
         self._context = context if context is not None else DestinationContext()
@@ -96,6 +103,8 @@ class PicPeakDestination(HttpDestination):
                 "url",
                 "POST",
                 url,
+                what="the photo upload",
+                body_size=item.size,
                 files={"photo": (item.file_name, reader, item.content_type)},
             )
         finally:
@@ -118,6 +127,8 @@ class PicPeakDestination(HttpDestination):
                 "list",
                 "GET",
                 f"{self._api}/events",
+                what="the events listing",
+                limit=LIST_LIMIT,
                 params={"page": page, "limit": _PAGE_SIZE},
             )
             batch, more = _parse_page(self.json(response, "the events listing"), page)
@@ -194,16 +205,17 @@ class PicPeakDestination(HttpDestination):
         super().raise_for(phase, where, response)
 
     def error_message(self, response: httpx.Response) -> str:
-        return picpeak_message(response)
+        return picpeak_message(response, (self._config.api_token,))
 
 
-def picpeak_message(response: httpx.Response) -> str:
+def picpeak_message(response: httpx.Response, secrets: Collection[str] = ()) -> str:
     """PicPeak's own words about an error on one line: ``error``, else ``message``, else
-    ``code`` (as any server's), else the first of its validation ``errors``."""
-    message = server_message(response)
+    ``code`` (as any server's), else the first of its validation ``errors``; without
+    ``secrets``."""
+    message = server_message(response, secrets)
     try:
         data = json.loads(response.text)
-    except (ValueError, UnicodeDecodeError, httpx.HTTPError):
+    except (ValueError, RecursionError, httpx.HTTPError):
         return message
     if not isinstance(data, Mapping) or any(data.get(k) for k in ("error", "message", "code")):
         return message
@@ -212,7 +224,7 @@ def picpeak_message(response: httpx.Response) -> str:
         first = errors[0]
         field = first.get("path") or first.get("param")
         msg = first.get("msg") or "invalid"
-        return one_line(f"{field}: {msg}" if field else str(msg))
+        return one_line(redact(f"{field}: {msg}" if field else str(msg), secrets))
     return message
 
 

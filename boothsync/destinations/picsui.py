@@ -36,7 +36,7 @@ from boothsync.destinations.base import (
     GalleryEvent,
     UploadItem,
 )
-from boothsync.destinations.http import HttpDestination, server_message
+from boothsync.destinations.http import ANSWER_LIMIT, LIST_LIMIT, HttpDestination
 from boothsync.errors import (
     DestinationUnavailable,
     FileRejected,
@@ -293,6 +293,7 @@ class PicsuiDestination(HttpDestination):
             config.timeout,
             transport=transport,
             headers={"Authorization": f"Bearer {config.api_key}", "Accept": "application/json"},
+            secrets=(config.api_key,),
         )
         self._config = config
         self._context = context if context is not None else DestinationContext()
@@ -319,13 +320,17 @@ class PicsuiDestination(HttpDestination):
             with self._maybe_lock:
                 self._maybe_sent.discard(key)
             return
-        data = {"caption": self.caption(item)} if self._config.caption else None
+        caption = self.caption(item)
+        data = {"caption": caption} if self._config.caption else None
         reader = item.reader()
         try:
             self.send(
                 "url",
                 "POST",
                 f"{self._event_url}/photos",
+                what="the photo upload",
+                limit=None,
+                body_size=item.size + len(caption.encode()),
                 files={"photo": (item.file_name, reader, item.content_type)},
                 data=data,
             )
@@ -359,7 +364,7 @@ class PicsuiDestination(HttpDestination):
             ) from None
 
     def events(self) -> list[GalleryEvent]:
-        response = self.send("list", "GET", self._event_url)
+        response = self.send("list", "GET", self._event_url, what="the event")
         data = self.json(response, "the event")
         if isinstance(data, Mapping):
             inner = data.get("event", data.get("data"))
@@ -412,15 +417,42 @@ class PicsuiDestination(HttpDestination):
         return items
 
     def send(
-        self, phase: Phase, method: str, url: str, *, where: str | None = None, **kwargs: Any
+        self,
+        phase: Phase,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        where: str | None = None,
+        limit: int | None = ANSWER_LIMIT,
+        body_size: int = 0,
+        redirects: bool = False,
+        **kwargs: Any,
     ) -> httpx.Response:
         """As HttpDestination.send, paced: a request is reserved before it goes."""
         ticket = self._limits.reserve()
         try:
             extensions = {**kwargs.pop("extensions", {}), _TICKET: ticket}
-            return super().send(phase, method, url, where=where, extensions=extensions, **kwargs)
+            return super().send(
+                phase,
+                method,
+                url,
+                what=what,
+                where=where,
+                limit=limit,
+                body_size=body_size,
+                redirects=redirects,
+                extensions=extensions,
+                **kwargs,
+            )
         finally:
             self._limits.done(ticket)
+
+    def upload_deadline(self, size: int) -> float:
+        """A wait for the rate limit, the listing of a file that may have arrived, the POST."""
+        pace = self.timeout
+        listing = _MAX_PAGES * (pace + self.request_deadline(0, LIST_LIMIT))
+        return listing + pace + super().upload_deadline(size)
 
     def raise_for(self, phase: Phase, where: str, response: httpx.Response) -> NoReturn:
         status = response.status_code
@@ -448,7 +480,7 @@ class PicsuiDestination(HttpDestination):
             self._limits.spent(wait)
             raise self._limits.busy(wait)
         if 400 <= status < 500 and status not in (408, 425):
-            message = server_message(response)
+            message = self.error_message(response)
             raise FileRejected(
                 f"Picsui refused the file ({status})" + (f": {message}" if message else ""),
                 status=status,
@@ -467,7 +499,7 @@ class PicsuiDestination(HttpDestination):
         while url is not None and pages < _MAX_PAGES:
             pages += 1
             try:
-                response = self.send("list", "GET", url)
+                response = self.send("list", "GET", url, what="the photo list", limit=LIST_LIMIT)
                 data = self.json(response, "the photo list")
             except DestinationUnavailable:
                 raise
