@@ -4,11 +4,14 @@ Signal handlers only set a flag (huey's consumer does the same); the main
 thread notices it, stops the engine with a bounded grace time and returns the
 exit code. The main loop is also what tells systemd how boothsync is (``READY=1``,
 ``STATUS=``, ``WATCHDOG=1``, ``STOPPING=1``), and it holds the state folder's lock so
-only one boothsync works on a queue. Must not import the tray.
+only one boothsync works on a queue. The state folder, the log folder and the files in them
+are this account's only. Must not import the tray.
 """
 
 from __future__ import annotations
 
+import glob
+import io
 import logging
 import logging.handlers
 import os
@@ -26,7 +29,7 @@ from typing import IO, TYPE_CHECKING
 
 from boothsync.config import Config, load_config, secrets
 from boothsync.errors import AlreadyRunning, BoothsyncError, ConfigError, OutboxError
-from boothsync.paths import log_file, state_dir
+from boothsync.paths import log_file, open_private, private_file, private_folder, state_dir
 
 if TYPE_CHECKING:
     # Imported where an engine is built: `boothsync status` and friends import this module for
@@ -122,6 +125,17 @@ def under_journal(environ: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("JOURNAL_STREAM") or env.get("INVOCATION_ID"))
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The rotating log file: this account's only (the file and the ones rotated from it)."""
+
+    def __init__(self, path: Path, *, max_bytes: int, backups: int) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = open_private(self.baseFilename, os.O_WRONLY | os.O_APPEND)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 def setup_logging(level: int, *, secrets: Iterable[str] = (), journal: bool = False) -> None:
     """Log lines to stderr (time and level, or journal priorities); ``secrets`` never appear."""
     handler = logging.StreamHandler(sys.stderr)
@@ -140,14 +154,15 @@ def setup_logging(level: int, *, secrets: Iterable[str] = (), journal: bool = Fa
 def log_to_file(
     path: Path, *, max_bytes: int = 2_000_000, backups: int = 5
 ) -> logging.handlers.RotatingFileHandler:
-    """Also write the log lines, secrets blanked as on stderr, to a rotating file.
+    """Also write the log lines, secrets blanked as on stderr, to a rotating file, this
+    account's only (its folder too, and the files rotated before).
 
     Returns the handler, for the caller to remove and close when it is done.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-    )
+    private_folder(path.parent)
+    for old in path.parent.glob(f"{glob.escape(path.name)}*"):
+        private_file(old)
+    handler = _LogFile(path, max_bytes=max_bytes, backups=backups)
     root = logging.getLogger()
     known = [h.formatter for h in root.handlers if isinstance(h.formatter, _RedactingFormatter)]
     handler.setFormatter(known[0] if known else _RedactingFormatter(()))
@@ -351,8 +366,9 @@ def instance_lock(folder: Path) -> Iterator[None]:
     """
     path = folder / LOCK_FILE_NAME
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+        private_folder(folder)
+        fd = open_private(path, os.O_RDWR | os.O_APPEND)
+        handle = open(fd, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
     except (NotADirectoryError, FileExistsError) as exc:
         raise BoothsyncError(f"{folder}: cannot be the state folder: a file is in the way") from exc
     except OSError as exc:

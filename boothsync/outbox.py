@@ -19,6 +19,8 @@ damaged file aside (with its ``-wal`` and ``-shm``), says so in one ERROR
 line, and starts an empty queue that the watcher's first scan fills again.
 Every other opener (``status``, ``retry``) gets an :class:`OutboxError`.
 
+The database file (its -wal and -shm take its mode) and its folder are this account's only.
+
 Must not know about HTTP, destinations or the filesystem beyond its own
 database file; callers decide what a failure means, this module only records it.
 Every ``sqlite3`` error leaves here as :class:`~boothsync.errors.OutboxError`.
@@ -26,8 +28,10 @@ Every ``sqlite3`` error leaves here as :class:`~boothsync.errors.OutboxError`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -38,6 +42,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from boothsync.errors import OutboxError
+from boothsync.paths import PRIVATE_FILE, private_file, private_folder
 
 __all__ = ["COMMANDS", "SYNCED_FLAG", "Event", "Job", "JobState", "NewFile", "Outbox", "Stats"]
 
@@ -431,6 +436,15 @@ def _move_aside(path: Path, now: float) -> Path:
     return target
 
 
+def _companions(path: Path) -> list[Path]:
+    """The database file and its -wal and -shm, those that are there."""
+    return [
+        Path(f"{path}{suffix}")
+        for suffix in ("", "-wal", "-shm")
+        if Path(f"{path}{suffix}").exists()
+    ]
+
+
 def _note_stale(cur: sqlite3.Cursor, job_id: int) -> None:
     # Only a job still uploading may move (the UPDATEs say "AND state = 'uploading'"):
     # a late call about a job that recover() already handed back must not undo that.
@@ -488,21 +502,8 @@ class Outbox:
             if not self._path.is_file():
                 raise OutboxError(f"no queue database at {self._path} yet")
         else:
-            try:
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutboxError(
-                    f"queue database {self._path}: cannot create its folder"
-                    f" {self._path.parent}: {_os_cause(exc)}"
-                ) from exc
-        conn = self._connect()
-        try:
-            with self._translate("open"):
-                self._setup(conn)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
+            self._prepare_file()
+        self._conn = self._open()
 
     @classmethod
     def open_or_rebuild(cls, path: Path, *, clock: Callable[[], float] = time.time) -> Outbox:
@@ -530,6 +531,34 @@ class Outbox:
         outbox = cls(path, clock=clock)
         outbox.rebuilt_from = moved
         return outbox
+
+    def _prepare_file(self) -> None:
+        """Create the folder and the database file private (0700, 0600; -wal and -shm take
+        the file's mode), and make those of an older boothsync so."""
+        try:
+            private_folder(self._path.parent)
+        except OSError as exc:
+            raise OutboxError(
+                f"queue database {self._path}: cannot create its folder"
+                f" {self._path.parent}: {_os_cause(exc)}"
+            ) from exc
+        # Created (O_EXCL) before SQLite opens it, with the file's mode from the first byte;
+        # an existing file is never opened here: closing a descriptor of a file SQLite has
+        # open in this process would drop its locks.
+        with contextlib.suppress(OSError):
+            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+        for companion in _companions(self._path):
+            private_file(companion)
+
+    def _open(self) -> sqlite3.Connection:
+        conn = self._connect()
+        try:
+            with self._translate("open"):
+                self._setup(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     # -- writes ---------------------------------------------------------------
 
