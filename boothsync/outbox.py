@@ -19,6 +19,12 @@ damaged file aside (with its ``-wal`` and ``-shm``), says so in one ERROR
 line, and starts an empty queue that the watcher's first scan fills again.
 Every other opener (``status``, ``retry``) gets an :class:`OutboxError`.
 
+Jobs are scheduled (``next_attempt_at``) on a clock anchored once per process: the wall
+clock at open plus the monotonic time since. A wall-clock step while boothsync runs moves
+no job; one while it was not running is caught at open, where a job due further ahead than
+any wait boothsync sets is made due. The times shown to people (added, finished, updated)
+are the wall clock's.
+
 The database file (its -wal and -shm take its mode) and its folder are this account's only.
 
 Must not know about HTTP, destinations or the filesystem beyond its own
@@ -44,7 +50,17 @@ from pathlib import Path
 from boothsync.errors import OutboxError
 from boothsync.paths import PRIVATE_FILE, private_file, private_folder
 
-__all__ = ["COMMANDS", "SYNCED_FLAG", "Event", "Job", "JobState", "NewFile", "Outbox", "Stats"]
+__all__ = [
+    "COMMANDS",
+    "LONGEST_WAIT",
+    "SYNCED_FLAG",
+    "Event",
+    "Job",
+    "JobState",
+    "NewFile",
+    "Outbox",
+    "Stats",
+]
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +300,12 @@ _COMMANDS_KEPT = 7 * 24 * 3600.0
 
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
+#: The longest wait boothsync ever schedules a job for (seconds): a Retry-After is capped at
+#: this (``retry.RETRY_AFTER_CAP``), the backoff at 600 s. A job due further ahead was scheduled
+#: on a wall clock that has since been set back; opening the queue makes it due.
+LONGEST_WAIT = 3600.0
+
+
 _JOB_SELECT = """
     SELECT j.id, j.file_id, f.path, f.size, f.mtime_ns, f.watch, j.destination, j.album_id,
            j.attempts, j.state, j.last_error, f.taken_at_ms, f.taken_at_source
@@ -474,6 +496,9 @@ class Outbox:
     same file, never hand out the same job. ``readonly=True`` opens an existing
     database without creating, migrating or writing anything (for ``status``
     while the daemon runs).
+
+    ``clock`` is the wall clock, for the times people read (when a picture was queued or
+    uploaded); ``monotonic`` the clock waits are measured on (see :meth:`now`).
     """
 
     def __init__(
@@ -482,10 +507,14 @@ class Outbox:
         *,
         readonly: bool = False,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._path = Path(path)
         self._readonly = readonly
         self._clock = clock
+        self._monotonic = monotonic
+        # The schedule's anchor: a wall-clock time and the monotonic time it was read at.
+        self._anchor = (clock(), monotonic())
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         # When the oldest write committed without a sync was made (monotonic), or None when
@@ -506,7 +535,13 @@ class Outbox:
         self._conn = self._open()
 
     @classmethod
-    def open_or_rebuild(cls, path: Path, *, clock: Callable[[], float] = time.time) -> Outbox:
+    def open_or_rebuild(
+        cls,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> Outbox:
         """Open the queue for writing; if it is damaged, move it aside and start a new one.
 
         Only for the one process that owns the queue (the daemon, at start):
@@ -517,7 +552,7 @@ class Outbox:
         """
         path = Path(path)
         try:
-            return cls(path, clock=clock)
+            return cls(path, clock=clock, monotonic=monotonic)
         except _DamagedDatabase as exc:
             damage = exc.detail
         moved = _move_aside(path, clock())
@@ -528,9 +563,16 @@ class Outbox:
             damage,
             moved,
         )
-        outbox = cls(path, clock=clock)
+        outbox = cls(path, clock=clock, monotonic=monotonic)
         outbox.rebuilt_from = moved
         return outbox
+
+    def now(self) -> float:
+        """The time on the queue's schedule, in Unix seconds: the wall clock when the queue was
+        opened plus the monotonic time since. ``next_attempt_at``, :meth:`claim` and
+        :meth:`next_due` are measured on it, so a wall-clock step changes no wait."""
+        wall, monotonic = self._anchor
+        return wall + (self._monotonic() - monotonic)
 
     def _prepare_file(self) -> None:
         """Create the folder and the database file private (0700, 0600; -wal and -shm take
@@ -589,7 +631,7 @@ class Outbox:
         """
         counts: list[int] = []
         with self._write("add a file", synced=False) as conn:
-            now = self._clock()
+            now, due = self._clock(), self.now()
             for file in files:
                 conn.execute(
                     "INSERT OR IGNORE INTO files (path, size, mtime_ns, watch, added_at)"
@@ -604,7 +646,7 @@ class Outbox:
                         "INSERT OR IGNORE INTO jobs (file_id, destination, album_id, state,"
                         " attempts, next_attempt_at, updated_at)"
                         " VALUES (?, ?, ?, ?, 0, ?, ?)",
-                        (file_id, destination, album_id, JobState.WAITING, now, now),
+                        (file_id, destination, album_id, JobState.WAITING, due, now),
                     )
                     new += cur.rowcount
                 counts.append(new)
@@ -615,6 +657,7 @@ class Outbox:
 
     def claim(self, *, only: Collection[str] | None = None, now: float | None = None) -> Job | None:
         """Take the waiting job due longest ago (of the ``only`` destinations, if given), or None.
+        ``now``: the time on the schedule (:meth:`now`) to look from, if not now.
 
         The uploader passes the destinations it can serve now: configured and
         not paused. Jobs of the others simply wait.
@@ -631,17 +674,18 @@ class Outbox:
         cost one sync instead of two.
         """
         with self._write("claim a job", synced=False) as conn:
-            at = self._clock() if now is None else now
+            due = self.now() if now is None else now
             clause, params = _among("destination", only)
             row = conn.execute(
                 "SELECT id FROM jobs WHERE state = ? AND next_attempt_at <= ?"
                 + clause
                 + " ORDER BY next_attempt_at, id LIMIT 1",
-                [JobState.WAITING, at, *params],
+                [JobState.WAITING, due, *params],
             ).fetchone()
             if row is None:
                 return None
             job_id: int = row[0]
+            at = self._clock()
             conn.execute(
                 "UPDATE jobs SET state = ?, attempts = attempts + 1, claimed_at = ?,"
                 " updated_at = ? WHERE id = ?",
@@ -710,16 +754,15 @@ class Outbox:
         file changed while it was being sent), so later backoff is not longer.
         """
         with self._write("reschedule a job") as conn:
-            now = self._clock()
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ?,"
                 " attempts = MAX(attempts - ?, 0)"
                 " WHERE id = ? AND state = ?",
                 (
                     JobState.WAITING,
-                    now + delay,
+                    self.now() + delay,
                     error,
-                    now,
+                    self._clock(),
                     0 if count_attempt else 1,
                     job_id,
                     JobState.UPLOADING,
@@ -733,12 +776,11 @@ class Outbox:
         It is due at once and the attempt is not counted.
         """
         with self._write("release a job") as conn:
-            now = self._clock()
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, next_attempt_at = ?,"
                 " attempts = MAX(attempts - 1, 0), updated_at = ?"
                 " WHERE id = ? AND state = ?",
-                (JobState.WAITING, now, now, job_id, JobState.UPLOADING),
+                (JobState.WAITING, self.now(), self._clock(), job_id, JobState.UPLOADING),
             )
             _note_stale(cur, job_id)
 
@@ -760,10 +802,9 @@ class Outbox:
         crashed upload from one still running.
         """
         with self._write("recover interrupted jobs") as conn:
-            now = self._clock()
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, next_attempt_at = ?, updated_at = ? WHERE state = ?",
-                (JobState.WAITING, now, now, JobState.UPLOADING),
+                (JobState.WAITING, self.now(), self._clock(), JobState.UPLOADING),
             )
             count = cur.rowcount
         if count:
@@ -773,13 +814,12 @@ class Outbox:
     def retry_failed(self, *, destination: str | None = None) -> int:
         """Queue failed jobs again from scratch (all, or one destination's); returns how many."""
         with self._write("retry failed jobs") as conn:
-            now = self._clock()
             sql = (
                 "UPDATE jobs SET state = ?, attempts = 0, next_attempt_at = ?, finished_at = NULL,"
                 # The old error is cleared so status stops reporting it as the latest.
                 " last_error = NULL, updated_at = ? WHERE state = ?"
             )
-            params: list[object] = [JobState.WAITING, now, now, JobState.FAILED]
+            params: list[object] = [JobState.WAITING, self.now(), self._clock(), JobState.FAILED]
             if destination is not None:
                 sql += " AND destination = ?"
                 params.append(destination)
@@ -845,7 +885,7 @@ class Outbox:
         commit along.
         """
         since = self._unsynced_since
-        if since is None or time.monotonic() - since < older_than:
+        if since is None or self._monotonic() - since < older_than:
             return False
         self.set_flag(SYNCED_FLAG, "")
         return True
@@ -928,16 +968,17 @@ class Outbox:
         Returns how many jobs were still backed off and are due now.
         """
         with self._write("make jobs due") as conn:
-            now = self._clock()
+            due = self.now()
             cur = conn.execute(
                 "UPDATE jobs SET next_attempt_at = ?, updated_at = ?"
                 " WHERE state = ? AND destination = ? AND next_attempt_at > ?",
-                (now, now, JobState.WAITING, destination, now),
+                (due, self._clock(), JobState.WAITING, destination, due),
             )
             return cur.rowcount
 
     def next_due(self, *, only: Collection[str] | None = None) -> float | None:
-        """Unix time at which the earliest waiting job (of ``only``, if given) is due, or None."""
+        """When the earliest waiting job (of ``only``, if given) is due, on the schedule's clock
+        (:meth:`now`), or None."""
         with self._read("find the next due job") as conn:
             clause, params = _among("destination", only)
             # ORDER BY ... LIMIT 1 rather than MIN(): walks the index and stops
@@ -1063,6 +1104,7 @@ class Outbox:
         # FULL: a job marked uploaded (or added) survives a power cut at the booth.
         conn.execute("PRAGMA synchronous = FULL")
         self._migrate(conn)
+        self._pull_in(conn)
         # Nothing records a SHA-256 any more: once none is there, none ever will be.
         self._has_sha256 = bool(
             conn.execute(
@@ -1070,6 +1112,23 @@ class Outbox:
                 " WHERE sha256 IS NOT NULL)"
             ).fetchone()[0]
         )
+
+    def _pull_in(self, conn: sqlite3.Connection) -> None:
+        """Make due the waiting jobs scheduled further ahead than boothsync ever waits: the
+        wall clock was set back since they were scheduled, and they would wait that much too."""
+        due = self.now()
+        # One range of the jobs_due index, however large the queue.
+        count = conn.execute(
+            "UPDATE jobs SET next_attempt_at = ? WHERE state = ? AND next_attempt_at > ?",
+            (due, JobState.WAITING, due + LONGEST_WAIT),
+        ).rowcount
+        if count:
+            log.info(
+                "%d waiting upload(s) were scheduled more than %.0f minutes ahead (the clock was"
+                " set back); they go now",
+                count,
+                LONGEST_WAIT / 60,
+            )
 
     def _check_integrity(self, conn: sqlite3.Connection, version: int) -> None:
         """Raise _DamagedDatabase unless the file is sound and holds our schema.
@@ -1190,7 +1249,7 @@ class Outbox:
                         # Syncing the WAL to its end took every earlier commit along.
                         self._unsynced_since = None
                     elif self._unsynced_since is None:
-                        self._unsynced_since = time.monotonic()
+                        self._unsynced_since = self._monotonic()
                 except BaseException:
                     # SQLite may already have rolled back on its own (disk full, I/O error).
                     if conn.in_transaction:
