@@ -4,8 +4,9 @@ Signal handlers only set a flag (huey's consumer does the same); the main
 thread notices it, stops the engine with a bounded grace time and returns the
 exit code. The main loop is also what tells systemd how boothsync is (``READY=1``,
 ``STATUS=``, ``WATCHDOG=1``, ``STOPPING=1``), and it holds the state folder's lock so
-only one boothsync works on a queue. The state folder, the log folder and the files in them
-are this account's only. Must not import the tray.
+only one boothsync works on a queue. A queue that cannot go on ends the run with one line
+and exit code 1, for the service manager to start boothsync again. The state folder, the log
+folder and the files in them are this account's only. Must not import the tray.
 """
 
 from __future__ import annotations
@@ -490,8 +491,15 @@ class Service:
         return engine
 
     def step(self) -> None:
-        """Everything the loop does once: ready, watchdog, status line, config changes."""
+        """Everything the loop does once: ready, watchdog, status line, config changes.
+
+        Raises :class:`OutboxError` when the queue cannot go on (it could not be rebuilt): the
+        owner stops and exits non-zero, and a service manager starts boothsync again.
+        """
         engine = self.engine
+        failure = engine.failure
+        if failure is not None:
+            raise OutboxError(str(failure)) from failure
         now = time.monotonic()
         if not self._ready and engine.wait_ready(0):
             self._ready = True

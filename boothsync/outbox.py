@@ -16,8 +16,16 @@ Every open checks the file first: that the schema is ours and, for a writer,
 ``PRAGMA quick_check``. A damaged database is never used and never silently replaced: the
 daemon opens the queue with :meth:`Outbox.open_or_rebuild`, which moves a
 damaged file aside (with its ``-wal`` and ``-shm``), says so in one ERROR
-line, and starts an empty queue that the watcher's first scan fills again.
+line, and starts a new queue with the rows that could still be read; the watcher's
+first scan queues again the pictures whose rows were lost.
 Every other opener (``status``, ``retry``) gets an :class:`OutboxError`.
+
+The queue that process owns is also watched while it runs (:meth:`Outbox.heal`, every second):
+a file deleted, replaced or overwritten under it, or damage an operation meets, is moved
+aside the same way and the queue rebuilt at once, under the lock every thread goes through,
+from the database the connection still has open (whole when it is sound, else row by
+row), so that pictures already uploaded are not sent again. A queue that cannot be rebuilt
+is recorded in :attr:`Outbox.failure`: its owner cannot go on and stops.
 
 Jobs are scheduled (``next_attempt_at``) on a clock anchored once per process: the wall
 clock at open plus the monotonic time since. A wall-clock step while boothsync runs moves
@@ -300,11 +308,29 @@ _COMMANDS_KEPT = 7 * 24 * 3600.0
 
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
+#: The first 16 bytes of every SQLite database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
 #: The longest wait boothsync ever schedules a job for (seconds): a Retry-After is capped at
 #: this (``retry.RETRY_AFTER_CAP``), the backoff at 600 s. A job due further ahead was scheduled
 #: on a wall clock that has since been set back; opening the queue makes it due.
 LONGEST_WAIT = 3600.0
 
+
+# What a rebuild copies row by row from a database it cannot copy whole, in this order: jobs
+# first, so that files can be bounded by the jobs' file ids when their own table's bounds
+# cannot be read. Commands are not kept: the running service takes them within a second, and
+# a start drops old ones anyway.
+_SALVAGED = ("jobs", "files", "destinations", "flags")
+# Rows are read in rowid ranges of this many; a range that fails is halved until the rows
+# that cannot be read are isolated.
+_SALVAGE_STEP = 256
+# Job ids are never reused (AUTOINCREMENT). When the old queue's highest id cannot be read
+# either, the new ids start this far above the highest one kept, past any lost job a worker
+# may still report on.
+_LOST_IDS = 1_000_000
+# A writer's page cache (KiB): a limit, not an allocation (see Outbox._setup).
+_WRITER_CACHE_KIB = 32 * 1024
 
 _JOB_SELECT = """
     SELECT j.id, j.file_id, f.path, f.size, f.mtime_ns, f.watch, j.destination, j.album_id,
@@ -376,12 +402,14 @@ _SHA256_OF_SIZE = """
 class _DamagedDatabase(OutboxError):
     """The queue file is corrupt or not a boothsync queue (``detail`` says how)."""
 
-    def __init__(self, path: Path, detail: str) -> None:
+    def __init__(self, path: Path, detail: str, *, healing: bool = False) -> None:
         self.detail = detail
-        super().__init__(
-            f"queue database {path} is damaged ({detail}); the next `boothsync run`"
-            " moves it aside and starts a new one"
+        then = (
+            "boothsync moves it aside and rebuilds the queue"
+            if healing
+            else "the next `boothsync run` moves it aside and starts a new one"
         )
+        super().__init__(f"queue database {path} is damaged ({detail}); {then}")
 
 
 def _is_damage(exc: sqlite3.Error) -> bool:
@@ -467,6 +495,236 @@ def _companions(path: Path) -> list[Path]:
     ]
 
 
+def _remove(path: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{suffix}").unlink()
+
+
+def _fsync(path: Path) -> None:
+    """Put a file (or, on POSIX, a folder's entries) on the disk."""
+    if path.is_dir() and os.name != "posix":
+        return  # Windows cannot open a folder to sync it; NTFS logs renames itself.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fresh_database(path: Path) -> sqlite3.Connection:
+    """A new database file at ``path``, private from its first byte, with nothing in it yet.
+
+    The file is created before SQLite opens it, with the queue's mode; its -journal, -wal and
+    -shm take the same mode from it.
+    """
+    _remove(path)  # a rebuild cut short
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def _copy_whole(source: sqlite3.Connection, target: Path) -> int | None:
+    """Copy the database ``source`` has open, page by page, to a new file ``target``.
+
+    Returns how many jobs it holds, or None when the copy is not sound (the source's pages are
+    damaged too): then only a copy row by row can help.
+    """
+    conn = _fresh_database(target)
+    try:
+        # The copy is in WAL mode, as the source is: opening it as the queue then changes no
+        # journal mode, which would empty the connection's cache that heal() may need next.
+        # Its -wal goes with its close, so the file is all there is to move.
+        source.backup(conn)
+        if _quick_check_detail(conn.execute("PRAGMA quick_check").fetchall()) is not None:
+            return None
+        (jobs,) = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
+        return int(jobs)
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+
+
+def _copy_rows(source: sqlite3.Connection, target: Path, *, in_flight: bool) -> int:
+    """Build a new queue at ``target`` (the current schema) from the rows of ``source`` that
+    can still be read; returns how many jobs it kept. ``in_flight``: workers may hold jobs
+    of ``source`` (see _keep_job_ids_unique).
+
+    A job is kept only with its file and a file only with a job: a file without its jobs
+    would look queued to the watcher and never be uploaded, while without its row the
+    watcher queues it again.
+    """
+    # A file cut short no longer opens (it holds fewer pages than its header says); with this
+    # the pages still there, or still in the connection's cache, can be read. Ignoring errors
+    # in the schema is the other half of what the pragma does, and just as welcome here.
+    with contextlib.suppress(sqlite3.Error):
+        source.execute("PRAGMA writable_schema = ON")
+    conn = _fresh_database(target)
+    try:
+        # Nothing to roll back to: a build that fails is deleted and started again.
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("BEGIN")
+        for statements in _MIGRATIONS:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
+        for table in _SALVAGED:
+            _copy_table(source, conn, table)
+        conn.execute("DELETE FROM jobs WHERE file_id NOT IN (SELECT id FROM files)")
+        conn.execute("DELETE FROM files WHERE id NOT IN (SELECT file_id FROM jobs)")
+        _keep_job_ids_unique(source, conn, in_flight=in_flight)
+        conn.execute("COMMIT")
+        # WAL mode before it is opened as the queue (see _copy_whole).
+        conn.execute("PRAGMA journal_mode = WAL")
+        (jobs,) = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
+        return int(jobs)
+    finally:
+        conn.close()
+
+
+def _copy_table(source: sqlite3.Connection, target: sqlite3.Connection, table: str) -> None:
+    # Only this module's own table names are ever formatted into these statements.
+    try:
+        theirs = {str(row[1]) for row in source.execute(f"PRAGMA table_info({table})")}
+    except sqlite3.Error:
+        return  # the schema itself cannot be read
+    columns = [str(row[1]) for row in target.execute(f"PRAGMA table_info({table})")]
+    # An older schema lacks later columns: they keep their defaults.
+    shared = [name for name in columns if name in theirs]
+    if not shared:
+        return
+    names = ", ".join(shared)
+    insert = f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({', '.join('?' * len(shared))})"
+    for row in _readable_rows(source, target, table, names):
+        # A record damaged in ways the checks above cannot see (a wrong type in a key) is
+        # one row lost, not the rest.
+        with contextlib.suppress(sqlite3.Error):
+            target.execute(insert, tuple(row))
+
+
+def _readable_rows(
+    source: sqlite3.Connection, target: sqlite3.Connection, table: str, names: str
+) -> Iterator[Sequence[object]]:
+    """Every row of ``table`` that ``source`` can read, in rowid ranges; a range that fails is
+    halved until what cannot be read is isolated."""
+    try:
+        low, high = source.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
+    except sqlite3.Error:
+        low, high = 1, _upper_bound(source, target, table)
+        if high is None:
+            # A small table of names (destinations, flags): all of it or nothing.
+            with contextlib.suppress(sqlite3.Error):
+                yield from source.execute(f"SELECT {names} FROM {table}").fetchall()
+            return
+    if low is None or high is None:
+        return
+    select = f"SELECT {names} FROM {table} WHERE rowid BETWEEN ? AND ?"
+    for start in range(int(low), int(high) + 1, _SALVAGE_STEP):
+        pending = [(start, min(int(high), start + _SALVAGE_STEP - 1))]
+        while pending:
+            first, last = pending.pop()
+            try:
+                rows = source.execute(select, (first, last)).fetchall()
+            except sqlite3.Error:
+                if first < last:
+                    middle = (first + last) // 2
+                    pending += [(middle + 1, last), (first, middle)]
+                continue
+            yield from rows
+
+
+def _upper_bound(source: sqlite3.Connection, target: sqlite3.Connection, table: str) -> int | None:
+    """The highest rowid ``table`` may have, when its own index of rows cannot say."""
+    if table == "jobs":
+        return _job_sequence(source)
+    if table == "files":
+        (highest,) = target.execute("SELECT max(file_id) FROM jobs").fetchone()
+        return None if highest is None else int(highest)
+    return None
+
+
+def _job_sequence(source: sqlite3.Connection) -> int | None:
+    """The highest job id the old queue ever handed out, if it can still be read."""
+    try:
+        row = source.execute("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'").fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else int(row[0])
+
+
+def _keep_job_ids_unique(
+    source: sqlite3.Connection, target: sqlite3.Connection, *, in_flight: bool
+) -> None:
+    """Start new job ids above every id the old queue handed out, lost jobs' too: a worker
+    may still report on one (``in_flight``), and must never reach a new job by its id."""
+    (kept,) = target.execute("SELECT COALESCE(max(id), 0) FROM jobs").fetchone()
+    handed_out = _job_sequence(source)
+    if handed_out is not None:
+        floor = max(handed_out, int(kept))
+    else:
+        floor = int(kept) + (_LOST_IDS if in_flight else 0)
+    if not target.execute(
+        "UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'jobs'", (floor,)
+    ).rowcount:
+        target.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', ?)", (floor,))
+
+
+def _rebuilt(
+    path: Path, how: str, detail: str, moved: Path | None, kept: int, *, whole: bool
+) -> str:
+    """The one line saying that the queue was rebuilt while boothsync ran, and from what."""
+    if how == "damaged":
+        what = f"queue database {path} is damaged ({detail})"
+    else:
+        what = f"queue database {path} was {how} while boothsync ran ({detail})"
+    aside = f"; moved it to {moved}" if moved is not None else ""
+    if whole:
+        return f"{what}{aside}; rebuilt the queue from the copy still open, all {kept} job(s) kept"
+    return (
+        f"{what}{aside}; rebuilt the queue with the {kept} job(s) that could still be read;"
+        " pictures whose jobs were lost are queued again by the next scan"
+    )
+
+
+def _rebuild_damaged(path: Path, now: float) -> tuple[Path, int]:
+    """Move the damaged queue at ``path`` aside and put a new one in its place with the rows
+    that can still be read; returns where the damaged one went and how many jobs were kept.
+
+    Read through a read-only connection, so the damaged file is moved aside as it was found.
+    When not even a new file can be built (a full disk), only the move is done, and the
+    caller's open reports what is wrong.
+    """
+    building = path.with_name(f"{path.name}.rebuilding")
+    kept = 0
+    built = False
+    source: sqlite3.Connection | None = None
+    try:
+        source = sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None
+        )
+        kept = _copy_rows(source, building, in_flight=False)
+        _fsync(building)
+        built = True
+    except (OSError, sqlite3.Error) as exc:
+        log.debug("queue database %s: nothing could be read back: %s", path, exc)
+        with contextlib.suppress(OSError):
+            _remove(building)
+    finally:
+        if source is not None:
+            source.close()
+    moved = _move_aside(path, now)
+    if built:
+        try:
+            os.replace(building, path)
+            _fsync(path.parent)
+        except OSError as exc:
+            raise OutboxError(
+                f"queue database {path}: cannot put the rebuilt queue in place: {_os_cause(exc)}"
+            ) from exc
+    return moved, kept
+
+
 def _note_stale(cur: sqlite3.Cursor, job_id: int) -> None:
     # Only a job still uploading may move (the UPDATEs say "AND state = 'uploading'"):
     # a late call about a job that recover() already handed back must not undo that.
@@ -522,8 +780,18 @@ class Outbox:
         self._unsynced_since: float | None = None
         # Whether jobs from before XXH3-128 (with only a SHA-256) may be there (_setup looks).
         self._has_sha256 = True
+        # Set by open_or_rebuild(): this process owns the file, and heal() may replace it.
+        self._owner = False
+        # The owner's own descriptor of the database file (see _hold()), and its identity.
+        self._held: int | None = None
+        self._identity: tuple[int, int] | None = None
+        # Damage an operation met (owner only), for heal() to repair.
+        self._damage: str | None = None
+        #: Why the owner's queue cannot go on (it could not be rebuilt), once that happened;
+        #: None while all is well.
+        self.failure: OutboxError | None = None
         # Where the damaged database this one replaces was moved to; set only
-        # by open_or_rebuild(), for the engine and status to report.
+        # by open_or_rebuild() and heal(), for the engine and status to report.
         self.rebuilt_from: Path | None = None
         if readonly:
             # mode=ro would fail with SQLite's vague "unable to open database
@@ -542,29 +810,37 @@ class Outbox:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> Outbox:
-        """Open the queue for writing; if it is damaged, move it aside and start a new one.
+        """Open the queue for writing; if it is damaged, move it aside and start a new one with
+        the rows that can still be read.
 
         Only for the one process that owns the queue (the daemon, at start):
         moving the file aside under another writer would split the queue in two.
         The move is logged as an ERROR naming both paths and recorded in
         :attr:`rebuilt_from`. Anything other than damage (a locked, full or
         unwritable database, a newer schema) still raises :class:`OutboxError`.
+        The outbox returned owns the file: :meth:`heal` watches over it.
         """
         path = Path(path)
         try:
-            return cls(path, clock=clock, monotonic=monotonic)
+            outbox = cls(path, clock=clock, monotonic=monotonic)
         except _DamagedDatabase as exc:
             damage = exc.detail
-        moved = _move_aside(path, clock())
+        else:
+            outbox._own()
+            return outbox
+        moved, kept = _rebuild_damaged(path, clock())
+        kept_text = f" with the {kept} job(s) that could still be read" if kept else ""
         log.error(
-            "queue database %s was damaged (%s); moved it to %s and started a new one;"
-            " pictures still in the watched folders are queued again by the first scan",
+            "queue database %s was damaged (%s); moved it to %s and started a new one%s;"
+            " other pictures still in the watched folders are queued again by the first scan",
             path,
             damage,
             moved,
+            kept_text,
         )
         outbox = cls(path, clock=clock, monotonic=monotonic)
         outbox.rebuilt_from = moved
+        outbox._own()
         return outbox
 
     def now(self) -> float:
@@ -573,6 +849,36 @@ class Outbox:
         :meth:`next_due` are measured on it, so a wall-clock step changes no wait."""
         wall, monotonic = self._anchor
         return wall + (self._monotonic() - monotonic)
+
+    def heal(self) -> bool:
+        """Repair the owner's queue if its file was deleted, replaced or overwritten, or an
+        operation met damage; cheap enough to call every second. Returns True when it rebuilt
+        the queue.
+
+        The file at the path must still be the one the connection has open, and begin as an
+        SQLite database does. If not, whatever is there is moved aside (with its -wal and
+        -shm, one ERROR line naming both paths) and the queue rebuilt from the database the
+        connection still has open: copied whole when it is sound (deleted, replaced), else
+        row by row, keeping what can still be read. It all happens under the lock every
+        operation takes, so other threads simply go on with the new queue.
+
+        Raises :class:`OutboxError` (also kept in :attr:`failure`) when the queue cannot be
+        rebuilt: the owner must stop. Other outboxes never heal.
+        """
+        if not self._owner:
+            return False
+        with self._lock:
+            if self._conn is None:
+                return False
+            trouble = self._trouble()
+            if trouble is None:
+                return False
+            try:
+                self._rebuild(*trouble)
+            except OutboxError as exc:
+                self.failure = exc
+                raise
+        return True
 
     def _prepare_file(self) -> None:
         """Create the folder and the database file private (0700, 0600; -wal and -shm take
@@ -601,6 +907,117 @@ class Outbox:
             conn.close()
             raise
         return conn
+
+    def _own(self) -> None:
+        """Make this outbox the owner of its file: it holds it, and heal() watches it."""
+        self._owner = True
+        self._hold()
+        with self._lock, self._translate("open"):
+            self._keep_a_log(self._connection())
+
+    def _keep_a_log(self, conn: sqlite3.Connection) -> None:
+        """One small write, so that the -wal is not empty while the owner runs: SQLite then
+        takes the database's size from the -wal, not from the file, so a file cut short under
+        the connection still leaves every page in its cache or its -wal readable for heal().
+        """
+        conn.execute(
+            "INSERT INTO flags (name, value, updated_at) VALUES (?, '', ?)"
+            " ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at",
+            (SYNCED_FLAG, self._clock()),
+        )
+
+    def _hold(self) -> None:
+        """Keep a descriptor of the database file the connection has open, for heal() to
+        compare with whatever is at the path and to read its first bytes through.
+
+        Opened after SQLite's and closed only after the connection is (see close()):
+        closing a descriptor of a file drops every POSIX lock the process holds on it,
+        SQLite's too.
+        """
+        try:
+            fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except OSError as exc:
+            log.warning("queue database %s: cannot watch over it: %s", self._path, _os_cause(exc))
+            return
+        st = os.fstat(fd)
+        self._held, self._identity = fd, (st.st_dev, st.st_ino)
+
+    def _release_hold(self) -> None:
+        fd, self._held = self._held, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _trouble(self) -> tuple[str, str] | None:
+        """What heal() must repair, ``(how, detail)``, or None."""
+        fd, identity = self._held, self._identity
+        if fd is not None and identity is not None:
+            try:
+                st = os.stat(self._path)
+            except FileNotFoundError:
+                return "deleted", "it is no longer there"
+            except OSError:
+                st = None  # cannot tell (the folder's permissions?): the operations will say
+            if st is not None and (st.st_dev, st.st_ino) != identity:
+                return "replaced", "another file is in its place"
+            try:
+                os.lseek(fd, 0, os.SEEK_SET)
+                head = os.read(fd, len(_SQLITE_HEADER))
+            except OSError:
+                head = _SQLITE_HEADER  # unreadable is for the operations to report
+            if head != _SQLITE_HEADER:
+                return "overwritten", "it no longer begins as an SQLite database"
+        if self._damage is not None:
+            return "damaged", self._damage
+        return None
+
+    def _rebuild(self, how: str, detail: str) -> None:
+        """Move what is at the path aside and put the rebuilt queue there (under the lock)."""
+        old = self._connection()
+        path = self._path
+        building = path.with_name(f"{path.name}.rebuilding")
+        try:
+            private_folder(path.parent)  # gone with the file, perhaps
+            kept = _copy_whole(old, building) if how in ("deleted", "replaced") else None
+            whole = kept is not None
+            if kept is None:
+                kept = _copy_rows(old, building, in_flight=True)
+            _fsync(building)
+        except (OSError, sqlite3.Error) as exc:
+            with contextlib.suppress(OSError):
+                _remove(building)
+            raise OutboxError(
+                f"queue database {path} was {how} ({detail}), and rebuilding it failed:"
+                f" {_os_cause(exc) if isinstance(exc, OSError) else _sqlite_cause(exc, path)}"
+            ) from exc
+        # From here on the old database is given up. Closed before the new one is in place:
+        # its last close may checkpoint and delete a -wal by name.
+        self._conn = None
+        with contextlib.suppress(sqlite3.Error):
+            old.close()
+        self._release_hold()
+        try:
+            if whole:
+                # The old database's -wal and -shm were copied with it. Left at the path they
+                # would be replayed into the new queue, or read as the replacement's own.
+                for suffix in ("-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+            moved = _move_aside(path, self._clock()) if _companions(path) else None
+            os.replace(building, path)
+            _fsync(path.parent)
+            self._conn = self._open()
+            with self._translate("rebuild"):
+                self._keep_a_log(self._conn)
+        except (OSError, OutboxError) as exc:
+            cause = _os_cause(exc) if isinstance(exc, OSError) else str(exc)
+            raise OutboxError(f"queue database {path}: rebuilding it failed: {cause}") from exc
+        self._hold()
+        self._damage = None
+        # Everything is on the disk: the copy was synced before it took the path.
+        self._unsynced_since = None
+        if moved is not None:
+            self.rebuilt_from = moved
+        log.error("%s", _rebuilt(path, how, detail, moved, kept, whole=whole))
 
     # -- writes ---------------------------------------------------------------
 
@@ -1055,11 +1472,14 @@ class Outbox:
                 log.error("%s", exc)
         with self._lock:
             conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
+        try:
+            if conn is not None:
                 conn.close()
-            except sqlite3.Error as exc:
-                raise OutboxError(f"queue database {self._path}: close failed: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise OutboxError(f"queue database {self._path}: close failed: {exc}") from exc
+        finally:
+            # Only now: closing it drops the process's locks on the file (see _hold()).
+            self._release_hold()
 
     # -- internals ------------------------------------------------------------
 
@@ -1085,6 +1505,12 @@ class Outbox:
         # First, so every later statement waits for another process's lock
         # instead of failing at once with "database is locked".
         conn.execute("PRAGMA busy_timeout = 5000")
+        if not self._readonly:
+            # Room in the cache for the queue of a big event (the default, 2 MiB, holds a few
+            # thousand pictures), filled by the check below: what the cache holds is what
+            # heal() can still read of a file overwritten under the connection. Pages are
+            # taken as they are read, so a small queue costs no more.
+            conn.execute(f"PRAGMA cache_size = {-_WRITER_CACHE_KIB}")
         version = self._check_version(conn)
         self._check_integrity(conn, version)
         conn.execute("PRAGMA foreign_keys = ON")
@@ -1207,7 +1633,9 @@ class Outbox:
         except sqlite3.Error as exc:
             if _is_damage(exc):
                 message = " ".join(str(exc).split()) or type(exc).__name__
-                raise _DamagedDatabase(self._path, message) from exc
+                if self._owner and self._damage is None:
+                    self._damage = message  # for heal() to repair, within a second
+                raise _DamagedDatabase(self._path, message, healing=self._owner) from exc
             cause = _sqlite_cause(exc, self._path)
             raise OutboxError(f"queue database {self._path}: {action} failed: {cause}") from exc
 
