@@ -24,8 +24,9 @@ The queue that process owns is also watched while it runs (:meth:`Outbox.heal`, 
 a file deleted, replaced or overwritten under it, or damage an operation meets, is moved
 aside the same way and the queue rebuilt at once, under the lock every thread goes through,
 from the database the connection still has open (whole when it is sound, else row by
-row), so that pictures already uploaded are not sent again. A queue that cannot be rebuilt
-is recorded in :attr:`Outbox.failure`: its owner cannot go on and stops.
+row), so that pictures already uploaded are not sent again. A queue that cannot be written
+(a full disk, a read-only or failing drive) or rebuilt is recorded in :attr:`Outbox.failure`:
+its owner cannot go on and stops.
 
 Jobs are scheduled (``next_attempt_at``) on a clock anchored once per process: the wall
 clock at open plus the monotonic time since. A wall-clock step while boothsync runs moves
@@ -46,6 +47,7 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -308,6 +310,18 @@ _COMMANDS_KEPT = 7 * 24 * 3600.0
 
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
+# Result codes (low byte) that mean the queue cannot be written, whatever is tried next: the
+# disk is full, or the drive is read-only or failing. The owner stops on them (Outbox.failure)
+# instead of logging an error per picture for ever.
+_UNWRITABLE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY})
+# SQLITE_READONLY_DBMOVED: the file was deleted or renamed under the connection. That is for
+# heal() to repair, not a reason to stop.
+_MOVED_CODE = 1032
+
+# Below this much free space a failing write is put down to a full disk (an I/O error from a
+# failed sync or a write refused outright says nothing more precise).
+_FULL_BELOW = 1024 * 1024
+
 #: The first 16 bytes of every SQLite database file.
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -420,12 +434,30 @@ def _is_damage(exc: sqlite3.Error) -> bool:
     return "file is not a database" in message or "malformed" in message
 
 
+def _is_unwritable(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code != _MOVED_CODE and (code & 0xFF) in _UNWRITABLE_CODES
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < _FULL_BELOW
+    except OSError:
+        return False
+
+
 def _sqlite_cause(exc: sqlite3.Error, path: Path) -> str:
     """One line saying what went wrong, with what the operator can do about it."""
     message = " ".join(str(exc).split()) or type(exc).__name__
     code = getattr(exc, "sqlite_errorcode", None)
-    if (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "disk is full" in message:
+    full = (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "disk is full" in message
+    if full or (
+        code is not None and code & 0xFF == sqlite3.SQLITE_IOERR and _disk_full(path.parent)
+    ):
         return f"the disk is full ({message}); free some space on the drive of {path.parent}"
+    if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
+        name = getattr(exc, "sqlite_errorname", "SQLITE_IOERR")
+        return f"{message} ({name}); check the drive of {path.parent}: failing, or read-only?"
     if code is not None and code & 0xFF == sqlite3.SQLITE_CANTOPEN:
         return f"{message}; check that {path.parent} is a folder boothsync may write to"
     if code is not None and code & 0xFF == sqlite3.SQLITE_READONLY:
@@ -787,8 +819,8 @@ class Outbox:
         self._identity: tuple[int, int] | None = None
         # Damage an operation met (owner only), for heal() to repair.
         self._damage: str | None = None
-        #: Why the owner's queue cannot go on (it could not be rebuilt), once that happened;
-        #: None while all is well.
+        #: Why the owner's queue cannot go on (the disk is full, the drive failing or
+        #: read-only, a rebuild failed), once that happened; None while all is well.
         self.failure: OutboxError | None = None
         # Where the damaged database this one replaces was moved to; set only
         # by open_or_rebuild() and heal(), for the engine and status to report.
@@ -1637,7 +1669,10 @@ class Outbox:
                     self._damage = message  # for heal() to repair, within a second
                 raise _DamagedDatabase(self._path, message, healing=self._owner) from exc
             cause = _sqlite_cause(exc, self._path)
-            raise OutboxError(f"queue database {self._path}: {action} failed: {cause}") from exc
+            error = OutboxError(f"queue database {self._path}: {action} failed: {cause}")
+            if self._owner and self.failure is None and _is_unwritable(exc):
+                self.failure = error
+            raise error from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
