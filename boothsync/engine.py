@@ -33,7 +33,7 @@ from datetime import time as dt_time
 from pathlib import Path
 
 from boothsync.bandwidth import Bandwidth
-from boothsync.config import Config, WatchConfig
+from boothsync.config import Config, WatchConfig, secrets
 from boothsync.destinations import Destination, DestinationContext, create
 from boothsync.errors import BoothsyncError, OutboxError
 from boothsync.outbox import Job, Outbox, Stats
@@ -111,7 +111,9 @@ class Engine:
 
     def start(self) -> None:
         """Open the queue, put back what a crash left in flight, then upload and watch."""
-        outbox = Outbox.open_or_rebuild(outbox_path(self.config))
+        # The config's keys never reach the database: a server that echoes one in an error
+        # message would otherwise leave it in a job's last error.
+        outbox = Outbox.open_or_rebuild(outbox_path(self.config), secrets=secrets(self.config))
         self._outbox = outbox
         self._failure = None
         outbox.recover()

@@ -34,7 +34,9 @@ no job; one while it was not running is caught at open, where a job due further 
 any wait boothsync sets is made due. The times shown to people (added, finished, updated)
 are the wall clock's.
 
-The database file (its -wal and -shm take its mode) and its folder are this account's only.
+Messages it stores (a job's last error, a destination's health detail) never hold a secret
+of the config: the caller names them (``secrets=``) and they are blanked. The database file
+(its -wal and -shm take its mode) and its folder are this account's only.
 
 Must not know about HTTP, destinations or the filesystem beyond its own
 database file; callers decide what a failure means, this module only records it.
@@ -51,7 +53,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -330,6 +332,10 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 #: on a wall clock that has since been set back; opening the queue makes it due.
 LONGEST_WAIT = 3600.0
 
+# A "secret" of a letter or two is no key at all (a placeholder in a test config); blanking it
+# everywhere would garble every message. The log formatter (daemon.py) has the same rule.
+_SHORTEST_SECRET = 4
+_BLANKED = "***"
 
 # What a rebuild copies row by row from a database it cannot copy whole, in this order: jobs
 # first, so that files can be bounded by the jobs' file ids when their own table's bounds
@@ -788,7 +794,8 @@ class Outbox:
     while the daemon runs).
 
     ``clock`` is the wall clock, for the times people read (when a picture was queued or
-    uploaded); ``monotonic`` the clock waits are measured on (see :meth:`now`).
+    uploaded); ``monotonic`` the clock waits are measured on (see :meth:`now`). ``secrets``
+    are blanked in every message stored.
     """
 
     def __init__(
@@ -798,6 +805,7 @@ class Outbox:
         readonly: bool = False,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        secrets: Iterable[str] = (),
     ) -> None:
         self._path = Path(path)
         self._readonly = readonly
@@ -805,6 +813,9 @@ class Outbox:
         self._monotonic = monotonic
         # The schedule's anchor: a wall-clock time and the monotonic time it was read at.
         self._anchor = (clock(), monotonic())
+        self._secrets = sorted(
+            {s for s in secrets if len(s) >= _SHORTEST_SECRET}, key=len, reverse=True
+        )
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         # When the oldest write committed without a sync was made (monotonic), or None when
@@ -841,6 +852,7 @@ class Outbox:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        secrets: Iterable[str] = (),
     ) -> Outbox:
         """Open the queue for writing; if it is damaged, move it aside and start a new one with
         the rows that can still be read.
@@ -853,8 +865,9 @@ class Outbox:
         The outbox returned owns the file: :meth:`heal` watches over it.
         """
         path = Path(path)
+        secrets = list(secrets)
         try:
-            outbox = cls(path, clock=clock, monotonic=monotonic)
+            outbox = cls(path, clock=clock, monotonic=monotonic, secrets=secrets)
         except _DamagedDatabase as exc:
             damage = exc.detail
         else:
@@ -870,7 +883,7 @@ class Outbox:
             moved,
             kept_text,
         )
-        outbox = cls(path, clock=clock, monotonic=monotonic)
+        outbox = cls(path, clock=clock, monotonic=monotonic, secrets=secrets)
         outbox.rebuilt_from = moved
         outbox._own()
         return outbox
@@ -1210,7 +1223,7 @@ class Outbox:
                 (
                     JobState.WAITING,
                     self.now() + delay,
-                    error,
+                    self._redact(error),
                     self._clock(),
                     0 if count_attempt else 1,
                     job_id,
@@ -1240,7 +1253,7 @@ class Outbox:
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, last_error = ?, updated_at = ?"
                 " WHERE id = ? AND state = ?",
-                (JobState.FAILED, now, error, now, job_id, JobState.UPLOADING),
+                (JobState.FAILED, now, self._redact(error), now, job_id, JobState.UPLOADING),
             )
             _note_stale(cur, job_id)
 
@@ -1484,7 +1497,7 @@ class Outbox:
                 " ON CONFLICT (name) DO UPDATE SET"
                 " health = excluded.health, detail = excluded.detail,"
                 " updated_at = excluded.updated_at",
-                (destination, health, detail, self._clock()),
+                (destination, health, self._redact(detail), self._clock()),
             )
 
     def health(self) -> dict[str, tuple[str, str]]:
@@ -1563,6 +1576,7 @@ class Outbox:
         conn.execute("PRAGMA synchronous = FULL")
         self._migrate(conn)
         self._pull_in(conn)
+        self._scrub(conn)
         # Nothing records a SHA-256 any more: once none is there, none ever will be.
         self._has_sha256 = bool(
             conn.execute(
@@ -1587,6 +1601,24 @@ class Outbox:
                 count,
                 LONGEST_WAIT / 60,
             )
+
+    def _scrub(self, conn: sqlite3.Connection) -> None:
+        """Blank the secrets in messages stored before they were known to be secrets."""
+        for secret in self._secrets:
+            conn.execute(
+                "UPDATE jobs SET last_error = replace(last_error, ?, ?)"
+                " WHERE last_error IS NOT NULL AND instr(last_error, ?) > 0",
+                (secret, _BLANKED, secret),
+            )
+            conn.execute(
+                "UPDATE destinations SET detail = replace(detail, ?, ?) WHERE instr(detail, ?) > 0",
+                (secret, _BLANKED, secret),
+            )
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _BLANKED)
+        return text
 
     def _check_integrity(self, conn: sqlite3.Connection, version: int) -> None:
         """Raise _DamagedDatabase unless the file is sound and holds our schema.

@@ -1,14 +1,20 @@
-"""Private files: the queue and the logs are this account's only (0700 folders, 0600 files on
-POSIX), and the pictures boothsync writes for the operator keep their usual permissions."""
+"""No key at rest, and private files: the queue and the logs are this account's only (0700
+folders, 0600 files on POSIX), the pictures boothsync writes for the operator keep their usual
+permissions, and no secret of the config is ever stored in the queue database."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
+import threading
+from collections.abc import Iterator
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,14 +22,16 @@ import pytest
 from boothsync import service
 from boothsync.daemon import log_to_file
 from boothsync.demo import write_sample_jpeg
+from boothsync.engine import Engine
 from boothsync.outbox import Outbox
 from boothsync.receiver import DEMO_API_KEY, Receiver
-from tests.helpers import wait_for
+from tests.helpers import engine_config, wait_for
 from tests.test_cli import BOOTHSYNC, env
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 
 ROOT = Path(__file__).resolve().parents[1]
+SECRET = "k3y-the-server-echoes-back-0123"
 
 
 def mode(path: Path) -> int:
@@ -124,3 +132,135 @@ def test_the_service_units_keep_state_and_logs_private() -> None:
         lines = text.splitlines()
         assert "StateDirectoryMode=0700" in lines
         assert "LogsDirectoryMode=0700" in lines
+
+
+# -- no key at rest ---------------------------------------------------------------------------
+
+
+def test_secrets_are_blanked_in_what_the_queue_stores(tmp_path: Path) -> None:
+    """A secret the caller names never reaches the database: not in a job's last error (waiting
+    or failed), not in a destination's health detail; messages stored before it was named are
+    blanked at the next open; a short placeholder is left alone."""
+    db = tmp_path / "state" / "outbox.sqlite3"
+    before = Outbox(db)
+    before.add(Path("/booth/a.jpg"), size=1, mtime_ns=1, watch="w", destinations={"e": None})
+    job = before.claim()
+    assert job is not None
+    before.retry_later(job.id, delay=0, error=f"an older boothsync stored {SECRET}")
+    before.set_health("e", "offline", f"no answer for {SECRET}")
+    before.close()
+
+    box = Outbox(db, secrets=[SECRET, "ab"])
+    try:
+        assert box.stats().last_error.error == "an older boothsync stored ***"  # type: ignore[union-attr]
+        box.add(Path("/booth/b.jpg"), size=2, mtime_ns=2, watch="w", destinations={"e": None})
+        first, second = box.claim(), box.claim()
+        assert first is not None and second is not None
+        box.retry_later(first.id, delay=60, error=f"400: invalid apiKey {SECRET} (ab)")
+        box.fail(second.id, error=f"refused: {SECRET}")
+        box.set_health("e", "rate-limited", f"429 for key {SECRET}")
+        errors = {
+            str(row[0])
+            for row in box._connection().execute("SELECT last_error FROM jobs")
+            if row[0] is not None
+        }
+        assert errors == {"400: invalid apiKey *** (ab)", "refused: ***"}
+        assert box.health() == {"e": ("rate-limited", "429 for key ***")}
+    finally:
+        box.close()
+    assert SECRET.encode() not in db.read_bytes()
+
+
+class _EchoingGallery(BaseHTTPRequestHandler):
+    """An EventPics-like server that repeats the API key it was sent in its error answers, as
+    careless servers do: 429 for busy.jpg, 400 for everything else."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        key, name = body["apiKey"], body["fileName"]
+        status = 429 if name == "busy.jpg" else 400
+        answer = json.dumps({"error": f"{name} refused for apiKey {key}"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        if status == 429:
+            self.send_header("Retry-After", "3600")
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def do_GET(self) -> None:  # the probe: reachable
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def echoing_gallery() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingGallery)
+    thread = threading.Thread(target=server.serve_forever, name="echoing-gallery")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_a_key_a_server_echoes_is_stored_as_stars(tmp_path: Path, echoing_gallery: str) -> None:
+    """A running engine whose gallery echoes the API key in its errors (a refused picture, a
+    429): the failed job's last error, the rate-limited destination's health detail and what
+    status shows hold ***, and no byte of the database or its -wal holds the key."""
+    config = engine_config(tmp_path, echoing_gallery, api_key=SECRET)
+    engine = Engine(config)
+    engine.start()
+    db = tmp_path / "state" / "outbox.sqlite3"
+    try:
+        assert engine.wait_ready(10)
+        for name in ("refused.jpg", "busy.jpg"):
+            write_sample_jpeg(tmp_path / "hot" / name, datetime(2026, 6, 1), name, (4, 5, 6))
+        wait_for(lambda: engine.outbox.counts()["failed"] == 1, timeout=30)
+        wait_for(lambda: engine.outbox.health()["eventpics"][0] == "rate-limited", timeout=30)
+        stored = engine.outbox.stats().last_error
+        assert stored is not None and stored.error is not None
+        assert "***" in stored.error and SECRET not in stored.error
+        _, detail = engine.outbox.health()["eventpics"]
+        assert "***" in detail and SECRET not in detail
+        files = [db, Path(f"{db}-wal")]
+        assert all(SECRET.encode() not in path.read_bytes() for path in files if path.exists())
+    finally:
+        engine.stop(5)
+    raw = sqlite3.connect(db)
+    try:
+        stored_text = " ".join(
+            str(value)
+            for row in raw.execute(
+                "SELECT last_error FROM jobs UNION ALL SELECT detail FROM destinations"
+            )
+            for value in row
+        )
+    finally:
+        raw.close()
+    assert SECRET not in stored_text and "***" in stored_text
+    assert SECRET.encode() not in db.read_bytes()
+    # What an operator sees: `status --json` reads the same database.
+    toml = tmp_path / "boothsync.toml"
+    toml.write_text(
+        f'[[watch]]\npath = "{(tmp_path / "hot").as_posix()}"\n'
+        f'[destinations.eventpics]\ntype = "eventpics"\napi_key = "{SECRET}"\n'
+        f'link_id = "demo"\nbase_url = "{echoing_gallery}"\n'
+        f'[state]\ndir = "{(tmp_path / "state").as_posix()}"\n',
+        encoding="utf-8",
+    )
+    status = subprocess.run(
+        [*BOOTHSYNC, "status", "--json", "-c", str(toml)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env(),
+    )
+    assert status.returncode == 0, status.stderr
+    assert "***" in status.stdout and SECRET not in status.stdout + status.stderr
