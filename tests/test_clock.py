@@ -138,7 +138,7 @@ def test_the_claim_stays_one_indexed_query(box: Outbox) -> None:
 
 def test_a_backed_off_upload_goes_on_time_after_the_clock_is_set_back(tmp_path: Path) -> None:
     """Real workers: the wall clock is set back an hour while a picture is in a half-second
-    backoff; the picture is uploaded within seconds, not an hour later."""
+    backoff; the picture is tried again after that half second, not an hour later."""
     wall = Clock(time.time())
     outbox = Outbox(tmp_path / "state" / "outbox.sqlite3", clock=wall)
     tries: list[float] = []
@@ -162,7 +162,8 @@ def test_a_backed_off_upload_goes_on_time_after_the_clock_is_set_back(tmp_path: 
     finally:
         uploader.stop(5)
         outbox.close()
-    assert len(tries) == 3 and tries[2] - tries[1] >= 0.5
+    # On time: after its half second, not at the workers' next idle look (5 s) or later.
+    assert len(tries) == 3 and 0.5 <= tries[2] - tries[1] < 3.0
 
 
 def test_a_rate_limit_is_measured_on_the_monotonic_clock(tmp_path: Path) -> None:

@@ -227,6 +227,19 @@ def test_a_rebuild_that_cannot_be_done_is_the_owners_failure(owner: Outbox, db: 
 # -- damage found at start -----------------------------------------------------------------
 
 
+def test_a_database_cut_short_at_start_keeps_the_rows_left(db: Path, clock: Clock) -> None:
+    """A queue file cut short (a tenth lost, as by a copy that did not finish) no longer opens;
+    open_or_rebuild() still reads the rows in what is left of it."""
+    _fill(db)
+    os.truncate(db, db.stat().st_size * 9 // 10)
+    box = Outbox.open_or_rebuild(db, clock=clock, monotonic=clock)
+    try:
+        assert box.rebuilt_from is not None
+        assert 1_000 < box.counts()["waiting"] < 5_000
+    finally:
+        box.close()
+
+
 def test_a_damaged_database_at_start_keeps_its_readable_rows(
     db: Path, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
