@@ -541,9 +541,11 @@ def _remove(path: Path) -> None:
 
 def _fsync(path: Path) -> None:
     """Put a file (or, on POSIX, a folder's entries) on the disk."""
-    if path.is_dir() and os.name != "posix":
+    folder = path.is_dir()
+    if folder and os.name != "posix":
         return  # Windows cannot open a folder to sync it; NTFS logs renames itself.
-    fd = os.open(path, os.O_RDONLY)
+    # A file is opened for writing: Windows syncs only a handle that may write.
+    fd = os.open(path, os.O_RDONLY if folder else os.O_RDWR | getattr(os, "O_BINARY", 0))
     try:
         os.fsync(fd)
     finally:
@@ -750,7 +752,8 @@ def _rebuild_damaged(path: Path, now: float) -> tuple[Path, int]:
             _remove(building)
     finally:
         if source is not None:
-            source.close()
+            with contextlib.suppress(sqlite3.Error):
+                source.close()
     moved = _move_aside(path, now)
     if built:
         try:
@@ -957,6 +960,8 @@ class Outbox:
         """Make this outbox the owner of its file: it holds it, and heal() watches it."""
         self._owner = True
         self._hold()
+        with contextlib.suppress(OSError):
+            _remove(self._path.with_name(f"{self._path.name}.rebuilding"))  # one cut short
         with self._lock, self._translate("open"):
             self._keep_a_log(self._connection())
 
