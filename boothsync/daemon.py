@@ -4,11 +4,20 @@ Signal handlers only set a flag (huey's consumer does the same); the main
 thread notices it, stops the engine with a bounded grace time and returns the
 exit code. The main loop is also what tells systemd how boothsync is (``READY=1``,
 ``STATUS=``, ``WATCHDOG=1``, ``STOPPING=1``), and it holds the state folder's lock so
-only one boothsync works on a queue. Must not import the tray.
+only one boothsync works on a queue. A queue that cannot be written (a full disk) ends the
+run with one line and exit code 1, for the service manager to start boothsync again.
+
+Logging must never fail loudly or loop: a log file that cannot be written (a full disk, an
+I/O error, permissions) is said once on stderr and its lines dropped until it can be written
+again. The state folder, the log folder and the files in them are this account's only.
+Must not import the tray.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import io
 import logging
 import logging.handlers
 import os
@@ -27,7 +36,7 @@ from typing import IO, TYPE_CHECKING
 from boothsync.config import Config, load_config, secrets
 from boothsync.errors import AlreadyRunning, BoothsyncError, ConfigError, OutboxError
 from boothsync.names import printable
-from boothsync.paths import log_file, state_dir
+from boothsync.paths import log_file, open_private, private_file, private_folder, state_dir
 
 if TYPE_CHECKING:
     # Imported where an engine is built: `boothsync status` and friends import this module for
@@ -131,9 +140,89 @@ def under_journal(environ: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("JOURNAL_STREAM") or env.get("INVOCATION_ID"))
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines to stderr; a stderr that cannot be written drops them quietly.
+
+    The default ``handleError`` prints a traceback to stderr for each line that failed (while
+    ``logging.raiseExceptions`` is True, its default): on the stderr that just failed, there
+    is nothing better to do than go on.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handleError(record)  # a bug in a log call: its traceback names it
+
+
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The rotating log file: this account's only (the file and the ones rotated from it), and
+    one that cannot be written costs one line on stderr, not a traceback per log line.
+
+    After a failed write the file is closed (what it could not take is dropped) and opened
+    again for the next line: once there is room again, logging goes on by itself, and the
+    first line written says how many were lost.
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int, backups: int) -> None:
+        self._failing = False
+        self._failures = 0
+        self._dropped = 0
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = open_private(self.baseFilename, os.O_WRONLY | os.O_APPEND)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        failures = self._failures
+        super().emit(record)
+        if self._dropped and self._failures == failures:
+            dropped, self._dropped = self._dropped, 0
+            self._failing = False  # a later failure is said again
+            super().emit(
+                logging.LogRecord(
+                    __name__,
+                    logging.WARNING,
+                    __file__,
+                    0,
+                    "%d log line(s) were dropped while the log file could not be written",
+                    (dropped,),
+                    None,
+                )
+            )
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)  # a bug in a log call: its traceback names it
+            return
+        self._failures += 1
+        self._dropped += 1
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
+        if not self._failing:
+            self._failing = True
+            reason = error.strerror or str(error)
+            _say(
+                f"boothsync: cannot write the log file {self.baseFilename}: {reason};"
+                " log lines are dropped until it can be written again"
+            )
+
+
+def _say(line: str) -> None:
+    """One line on stderr from logging's own error path: the log cannot say that it cannot be
+    written, so this is the one place outside cli.py that prints. A stderr that fails too is
+    left alone."""
+    stderr = sys.stderr
+    if stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            print(line, file=stderr, flush=True)
+
+
 def setup_logging(level: int, *, secrets: Iterable[str] = (), journal: bool = False) -> None:
     """Log lines to stderr (time and level, or journal priorities); ``secrets`` never appear."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr(sys.stderr)
     handler.setFormatter(_RedactingFormatter(secrets, journal=journal))
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -149,14 +238,17 @@ def setup_logging(level: int, *, secrets: Iterable[str] = (), journal: bool = Fa
 def log_to_file(
     path: Path, *, max_bytes: int = 2_000_000, backups: int = 5
 ) -> logging.handlers.RotatingFileHandler:
-    """Also write the log lines, secrets blanked as on stderr, to a rotating file.
+    """Also write the log lines, secrets blanked as on stderr, to a rotating file, this
+    account's only (its folder too, and the files rotated before).
 
-    Returns the handler, for the caller to remove and close when it is done.
+    A file that cannot be written later on is said once on stderr, and its lines are dropped
+    until it can be written again. Returns the handler, for the caller to remove and close
+    when it is done.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-    )
+    private_folder(path.parent)
+    for old in path.parent.glob(f"{glob.escape(path.name)}*"):
+        private_file(old)
+    handler = _LogFile(path, max_bytes=max_bytes, backups=backups)
     root = logging.getLogger()
     known = [h.formatter for h in root.handlers if isinstance(h.formatter, _RedactingFormatter)]
     handler.setFormatter(known[0] if known else _RedactingFormatter(()))
@@ -193,7 +285,7 @@ def service_logging(
         for other in list(root.handlers):
             if other is not handler:
                 root.removeHandler(other)
-        print(f"boothsync: logging to {path}", file=stderr, flush=True)
+        _say(f"boothsync: logging to {path}")
     return handler
 
 
@@ -360,8 +452,9 @@ def instance_lock(folder: Path) -> Iterator[None]:
     """
     path = folder / LOCK_FILE_NAME
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+        private_folder(folder)
+        fd = open_private(path, os.O_RDWR | os.O_APPEND)
+        handle = open(fd, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
     except (NotADirectoryError, FileExistsError) as exc:
         raise BoothsyncError(f"{folder}: cannot be the state folder: a file is in the way") from exc
     except OSError as exc:
@@ -483,8 +576,17 @@ class Service:
         return engine
 
     def step(self) -> None:
-        """Everything the loop does once: ready, watchdog, status line, config changes."""
+        """Everything the loop does once: ready, watchdog, status line, config changes.
+
+        Raises :class:`OutboxError` when the queue cannot be written (a full disk, a failing
+        drive) or rebuilt: going on would only log an error per picture. The owner stops and
+        exits non-zero, and a service manager starts boothsync again, which then works as soon
+        as the disk does.
+        """
         engine = self.engine
+        failure = engine.failure
+        if failure is not None:
+            raise OutboxError(str(failure)) from failure
         now = time.monotonic()
         if not self._ready and engine.wait_ready(0):
             self._ready = True

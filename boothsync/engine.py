@@ -16,6 +16,11 @@ in-process (the tray) or sent through the queue database by another process
 ``engine-control`` thread takes every second. The same thread keeps the flags
 other processes read current: ``paused`` ("1"/"0") and ``missing_folders`` (a
 JSON list). A pause outlives a restart: it is read back from the flag at start.
+
+That thread also has the queue check its database file every second
+(:meth:`~boothsync.outbox.Outbox.heal`): after a rebuild the folders are scanned at once, so
+pictures whose jobs were lost are queued again. A queue that cannot be written or rebuilt
+is the engine's :attr:`Engine.failure`: whoever runs it must stop it and exit non-zero.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from datetime import time as dt_time
 from pathlib import Path
 
 from boothsync.bandwidth import Bandwidth
-from boothsync.config import Config, WatchConfig
+from boothsync.config import Config, WatchConfig, secrets
 from boothsync.destinations import Destination, DestinationContext, create
 from boothsync.errors import BoothsyncError, OutboxError
 from boothsync.outbox import Job, Outbox, Stats
@@ -128,6 +133,8 @@ class Engine:
         # The missing_folders flag as last written, so it is written only when it changes.
         self._missing_written: str | None = None
         self._control_error: str | None = None
+        # Set when the queue could not be rebuilt (see failure).
+        self._failure: OutboxError | None = None
 
     @property
     def outbox(self) -> Outbox:
@@ -137,8 +144,11 @@ class Engine:
 
     def start(self) -> None:
         """Open the queue, put back what a crash left in flight, then upload and watch."""
-        outbox = Outbox.open_or_rebuild(outbox_path(self.config))
+        # The config's keys never reach the database: a server that echoes one in an error
+        # message would otherwise leave it in a job's last error.
+        outbox = Outbox.open_or_rebuild(outbox_path(self.config), secrets=secrets(self.config))
         self._outbox = outbox
+        self._failure = None
         outbox.recover()
         if self._given_destinations is not None:
             self._destinations = dict(self._given_destinations)
@@ -269,6 +279,16 @@ class Engine:
         return finished
 
     @property
+    def failure(self) -> OutboxError | None:
+        """Why this engine cannot go on, or None: its queue cannot be written (a full disk, a
+        failing or read-only drive) or could not be rebuilt. Its owner then stops it and exits
+        non-zero, so that a service manager starts boothsync again."""
+        if self._failure is not None:
+            return self._failure
+        outbox = self._outbox
+        return outbox.failure if outbox is not None else None
+
+    @property
     def alive(self) -> bool:
         """Every thread that does the work is running: the upload workers and the watcher."""
         uploader, watcher = self._uploader, self._watcher
@@ -366,6 +386,7 @@ class Engine:
         outbox = self._outbox
         if outbox is None or self._control_stop.is_set():
             return
+        self._heal(outbox)
         # stop() joins this thread before it takes anything apart, so a command
         # taken here is always applied.
         for command in outbox.take_commands():
@@ -378,6 +399,20 @@ class Engine:
         if missing != self._missing_written:
             outbox.set_flag(MISSING_FOLDERS_FLAG, missing)
             self._missing_written = missing
+
+    def _heal(self, outbox: Outbox) -> None:
+        """Have the queue repair a database file deleted, replaced or damaged under it; then
+        queue again at once what it could not keep."""
+        try:
+            rebuilt = outbox.heal()
+        except OutboxError as exc:
+            self._failure = exc
+            raise
+        if rebuilt:
+            self.scan()
+            uploader = self._uploader
+            if uploader is not None:
+                uploader.wake()
 
     def _apply(self, command: str) -> None:
         log.info("%s command received", command)

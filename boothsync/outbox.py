@@ -16,8 +16,27 @@ Every open checks the file first: that the schema is ours and, for a writer,
 ``PRAGMA quick_check``. A damaged database is never used and never silently replaced: the
 daemon opens the queue with :meth:`Outbox.open_or_rebuild`, which moves a
 damaged file aside (with its ``-wal`` and ``-shm``), says so in one ERROR
-line, and starts an empty queue that the watcher's first scan fills again.
+line, and starts a new queue with the rows that could still be read; the watcher's
+first scan queues again the pictures whose rows were lost.
 Every other opener (``status``, ``retry``) gets an :class:`OutboxError`.
+
+The queue that process owns is also watched while it runs (:meth:`Outbox.heal`, every second):
+a file deleted, replaced or overwritten under it, or damage an operation meets, is moved
+aside the same way and the queue rebuilt at once, under the lock every thread goes through,
+from the database the connection still has open (whole when it is sound, else row by
+row), so that pictures already uploaded are not sent again. A queue that cannot be written
+(a full disk, a read-only or failing drive) or rebuilt is recorded in :attr:`Outbox.failure`:
+its owner cannot go on and stops.
+
+Jobs are scheduled (``next_attempt_at``) on a clock anchored once per process: the wall
+clock at open plus the monotonic time since. A wall-clock step while boothsync runs moves
+no job; one while it was not running is caught at open, where a job due further ahead than
+any wait boothsync sets is made due. The times shown to people (added, finished, updated)
+are the wall clock's.
+
+Messages it stores (a job's last error, a destination's health detail) never hold a secret
+of the config: the caller names them (``secrets=``) and they are blanked. The database file
+(its -wal and -shm take its mode) and its folder are this account's only.
 
 Must not know about HTTP, destinations or the filesystem beyond its own
 database file; callers decide what a failure means, this module only records it.
@@ -26,13 +45,15 @@ Every ``sqlite3`` error leaves here as :class:`~boothsync.errors.OutboxError`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
@@ -40,9 +61,11 @@ from pathlib import Path
 
 from boothsync.errors import OutboxError
 from boothsync.names import printable
+from boothsync.paths import PRIVATE_FILE, private_file, private_folder
 
 __all__ = [
     "COMMANDS",
+    "LONGEST_WAIT",
     "SYNCED_FLAG",
     "Event",
     "Job",
@@ -310,6 +333,46 @@ _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 # Longest error or detail line stored (characters).
 _MESSAGE_LIMIT = 1000
 
+# Result codes (low byte) that mean the queue cannot be written, whatever is tried next: the
+# disk is full, or the drive is read-only or failing. The owner stops on them (Outbox.failure)
+# instead of logging an error per picture for ever.
+_UNWRITABLE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY})
+# SQLITE_READONLY_DBMOVED: the file was deleted or renamed under the connection. That is for
+# heal() to repair, not a reason to stop.
+_MOVED_CODE = 1032
+
+# Below this much free space a failing write is put down to a full disk (an I/O error from a
+# failed sync or a write refused outright says nothing more precise).
+_FULL_BELOW = 1024 * 1024
+
+#: The first 16 bytes of every SQLite database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+#: The longest wait boothsync ever schedules a job for (seconds): a Retry-After is capped at
+#: this (``retry.RETRY_AFTER_CAP``), the backoff at 600 s. A job due further ahead was scheduled
+#: on a wall clock that has since been set back; opening the queue makes it due.
+LONGEST_WAIT = 3600.0
+
+# A "secret" of a letter or two is no key at all (a placeholder in a test config); blanking it
+# everywhere would garble every message. The log formatter (daemon.py) has the same rule.
+_SHORTEST_SECRET = 4
+_BLANKED = "***"
+
+# What a rebuild copies row by row from a database it cannot copy whole, in this order: jobs
+# first, so that files can be bounded by the jobs' file ids when their own table's bounds
+# cannot be read. Commands are not kept: the running service takes them within a second, and
+# a start drops old ones anyway.
+_SALVAGED = ("jobs", "files", "destinations", "flags")
+# Rows are read in rowid ranges of this many; a range that fails is halved until the rows
+# that cannot be read are isolated.
+_SALVAGE_STEP = 256
+# Job ids are never reused (AUTOINCREMENT). When the old queue's highest id cannot be read
+# either, the new ids start this far above the highest one kept, past any lost job a worker
+# may still report on.
+_LOST_IDS = 1_000_000
+# A writer's page cache (KiB): a limit, not an allocation (see Outbox._setup).
+_WRITER_CACHE_KIB = 32 * 1024
+
 _JOB_SELECT = """
     SELECT j.id, j.file_id, f.path, f.size, f.mtime_ns, f.watch, j.destination, j.album_id,
            j.attempts, j.state, j.last_error, f.taken_at_ms, f.taken_at_source
@@ -380,12 +443,14 @@ _SHA256_OF_SIZE = """
 class _DamagedDatabase(OutboxError):
     """The queue file is corrupt or not a boothsync queue (``detail`` says how)."""
 
-    def __init__(self, path: Path, detail: str) -> None:
+    def __init__(self, path: Path, detail: str, *, healing: bool = False) -> None:
         self.detail = detail
-        super().__init__(
-            f"queue database {path} is damaged ({detail}); the next `boothsync run`"
-            " moves it aside and starts a new one"
+        then = (
+            "boothsync moves it aside and rebuilds the queue"
+            if healing
+            else "the next `boothsync run` moves it aside and starts a new one"
         )
+        super().__init__(f"queue database {path} is damaged ({detail}); {then}")
 
 
 def _is_damage(exc: sqlite3.Error) -> bool:
@@ -396,12 +461,30 @@ def _is_damage(exc: sqlite3.Error) -> bool:
     return "file is not a database" in message or "malformed" in message
 
 
+def _is_unwritable(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code != _MOVED_CODE and (code & 0xFF) in _UNWRITABLE_CODES
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < _FULL_BELOW
+    except OSError:
+        return False
+
+
 def _sqlite_cause(exc: sqlite3.Error, path: Path) -> str:
     """One line saying what went wrong, with what the operator can do about it."""
     message = " ".join(str(exc).split()) or type(exc).__name__
     code = getattr(exc, "sqlite_errorcode", None)
-    if (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "disk is full" in message:
+    full = (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "disk is full" in message
+    if full or (
+        code is not None and code & 0xFF == sqlite3.SQLITE_IOERR and _disk_full(path.parent)
+    ):
         return f"the disk is full ({message}); free some space on the drive of {path.parent}"
+    if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
+        name = getattr(exc, "sqlite_errorname", "SQLITE_IOERR")
+        return f"{message} ({name}); check the drive of {path.parent}: failing, or read-only?"
     if code is not None and code & 0xFF == sqlite3.SQLITE_CANTOPEN:
         return f"{message}; check that {path.parent} is a folder boothsync may write to"
     if code is not None and code & 0xFF == sqlite3.SQLITE_READONLY:
@@ -486,6 +569,248 @@ def _message(text: str) -> str:
     return line if len(line) <= _MESSAGE_LIMIT else line[: _MESSAGE_LIMIT - 1] + "…"
 
 
+def _companions(path: Path) -> list[Path]:
+    """The database file and its -wal and -shm, those that are there."""
+    return [
+        Path(f"{path}{suffix}")
+        for suffix in ("", "-wal", "-shm")
+        if Path(f"{path}{suffix}").exists()
+    ]
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{suffix}").unlink()
+
+
+def _fsync(path: Path) -> None:
+    """Put a file (or, on POSIX, a folder's entries) on the disk."""
+    folder = path.is_dir()
+    if folder and os.name != "posix":
+        return  # Windows cannot open a folder to sync it; NTFS logs renames itself.
+    # A file is opened for writing: Windows syncs only a handle that may write.
+    fd = os.open(path, os.O_RDONLY if folder else os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fresh_database(path: Path) -> sqlite3.Connection:
+    """A new database file at ``path``, private from its first byte, with nothing in it yet.
+
+    The file is created before SQLite opens it, with the queue's mode; its -journal, -wal and
+    -shm take the same mode from it.
+    """
+    _remove(path)  # a rebuild cut short
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def _copy_whole(source: sqlite3.Connection, target: Path) -> int | None:
+    """Copy the database ``source`` has open, page by page, to a new file ``target``.
+
+    Returns how many jobs it holds, or None when the copy is not sound (the source's pages are
+    damaged too): then only a copy row by row can help.
+    """
+    conn = _fresh_database(target)
+    try:
+        # The copy is in WAL mode, as the source is: opening it as the queue then changes no
+        # journal mode, which would empty the connection's cache that heal() may need next.
+        # Its -wal goes with its close, so the file is all there is to move.
+        source.backup(conn)
+        if _quick_check_detail(conn.execute("PRAGMA quick_check").fetchall()) is not None:
+            return None
+        (jobs,) = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
+        return int(jobs)
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+
+
+def _copy_rows(source: sqlite3.Connection, target: Path, *, in_flight: bool) -> int:
+    """Build a new queue at ``target`` (the current schema) from the rows of ``source`` that
+    can still be read; returns how many jobs it kept. ``in_flight``: workers may hold jobs
+    of ``source`` (see _keep_job_ids_unique).
+
+    A job is kept only with its file and a file only with a job: a file without its jobs
+    would look queued to the watcher and never be uploaded, while without its row the
+    watcher queues it again.
+    """
+    # A file cut short no longer opens (it holds fewer pages than its header says); with this
+    # the pages still there, or still in the connection's cache, can be read. Ignoring errors
+    # in the schema is the other half of what the pragma does, and just as welcome here.
+    with contextlib.suppress(sqlite3.Error):
+        source.execute("PRAGMA writable_schema = ON")
+    conn = _fresh_database(target)
+    try:
+        # Nothing to roll back to: a build that fails is deleted and started again.
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("BEGIN")
+        for statements in _MIGRATIONS:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
+        for table in _SALVAGED:
+            _copy_table(source, conn, table)
+        conn.execute("DELETE FROM jobs WHERE file_id NOT IN (SELECT id FROM files)")
+        conn.execute("DELETE FROM files WHERE id NOT IN (SELECT file_id FROM jobs)")
+        _keep_job_ids_unique(source, conn, in_flight=in_flight)
+        conn.execute("COMMIT")
+        # WAL mode before it is opened as the queue (see _copy_whole).
+        conn.execute("PRAGMA journal_mode = WAL")
+        (jobs,) = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
+        return int(jobs)
+    finally:
+        conn.close()
+
+
+def _copy_table(source: sqlite3.Connection, target: sqlite3.Connection, table: str) -> None:
+    # Only this module's own table names are ever formatted into these statements.
+    try:
+        theirs = {str(row[1]) for row in source.execute(f"PRAGMA table_info({table})")}
+    except sqlite3.Error:
+        return  # the schema itself cannot be read
+    columns = [str(row[1]) for row in target.execute(f"PRAGMA table_info({table})")]
+    # An older schema lacks later columns: they keep their defaults.
+    shared = [name for name in columns if name in theirs]
+    if not shared:
+        return
+    names = ", ".join(shared)
+    insert = f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({', '.join('?' * len(shared))})"
+    for row in _readable_rows(source, target, table, names):
+        # A record damaged in ways the checks above cannot see (a wrong type in a key) is
+        # one row lost, not the rest.
+        with contextlib.suppress(sqlite3.Error):
+            target.execute(insert, tuple(row))
+
+
+def _readable_rows(
+    source: sqlite3.Connection, target: sqlite3.Connection, table: str, names: str
+) -> Iterator[Sequence[object]]:
+    """Every row of ``table`` that ``source`` can read, in rowid ranges; a range that fails is
+    halved until what cannot be read is isolated."""
+    try:
+        low, high = source.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
+    except sqlite3.Error:
+        low, high = 1, _upper_bound(source, target, table)
+        if high is None:
+            # A small table of names (destinations, flags): all of it or nothing.
+            with contextlib.suppress(sqlite3.Error):
+                yield from source.execute(f"SELECT {names} FROM {table}").fetchall()
+            return
+    if low is None or high is None:
+        return
+    select = f"SELECT {names} FROM {table} WHERE rowid BETWEEN ? AND ?"
+    for start in range(int(low), int(high) + 1, _SALVAGE_STEP):
+        pending = [(start, min(int(high), start + _SALVAGE_STEP - 1))]
+        while pending:
+            first, last = pending.pop()
+            try:
+                rows = source.execute(select, (first, last)).fetchall()
+            except sqlite3.Error:
+                if first < last:
+                    middle = (first + last) // 2
+                    pending += [(middle + 1, last), (first, middle)]
+                continue
+            yield from rows
+
+
+def _upper_bound(source: sqlite3.Connection, target: sqlite3.Connection, table: str) -> int | None:
+    """The highest rowid ``table`` may have, when its own index of rows cannot say."""
+    if table == "jobs":
+        return _job_sequence(source)
+    if table == "files":
+        (highest,) = target.execute("SELECT max(file_id) FROM jobs").fetchone()
+        return None if highest is None else int(highest)
+    return None
+
+
+def _job_sequence(source: sqlite3.Connection) -> int | None:
+    """The highest job id the old queue ever handed out, if it can still be read."""
+    try:
+        row = source.execute("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'").fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else int(row[0])
+
+
+def _keep_job_ids_unique(
+    source: sqlite3.Connection, target: sqlite3.Connection, *, in_flight: bool
+) -> None:
+    """Start new job ids above every id the old queue handed out, lost jobs' too: a worker
+    may still report on one (``in_flight``), and must never reach a new job by its id."""
+    (kept,) = target.execute("SELECT COALESCE(max(id), 0) FROM jobs").fetchone()
+    handed_out = _job_sequence(source)
+    if handed_out is not None:
+        floor = max(handed_out, int(kept))
+    else:
+        floor = int(kept) + (_LOST_IDS if in_flight else 0)
+    if not target.execute(
+        "UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'jobs'", (floor,)
+    ).rowcount:
+        target.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', ?)", (floor,))
+
+
+def _rebuilt(
+    path: Path, how: str, detail: str, moved: Path | None, kept: int, *, whole: bool
+) -> str:
+    """The one line saying that the queue was rebuilt while boothsync ran, and from what."""
+    if how == "damaged":
+        what = f"queue database {path} is damaged ({detail})"
+    else:
+        what = f"queue database {path} was {how} while boothsync ran ({detail})"
+    aside = f"; moved it to {moved}" if moved is not None else ""
+    if whole:
+        return f"{what}{aside}; rebuilt the queue from the copy still open, all {kept} job(s) kept"
+    return (
+        f"{what}{aside}; rebuilt the queue with the {kept} job(s) that could still be read;"
+        " pictures whose jobs were lost are queued again by the next scan"
+    )
+
+
+def _rebuild_damaged(path: Path, now: float) -> tuple[Path, int]:
+    """Move the damaged queue at ``path`` aside and put a new one in its place with the rows
+    that can still be read; returns where the damaged one went and how many jobs were kept.
+
+    Read through a read-only connection, so the damaged file is moved aside as it was found.
+    When not even a new file can be built (a full disk), only the move is done, and the
+    caller's open reports what is wrong.
+    """
+    building = path.with_name(f"{path.name}.rebuilding")
+    kept = 0
+    built = False
+    source: sqlite3.Connection | None = None
+    try:
+        source = sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None
+        )
+        kept = _copy_rows(source, building, in_flight=False)
+        _fsync(building)
+        built = True
+    except (OSError, sqlite3.Error) as exc:
+        log.debug("queue database %s: nothing could be read back: %s", path, exc)
+        with contextlib.suppress(OSError):
+            _remove(building)
+    finally:
+        if source is not None:
+            with contextlib.suppress(sqlite3.Error):
+                source.close()
+    moved = _move_aside(path, now)
+    if built:
+        try:
+            os.replace(building, path)
+            _fsync(path.parent)
+        except OSError as exc:
+            raise OutboxError(
+                f"queue database {path}: cannot put the rebuilt queue in place: {_os_cause(exc)}"
+            ) from exc
+    return moved, kept
+
+
 def _note_stale(cur: sqlite3.Cursor, job_id: int) -> None:
     # Only a job still uploading may move (the UPDATEs say "AND state = 'uploading'"):
     # a late call about a job that recover() already handed back must not undo that.
@@ -515,6 +840,10 @@ class Outbox:
     same file, never hand out the same job. ``readonly=True`` opens an existing
     database without creating, migrating or writing anything (for ``status``
     while the daemon runs).
+
+    ``clock`` is the wall clock, for the times people read (when a picture was queued or
+    uploaded); ``monotonic`` the clock waits are measured on (see :meth:`now`). ``secrets``
+    are blanked in every message stored.
     """
 
     def __init__(
@@ -523,10 +852,18 @@ class Outbox:
         *,
         readonly: bool = False,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        secrets: Iterable[str] = (),
     ) -> None:
         self._path = Path(path)
         self._readonly = readonly
         self._clock = clock
+        self._monotonic = monotonic
+        # The schedule's anchor: a wall-clock time and the monotonic time it was read at.
+        self._anchor = (clock(), monotonic())
+        self._secrets = sorted(
+            {s for s in secrets if len(s) >= _SHORTEST_SECRET}, key=len, reverse=True
+        )
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         # When the oldest write committed without a sync was made (monotonic), or None when
@@ -534,8 +871,18 @@ class Outbox:
         self._unsynced_since: float | None = None
         # Whether jobs from before XXH3-128 (with only a SHA-256) may be there (_setup looks).
         self._has_sha256 = True
+        # Set by open_or_rebuild(): this process owns the file, and heal() may replace it.
+        self._owner = False
+        # The owner's own descriptor of the database file (see _hold()), and its identity.
+        self._held: int | None = None
+        self._identity: tuple[int, int] | None = None
+        # Damage an operation met (owner only), for heal() to repair.
+        self._damage: str | None = None
+        #: Why the owner's queue cannot go on (the disk is full, the drive failing or
+        #: read-only, a rebuild failed), once that happened; None while all is well.
+        self.failure: OutboxError | None = None
         # Where the damaged database this one replaces was moved to; set only
-        # by open_or_rebuild(), for the engine and status to report.
+        # by open_or_rebuild() and heal(), for the engine and status to report.
         self.rebuilt_from: Path | None = None
         if readonly:
             # mode=ro would fail with SQLite's vague "unable to open database
@@ -543,13 +890,108 @@ class Outbox:
             if not self._path.is_file():
                 raise OutboxError(f"no queue database at {self._path} yet")
         else:
+            self._prepare_file()
+        self._conn = self._open()
+
+    @classmethod
+    def open_or_rebuild(
+        cls,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        secrets: Iterable[str] = (),
+    ) -> Outbox:
+        """Open the queue for writing; if it is damaged, move it aside and start a new one with
+        the rows that can still be read.
+
+        Only for the one process that owns the queue (the daemon, at start):
+        moving the file aside under another writer would split the queue in two.
+        The move is logged as an ERROR naming both paths and recorded in
+        :attr:`rebuilt_from`. Anything other than damage (a locked, full or
+        unwritable database, a newer schema) still raises :class:`OutboxError`.
+        The outbox returned owns the file: :meth:`heal` watches over it.
+        """
+        path = Path(path)
+        secrets = list(secrets)
+        try:
+            outbox = cls(path, clock=clock, monotonic=monotonic, secrets=secrets)
+        except _DamagedDatabase as exc:
+            damage = exc.detail
+        else:
+            outbox._own()
+            return outbox
+        moved, kept = _rebuild_damaged(path, clock())
+        kept_text = f" with the {kept} job(s) that could still be read" if kept else ""
+        log.error(
+            "queue database %s was damaged (%s); moved it to %s and started a new one%s;"
+            " other pictures still in the watched folders are queued again by the first scan",
+            path,
+            damage,
+            moved,
+            kept_text,
+        )
+        outbox = cls(path, clock=clock, monotonic=monotonic, secrets=secrets)
+        outbox.rebuilt_from = moved
+        outbox._own()
+        return outbox
+
+    def now(self) -> float:
+        """The time on the queue's schedule, in Unix seconds: the wall clock when the queue was
+        opened plus the monotonic time since. ``next_attempt_at``, :meth:`claim` and
+        :meth:`next_due` are measured on it, so a wall-clock step changes no wait."""
+        wall, monotonic = self._anchor
+        return wall + (self._monotonic() - monotonic)
+
+    def heal(self) -> bool:
+        """Repair the owner's queue if its file was deleted, replaced or overwritten, or an
+        operation met damage; cheap enough to call every second. Returns True when it rebuilt
+        the queue.
+
+        The file at the path must still be the one the connection has open, and begin as an
+        SQLite database does. If not, whatever is there is moved aside (with its -wal and
+        -shm, one ERROR line naming both paths) and the queue rebuilt from the database the
+        connection still has open: copied whole when it is sound (deleted, replaced), else
+        row by row, keeping what can still be read. It all happens under the lock every
+        operation takes, so other threads simply go on with the new queue.
+
+        Raises :class:`OutboxError` (also kept in :attr:`failure`) when the queue cannot be
+        rebuilt: the owner must stop. Other outboxes never heal.
+        """
+        if not self._owner:
+            return False
+        with self._lock:
+            if self._conn is None:
+                return False
+            trouble = self._trouble()
+            if trouble is None:
+                return False
             try:
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutboxError(
-                    f"queue database {self._path}: cannot create its folder"
-                    f" {self._path.parent}: {_os_cause(exc)}"
-                ) from exc
+                self._rebuild(*trouble)
+            except OutboxError as exc:
+                self.failure = exc
+                raise
+        return True
+
+    def _prepare_file(self) -> None:
+        """Create the folder and the database file private (0700, 0600; -wal and -shm take
+        the file's mode), and make those of an older boothsync so."""
+        try:
+            private_folder(self._path.parent)
+        except OSError as exc:
+            raise OutboxError(
+                f"queue database {self._path}: cannot create its folder"
+                f" {self._path.parent}: {_os_cause(exc)}"
+            ) from exc
+        # Created (O_EXCL) before SQLite opens it, with the file's mode from the first byte;
+        # an existing file is never opened here: closing a descriptor of a file SQLite has
+        # open in this process would drop its locks.
+        with contextlib.suppress(OSError):
+            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+        for companion in _companions(self._path):
+            private_file(companion)
+
+    def _open(self) -> sqlite3.Connection:
         conn = self._connect()
         try:
             with self._translate("open"):
@@ -557,34 +999,120 @@ class Outbox:
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        return conn
 
-    @classmethod
-    def open_or_rebuild(cls, path: Path, *, clock: Callable[[], float] = time.time) -> Outbox:
-        """Open the queue for writing; if it is damaged, move it aside and start a new one.
+    def _own(self) -> None:
+        """Make this outbox the owner of its file: it holds it, and heal() watches it."""
+        self._owner = True
+        self._hold()
+        with contextlib.suppress(OSError):
+            _remove(self._path.with_name(f"{self._path.name}.rebuilding"))  # one cut short
+        with self._lock, self._translate("open"):
+            self._keep_a_log(self._connection())
 
-        Only for the one process that owns the queue (the daemon, at start):
-        moving the file aside under another writer would split the queue in two.
-        The move is logged as an ERROR naming both paths and recorded in
-        :attr:`rebuilt_from`. Anything other than damage (a locked, full or
-        unwritable database, a newer schema) still raises :class:`OutboxError`.
+    def _keep_a_log(self, conn: sqlite3.Connection) -> None:
+        """One small write, so that the -wal is not empty while the owner runs: SQLite then
+        takes the database's size from the -wal, not from the file, so a file cut short under
+        the connection still leaves every page in its cache or its -wal readable for heal().
         """
-        path = Path(path)
-        try:
-            return cls(path, clock=clock)
-        except _DamagedDatabase as exc:
-            damage = exc.detail
-        moved = _move_aside(path, clock())
-        log.error(
-            "queue database %s was damaged (%s); moved it to %s and started a new one;"
-            " pictures still in the watched folders are queued again by the first scan",
-            path,
-            damage,
-            moved,
+        conn.execute(
+            "INSERT INTO flags (name, value, updated_at) VALUES (?, '', ?)"
+            " ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at",
+            (SYNCED_FLAG, self._clock()),
         )
-        outbox = cls(path, clock=clock)
-        outbox.rebuilt_from = moved
-        return outbox
+
+    def _hold(self) -> None:
+        """Keep a descriptor of the database file the connection has open, for heal() to
+        compare with whatever is at the path and to read its first bytes through.
+
+        Opened after SQLite's and closed only after the connection is (see close()):
+        closing a descriptor of a file drops every POSIX lock the process holds on it,
+        SQLite's too.
+        """
+        try:
+            fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except OSError as exc:
+            log.warning("queue database %s: cannot watch over it: %s", self._path, _os_cause(exc))
+            return
+        st = os.fstat(fd)
+        self._held, self._identity = fd, (st.st_dev, st.st_ino)
+
+    def _release_hold(self) -> None:
+        fd, self._held = self._held, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _trouble(self) -> tuple[str, str] | None:
+        """What heal() must repair, ``(how, detail)``, or None."""
+        fd, identity = self._held, self._identity
+        if fd is not None and identity is not None:
+            try:
+                st = os.stat(self._path)
+            except FileNotFoundError:
+                return "deleted", "it is no longer there"
+            except OSError:
+                st = None  # cannot tell (the folder's permissions?): the operations will say
+            if st is not None and (st.st_dev, st.st_ino) != identity:
+                return "replaced", "another file is in its place"
+            try:
+                os.lseek(fd, 0, os.SEEK_SET)
+                head = os.read(fd, len(_SQLITE_HEADER))
+            except OSError:
+                head = _SQLITE_HEADER  # unreadable is for the operations to report
+            if head != _SQLITE_HEADER:
+                return "overwritten", "it no longer begins as an SQLite database"
+        if self._damage is not None:
+            return "damaged", self._damage
+        return None
+
+    def _rebuild(self, how: str, detail: str) -> None:
+        """Move what is at the path aside and put the rebuilt queue there (under the lock)."""
+        old = self._connection()
+        path = self._path
+        building = path.with_name(f"{path.name}.rebuilding")
+        try:
+            private_folder(path.parent)  # gone with the file, perhaps
+            kept = _copy_whole(old, building) if how in ("deleted", "replaced") else None
+            whole = kept is not None
+            if kept is None:
+                kept = _copy_rows(old, building, in_flight=True)
+            _fsync(building)
+        except (OSError, sqlite3.Error) as exc:
+            with contextlib.suppress(OSError):
+                _remove(building)
+            raise OutboxError(
+                f"queue database {path} was {how} ({detail}), and rebuilding it failed:"
+                f" {_os_cause(exc) if isinstance(exc, OSError) else _sqlite_cause(exc, path)}"
+            ) from exc
+        # From here on the old database is given up. Closed before the new one is in place:
+        # its last close may checkpoint and delete a -wal by name.
+        self._conn = None
+        with contextlib.suppress(sqlite3.Error):
+            old.close()
+        self._release_hold()
+        try:
+            if whole:
+                # The old database's -wal and -shm were copied with it. Left at the path they
+                # would be replayed into the new queue, or read as the replacement's own.
+                for suffix in ("-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+            moved = _move_aside(path, self._clock()) if _companions(path) else None
+            os.replace(building, path)
+            _fsync(path.parent)
+            self._conn = self._open()
+            with self._translate("rebuild"):
+                self._keep_a_log(self._conn)
+        except (OSError, OutboxError) as exc:
+            cause = _os_cause(exc) if isinstance(exc, OSError) else str(exc)
+            raise OutboxError(f"queue database {path}: rebuilding it failed: {cause}") from exc
+        self._hold()
+        self._damage = None
+        # Everything is on the disk: the copy was synced before it took the path.
+        self._unsynced_since = None
+        if moved is not None:
+            self.rebuilt_from = moved
+        log.error("%s", _rebuilt(path, how, detail, moved, kept, whole=whole))
 
     # -- writes ---------------------------------------------------------------
 
@@ -615,7 +1143,7 @@ class Outbox:
         """
         counts: list[int] = []
         with self._write("add a file", synced=False) as conn:
-            now = self._clock()
+            now, due = self._clock(), self.now()
             for file in files:
                 conn.execute(
                     "INSERT OR IGNORE INTO files (path, size, mtime_ns, watch, added_at)"
@@ -630,7 +1158,7 @@ class Outbox:
                         "INSERT OR IGNORE INTO jobs (file_id, destination, album_id, state,"
                         " attempts, next_attempt_at, updated_at)"
                         " VALUES (?, ?, ?, ?, 0, ?, ?)",
-                        (file_id, destination, album_id, JobState.WAITING, now, now),
+                        (file_id, destination, album_id, JobState.WAITING, due, now),
                     )
                     new += cur.rowcount
                 counts.append(new)
@@ -641,6 +1169,7 @@ class Outbox:
 
     def claim(self, *, only: Collection[str] | None = None, now: float | None = None) -> Job | None:
         """Take the waiting job due longest ago (of the ``only`` destinations, if given), or None.
+        ``now``: the time on the schedule (:meth:`now`) to look from, if not now.
 
         The uploader passes the destinations it can serve now: configured and
         not paused. Jobs of the others simply wait.
@@ -657,17 +1186,18 @@ class Outbox:
         cost one sync instead of two.
         """
         with self._write("claim a job", synced=False) as conn:
-            at = self._clock() if now is None else now
+            due = self.now() if now is None else now
             clause, params = _among("destination", only)
             row = conn.execute(
                 "SELECT id FROM jobs WHERE state = ? AND next_attempt_at <= ?"
                 + clause
                 + " ORDER BY next_attempt_at, id LIMIT 1",
-                [JobState.WAITING, at, *params],
+                [JobState.WAITING, due, *params],
             ).fetchone()
             if row is None:
                 return None
             job_id: int = row[0]
+            at = self._clock()
             conn.execute(
                 "UPDATE jobs SET state = ?, attempts = attempts + 1, claimed_at = ?,"
                 " updated_at = ? WHERE id = ?",
@@ -743,16 +1273,15 @@ class Outbox:
         ``unreadable``: the file could not be read (see :meth:`retry_unreadable`).
         """
         with self._write("reschedule a job") as conn:
-            now = self._clock()
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ?,"
                 " attempts = MAX(attempts - ?, 0), unreadable = ?"
                 " WHERE id = ? AND state = ?",
                 (
                     JobState.WAITING,
-                    now + delay,
-                    _message(error),
-                    now,
+                    self.now() + delay,
+                    _message(self._redact(error)),
+                    self._clock(),
                     0 if count_attempt else 1,
                     int(unreadable),
                     job_id,
@@ -767,12 +1296,11 @@ class Outbox:
         It is due at once and the attempt is not counted.
         """
         with self._write("release a job") as conn:
-            now = self._clock()
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, next_attempt_at = ?,"
                 " attempts = MAX(attempts - 1, 0), updated_at = ?"
                 " WHERE id = ? AND state = ?",
-                (JobState.WAITING, now, now, job_id, JobState.UPLOADING),
+                (JobState.WAITING, self.now(), self._clock(), job_id, JobState.UPLOADING),
             )
             _note_stale(cur, job_id)
 
@@ -787,7 +1315,7 @@ class Outbox:
                 (
                     JobState.FAILED,
                     now,
-                    _message(error),
+                    _message(self._redact(error)),
                     now,
                     int(unreadable),
                     job_id,
@@ -803,10 +1331,9 @@ class Outbox:
         crashed upload from one still running.
         """
         with self._write("recover interrupted jobs") as conn:
-            now = self._clock()
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, next_attempt_at = ?, updated_at = ? WHERE state = ?",
-                (JobState.WAITING, now, now, JobState.UPLOADING),
+                (JobState.WAITING, self.now(), self._clock(), JobState.UPLOADING),
             )
             count = cur.rowcount
         if count:
@@ -816,13 +1343,12 @@ class Outbox:
     def retry_failed(self, *, destination: str | None = None) -> int:
         """Queue failed jobs again from scratch (all, or one destination's); returns how many."""
         with self._write("retry failed jobs") as conn:
-            now = self._clock()
             sql = (
                 "UPDATE jobs SET state = ?, attempts = 0, next_attempt_at = ?, finished_at = NULL,"
                 # The old error is cleared so status stops reporting it as the latest.
                 " last_error = NULL, updated_at = ? WHERE state = ?"
             )
-            params: list[object] = [JobState.WAITING, now, now, JobState.FAILED]
+            params: list[object] = [JobState.WAITING, self.now(), self._clock(), JobState.FAILED]
             if destination is not None:
                 sql += " AND destination = ?"
                 params.append(destination)
@@ -888,7 +1414,7 @@ class Outbox:
         commit along.
         """
         since = self._unsynced_since
-        if since is None or time.monotonic() - since < older_than:
+        if since is None or self._monotonic() - since < older_than:
             return False
         self.set_flag(SYNCED_FLAG, "")
         return True
@@ -924,14 +1450,13 @@ class Outbox:
         """The file can be read now: its jobs that waited or failed because it could not be
         are due at once (a failed one starts its attempts over). Returns how many."""
         with self._write("retry an unreadable file") as conn:
-            now = self._clock()
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, next_attempt_at = ?, finished_at = NULL,"
                 " attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END,"
                 " unreadable = 0, updated_at = ?"
                 " WHERE unreadable = 1 AND state IN ('waiting', 'failed') AND file_id ="
                 " (SELECT id FROM files WHERE path = ? AND size = ? AND mtime_ns = ?)",
-                (JobState.WAITING, now, now, _stored(path), size, mtime_ns),
+                (JobState.WAITING, self.now(), self._clock(), _stored(path), size, mtime_ns),
             )
             count = cur.rowcount
         if count:
@@ -1024,12 +1549,11 @@ class Outbox:
         """Queue every uploaded job of this file version again, due now: what is on disk is
         not what was sent. Returns how many."""
         with self._write("queue a file again") as conn:
-            now = self._clock()
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, attempts = 0, next_attempt_at = ?, finished_at = NULL,"
                 " xxh128 = NULL, head = NULL, note = NULL, updated_at = ?"
                 " WHERE file_id = ? AND state = ?",
-                (JobState.WAITING, now, now, file_id, JobState.UPLOADED),
+                (JobState.WAITING, self.now(), self._clock(), file_id, JobState.UPLOADED),
             )
             return cur.rowcount
 
@@ -1039,16 +1563,17 @@ class Outbox:
         Returns how many jobs were still backed off and are due now.
         """
         with self._write("make jobs due") as conn:
-            now = self._clock()
+            due = self.now()
             cur = conn.execute(
                 "UPDATE jobs SET next_attempt_at = ?, updated_at = ?"
                 " WHERE state = ? AND destination = ? AND next_attempt_at > ?",
-                (now, now, JobState.WAITING, destination, now),
+                (due, self._clock(), JobState.WAITING, destination, due),
             )
             return cur.rowcount
 
     def next_due(self, *, only: Collection[str] | None = None) -> float | None:
-        """Unix time at which the earliest waiting job (of ``only``, if given) is due, or None."""
+        """When the earliest waiting job (of ``only``, if given) is due, on the schedule's clock
+        (:meth:`now`), or None."""
         with self._read("find the next due job") as conn:
             clause, params = _among("destination", only)
             # ORDER BY ... LIMIT 1 rather than MIN(): walks the index and stops
@@ -1105,7 +1630,7 @@ class Outbox:
                 " ON CONFLICT (name) DO UPDATE SET"
                 " health = excluded.health, detail = excluded.detail,"
                 " updated_at = excluded.updated_at",
-                (destination, health, _message(detail), self._clock()),
+                (destination, health, _message(self._redact(detail)), self._clock()),
             )
 
     def health(self) -> dict[str, tuple[str, str]]:
@@ -1125,11 +1650,14 @@ class Outbox:
                 log.error("%s", exc)
         with self._lock:
             conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
+        try:
+            if conn is not None:
                 conn.close()
-            except sqlite3.Error as exc:
-                raise OutboxError(f"queue database {self._path}: close failed: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise OutboxError(f"queue database {self._path}: close failed: {exc}") from exc
+        finally:
+            # Only now: closing it drops the process's locks on the file (see _hold()).
+            self._release_hold()
 
     # -- internals ------------------------------------------------------------
 
@@ -1155,6 +1683,12 @@ class Outbox:
         # First, so every later statement waits for another process's lock
         # instead of failing at once with "database is locked".
         conn.execute("PRAGMA busy_timeout = 5000")
+        if not self._readonly:
+            # Room in the cache for the queue of a big event (the default, 2 MiB, holds a few
+            # thousand pictures), filled by the check below: what the cache holds is what
+            # heal() can still read of a file overwritten under the connection. Pages are
+            # taken as they are read, so a small queue costs no more.
+            conn.execute(f"PRAGMA cache_size = {-_WRITER_CACHE_KIB}")
         version = self._check_version(conn)
         self._check_integrity(conn, version)
         conn.execute("PRAGMA foreign_keys = ON")
@@ -1174,6 +1708,8 @@ class Outbox:
         # FULL: a job marked uploaded (or added) survives a power cut at the booth.
         conn.execute("PRAGMA synchronous = FULL")
         self._migrate(conn)
+        self._pull_in(conn)
+        self._scrub(conn)
         # Nothing records a SHA-256 any more: once none is there, none ever will be.
         self._has_sha256 = bool(
             conn.execute(
@@ -1181,6 +1717,41 @@ class Outbox:
                 " WHERE sha256 IS NOT NULL)"
             ).fetchone()[0]
         )
+
+    def _pull_in(self, conn: sqlite3.Connection) -> None:
+        """Make due the waiting jobs scheduled further ahead than boothsync ever waits: the
+        wall clock was set back since they were scheduled, and they would wait that much too."""
+        due = self.now()
+        # One range of the jobs_due index, however large the queue.
+        count = conn.execute(
+            "UPDATE jobs SET next_attempt_at = ? WHERE state = ? AND next_attempt_at > ?",
+            (due, JobState.WAITING, due + LONGEST_WAIT),
+        ).rowcount
+        if count:
+            log.info(
+                "%d waiting upload(s) were scheduled more than %.0f minutes ahead (the clock was"
+                " set back); they go now",
+                count,
+                LONGEST_WAIT / 60,
+            )
+
+    def _scrub(self, conn: sqlite3.Connection) -> None:
+        """Blank the secrets in messages stored before they were known to be secrets."""
+        for secret in self._secrets:
+            conn.execute(
+                "UPDATE jobs SET last_error = replace(last_error, ?, ?)"
+                " WHERE last_error IS NOT NULL AND instr(last_error, ?) > 0",
+                (secret, _BLANKED, secret),
+            )
+            conn.execute(
+                "UPDATE destinations SET detail = replace(detail, ?, ?) WHERE instr(detail, ?) > 0",
+                (secret, _BLANKED, secret),
+            )
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _BLANKED)
+        return text
 
     def _check_integrity(self, conn: sqlite3.Connection, version: int) -> None:
         """Raise _DamagedDatabase unless the file is sound and holds our schema.
@@ -1259,9 +1830,14 @@ class Outbox:
         except sqlite3.Error as exc:
             if _is_damage(exc):
                 message = " ".join(str(exc).split()) or type(exc).__name__
-                raise _DamagedDatabase(self._path, message) from exc
+                if self._owner and self._damage is None:
+                    self._damage = message  # for heal() to repair, within a second
+                raise _DamagedDatabase(self._path, message, healing=self._owner) from exc
             cause = _sqlite_cause(exc, self._path)
-            raise OutboxError(f"queue database {self._path}: {action} failed: {cause}") from exc
+            error = OutboxError(f"queue database {self._path}: {action} failed: {cause}")
+            if self._owner and self.failure is None and _is_unwritable(exc):
+                self.failure = error
+            raise error from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -1301,7 +1877,7 @@ class Outbox:
                         # Syncing the WAL to its end took every earlier commit along.
                         self._unsynced_since = None
                     elif self._unsynced_since is None:
-                        self._unsynced_since = time.monotonic()
+                        self._unsynced_since = self._monotonic()
                 except BaseException:
                     # SQLite may already have rolled back on its own (disk full, I/O error).
                     if conn.in_transaction:

@@ -3,14 +3,22 @@
 Owns the precedence: the folders systemd hands a service (``$STATE_DIRECTORY``,
 ``$LOGS_DIRECTORY``) win, because under a hardened unit they are the only ones it may write;
 then an explicit ``[state] dir`` in the config; then the per-user folders of platformdirs. The
-Windows service definition sets the same two variables. Must not create folders or open files:
-callers do that when they need them.
+Windows service definition sets the same two variables.
+
+Also owns how private those folders are: the queue may hold what servers answered and the logs
+what happened at the event, and nobody else on the machine needs either. On POSIX the state and
+log folders are made 0700 and boothsync's own files in them 0600 (``private_folder``,
+``private_file``, ``open_private``), without touching the process's umask: boothsync also writes
+pictures into the operator's folders, and those keep their usual permissions. Must not create
+folders or open files of its own accord: callers do that, through these, when they need them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,12 +27,31 @@ import platformdirs
 if TYPE_CHECKING:
     from boothsync.config import Config
 
-__all__ = ["log_dir", "log_file", "outbox_path", "state_dir", "user_config_file"]
+__all__ = [
+    "PRIVATE_FILE",
+    "PRIVATE_FOLDER",
+    "log_dir",
+    "log_file",
+    "open_private",
+    "outbox_path",
+    "private_file",
+    "private_folder",
+    "state_dir",
+    "user_config_file",
+]
 
 APP_NAME = "boothsync"
 CONFIG_FILE_NAME = "boothsync.toml"
 OUTBOX_FILE_NAME = "outbox.sqlite3"
 LOG_FILE_NAME = "boothsync.log"
+
+#: The mode of the state and log folders on POSIX: this account only.
+PRIVATE_FOLDER = 0o700
+#: The mode of boothsync's own files in them (queue, lock, logs) on POSIX.
+PRIVATE_FILE = 0o600
+
+# Bits that let another account read, write or enter.
+_OTHERS = 0o077
 
 
 def user_config_file() -> Path:
@@ -72,3 +99,47 @@ def _first_directory(environ: Mapping[str, str] | None, name: str) -> Path | Non
         if entry:
             return Path(entry)
     return None
+
+
+def private_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) if it is missing, and make it this account's only.
+
+    Raises OSError when it cannot be created. A folder boothsync may not change (another
+    account's, a share that ignores modes) keeps its mode: that is the operator's choice.
+    """
+    folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_FOLDER)
+    with contextlib.suppress(OSError):
+        _restrict(os.stat(folder), lambda mode: os.chmod(folder, mode))
+
+
+def private_file(path: Path) -> None:
+    """Make an existing file of boothsync's this account's only; anything else (missing, a
+    link, a device, another account's file) is left alone."""
+    with contextlib.suppress(OSError):
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode):
+            _restrict(st, lambda mode: os.chmod(path, mode))
+
+
+def open_private(path: Path | str, flags: int) -> int:
+    """``os.open(path, flags | O_CREAT)``: a file created here is 0600 from its first byte (POSIX),
+    and one that was there already is made so if it is this account's regular file.
+
+    The caller closes the descriptor. Never use it on a database SQLite has open in this
+    process: closing any descriptor of a file drops every POSIX lock the process holds on it.
+    """
+    fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_BINARY", 0), PRIVATE_FILE)
+    with contextlib.suppress(OSError):
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            _restrict(st, lambda mode: os.fchmod(fd, mode))
+    return fd
+
+
+def _restrict(st: os.stat_result, chmod: Callable[[int], None]) -> None:
+    """Take the others' bits off a folder or file of this account (POSIX only)."""
+    if os.name != "posix" or st.st_uid != os.geteuid():
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & _OTHERS:
+        chmod(mode & ~_OTHERS)

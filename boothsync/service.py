@@ -142,7 +142,14 @@ def render_unit(
     ]
     if not user and account and account != "root":
         lines.append(f"User={_path_word(account)}")
-    lines += ["StateDirectory=boothsync", "LogsDirectory=boothsync"]
+    lines += [
+        # Without the modes, systemd sets 0755 again at every start.
+        "# Its queue and logs are for its own account only.",
+        "StateDirectory=boothsync",
+        "StateDirectoryMode=0700",
+        "LogsDirectory=boothsync",
+        "LogsDirectoryMode=0700",
+    ]
     if user:
         lines += [
             "# The other hardening options need user namespaces in user units.",

@@ -150,8 +150,8 @@ class Health(StrEnum):
 
 @dataclass(frozen=True)
 class DestinationHealth:
-    """A destination's health; ``paused_until`` (the uploader's clock) ends a pause or a
-    rate limit: no job of it is claimed before then."""
+    """A destination's health; ``paused_until`` (the uploader's clock, monotonic) ends a pause
+    or a rate limit: no job of it is claimed before then."""
 
     health: Health
     detail: str = ""
@@ -224,7 +224,7 @@ class Uploader:
         on_file_done: Callable[[Job], None] | None = None,
         pause_seconds: float = 300.0,
         changed_delay: float = 2.0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
         retry_budget: RetryBudget | None = None,
         job_backoff: Callable[[int], float] = backoff,
         probe_base: float = _PROBE_BASE,
@@ -254,6 +254,8 @@ class Uploader:
         # Short: the writer is most likely done by then, and if not, the next
         # try sees the change again and waits once more.
         self._changed_delay = changed_delay
+        # Pauses and rate limits are waits: measured on a monotonic clock, so that setting the
+        # wall clock back does not lengthen them.
         self._clock = clock
         # One budget for every worker: the point is to bound the whole client.
         self._budget = retry_budget if retry_budget is not None else RetryBudget()
@@ -392,8 +394,9 @@ class Uploader:
             due = self._outbox.next_due(only=self._active())
         except OutboxError:
             return _IDLE_CHECK
+        # A due time is on the queue's own schedule, which no wall-clock step moves.
+        wait = _IDLE_CHECK if due is None else due - self._outbox.now()
         now = self._clock()
-        wait = _IDLE_CHECK if due is None else due - now
         with self._health_lock:
             for state in self._health.values():
                 # A pause that already ended says nothing about when to look

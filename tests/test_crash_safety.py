@@ -1,4 +1,5 @@
-"""Crash safety of the queue: processes killed at random moments, unusable state folders."""
+"""Crash safety of the queue: processes killed at random moments, unusable state folders, a
+queue database lost under a running boothsync."""
 
 from __future__ import annotations
 
@@ -9,14 +10,21 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
+from collections import Counter
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 
+import pytest
+
 from boothsync.demo import write_sample_jpeg
+from boothsync.errors import OutboxError
 from boothsync.outbox import JobState, Outbox
 from boothsync.receiver import DEMO_API_KEY, Receiver
 from tests.helpers import wait_for
+from tests.test_cli import Daemon, write_config
+from tests.test_daemon_service import picture
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -206,3 +214,83 @@ def test_a_damaged_queue_is_moved_aside_and_the_folder_queued_again(tmp_path: Pa
     assert "was damaged" in logged and "moved it to" in logged
     assert "Traceback" not in errors + logged
     assert [p.name for p in state.glob("outbox.sqlite3.corrupt-*")] != []
+
+
+def _counts(db: Path) -> dict[str, int] | None:
+    """The queue's counts as `status` reads them, or None while there is no queue to read."""
+    try:
+        reader = Outbox(db, readonly=True)
+    except OutboxError:
+        return None
+    try:
+        return reader.counts()
+    except OutboxError:
+        return None
+    finally:
+        reader.close()
+
+
+def _sabotage(db: Path, how: str) -> None:
+    if how == "deleted":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+    elif how == "replaced":
+        other = db.with_name("restored-from-somewhere.sqlite3")
+        raw = sqlite3.connect(other)
+        raw.execute("CREATE TABLE something_else (x)")
+        raw.close()
+        os.replace(other, db)
+    else:
+        db.write_bytes(os.urandom(40_000))
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced", "overwritten"])
+def test_a_queue_lost_while_running_is_rebuilt_and_nothing_is_sent_twice(
+    tmp_path: Path, how: str
+) -> None:
+    """A real `boothsync run` that has uploaded three pictures has its queue database deleted,
+    replaced by another file, or overwritten with garbage: within a couple of seconds it says
+    so in one ERROR line and rebuilds the queue, without a restart; new pictures are queued
+    and uploaded, and the three are not uploaded a second time."""
+    db = tmp_path / "state" / "outbox.sqlite3"
+    hot = tmp_path / "hot"
+    with Receiver(tmp_path / "received") as receiver:
+        config = write_config(tmp_path, receiver.base_url)
+        for name in ("first.jpg", "second.jpg", "third.jpg"):
+            picture(hot, name)
+        daemon = Daemon("run", "-c", str(config))
+        try:
+            wait_for(lambda: len(receiver.received()) == 3, timeout=30, what="three uploads")
+            wait_for(lambda: (_counts(db) or {}).get("uploaded") == 3, what="them recorded")
+            _sabotage(db, how)
+            done_at = time.monotonic()
+            wait_for(
+                lambda: f"was {how} while boothsync ran" in daemon.output,
+                timeout=10,
+                what="the rebuild",
+            )
+            noticed = time.monotonic() - done_at
+            picture(hot, "fourth.jpg")
+            picture(hot, "fifth.jpg")
+            wait_for(lambda: len(receiver.received()) >= 5, timeout=30, what="the new pictures")
+            wait_for(
+                lambda: _counts(db) == {"waiting": 0, "uploading": 0, "uploaded": 5, "failed": 0},
+                what="a settled queue of five",
+            )
+        finally:
+            code = daemon.stop()
+        uploads = Counter(record.file_name for record in receiver.received())
+    assert code == 0, daemon.output
+    assert noticed < 3.0, f"took {noticed:.1f} s to notice"
+    assert uploads == dict.fromkeys(
+        ("first.jpg", "second.jpg", "third.jpg", "fourth.jpg", "fifth.jpg"), 1
+    )
+    errors = [line for line in daemon.output.splitlines() if " ERROR " in line]
+    [rebuilt] = [line for line in errors if "while boothsync ran" in line]
+    assert str(db) in rebuilt
+    # Anything else is an operation that met the damage before the check did.
+    assert all("is damaged" in line for line in errors if line != rebuilt), errors
+    if how != "deleted":
+        moved = [p for p in db.parent.iterdir() if p.name.startswith("outbox.sqlite3.corrupt-")]
+        assert moved and str(moved[0]) in rebuilt
+    assert "Traceback" not in daemon.output

@@ -1,12 +1,15 @@
 """`boothsync run` as systemd runs it: the notify protocol, the watchdog, reloads, logs, one
-instance per state folder. Real processes, a real datagram socket bound by the test, real
-signals and a real receiver on 127.0.0.1."""
+instance per state folder, a full disk. Real processes, a real datagram socket bound by the
+test, real signals, real full disks and a real receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
+import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from boothsync.daemon import SystemdNotify, instance_lock
+from boothsync.daemon import SystemdNotify, instance_lock, log_to_file
 from boothsync.demo import write_sample_jpeg
 from boothsync.errors import AlreadyRunning
 from boothsync.receiver import Faults, Receiver
@@ -484,3 +487,200 @@ def test_a_vanished_notify_socket_is_one_warning(caplog: pytest.LogCaptureFixtur
     assert notify.send("WATCHDOG=1") is False
     notify.close()
     assert len([r for r in caplog.records if "cannot notify systemd" in r.message]) == 1
+
+
+# -- a full disk -------------------------------------------------------------------------------
+
+
+def _unshare_works() -> bool:
+    """Whether this machine lets an unprivileged process mount a tmpfs of its own (a user and
+    mount namespace): the one way to a really full disk without root."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return False
+    probe = subprocess.run(
+        [
+            unshare,
+            "-rm",
+            "sh",
+            "-c",
+            'mount -t tmpfs -o size=64k tmpfs "$0"',
+            tempfile.gettempdir(),
+        ],
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
+    return probe.returncode == 0
+
+
+def _fill_until_it_stops(process: subprocess.Popen[str], hot: Path) -> int:
+    """Drop a picture every tenth of a second until the process ends; how many were dropped."""
+    dropped = itertools.count(1)
+
+    def one_more_or_ended() -> bool:
+        if process.poll() is not None:
+            return True
+        picture(hot, f"guest-{next(dropped):04}.jpg")
+        return False
+
+    wait_for(one_more_or_ended, timeout=60, interval=0.1, what="boothsync to stop")
+    return next(dropped) - 1
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="no user namespaces to mount a small tmpfs in")
+def test_a_full_disk_ends_the_run_with_one_line_and_exit_1(tmp_path: Path) -> None:
+    """The state and log folders on a really full disk (a 600 KiB tmpfs, mounted in a user
+    namespace, that the queue's own writes fill): boothsync says once that the log file cannot
+    be written, stops with one line naming the queue's folder and "the disk is full", exit code
+    1, no traceback, instead of logging an error per picture; nothing was uploaded twice."""
+    state = tmp_path / "state"
+    state.mkdir()
+    with Receiver(tmp_path / "received") as receiver:
+        config = write_config(tmp_path, receiver.base_url)
+        mount = 'mount -t tmpfs -o size=600k tmpfs "$0" && exec "$@"'
+        process = subprocess.Popen(
+            ["unshare", "-rm", "sh", "-c", mount, str(state), *BOOTHSYNC, "run", "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(LOGS_DIRECTORY=str(state / "logs")),
+        )
+        try:
+            _fill_until_it_stops(process, tmp_path / "hot")
+        finally:
+            if process.poll() is None:
+                process.kill()
+            _, errors = process.communicate(timeout=30)
+        names = [record.file_name for record in receiver.received()]
+    assert process.returncode == 1, errors
+    lines = errors.strip().splitlines()
+    assert lines[0].startswith("boothsync: logging to")
+    assert lines[-1].startswith(f"boothsync: queue database {state / 'outbox.sqlite3'}")
+    assert (
+        "the disk is full" in lines[-1] and f"free some space on the drive of {state}" in lines[-1]
+    )
+    # Said once, however many lines were dropped.
+    log_lines = [line for line in lines if "cannot write the log file" in line]
+    assert len(log_lines) <= 1 and len(lines) <= 3, errors
+    if log_lines:
+        assert log_lines[0] == (
+            f"boothsync: cannot write the log file {state / 'logs' / 'boothsync.log'}: No space"
+            " left on device; log lines are dropped until it can be written again"
+        )
+    assert "Traceback" not in errors
+    assert names and len(names) == len(set(names))
+
+
+def test_a_queue_that_cannot_grow_ends_the_run_with_one_line_and_exit_1(tmp_path: Path) -> None:
+    """The same where user namespaces are not allowed: a file size limit (RLIMIT_FSIZE, SIGXFSZ
+    ignored) makes the kernel refuse the queue's writes past a size, as a full disk refuses
+    them (SQLite reports EFBIG as an I/O error, ENOSPC as "disk is full"; both are a queue that
+    cannot be written). One line naming the queue's folder, exit code 1, no traceback."""
+    with Receiver(tmp_path / "received") as receiver:
+        config = write_config(tmp_path, receiver.base_url)
+        hot, state = tmp_path / "hot", tmp_path / "state"
+        # A queue from an earlier run, its log written back into the database at the stop.
+        picture(hot, "before.jpg")
+        first = Daemon("run", "-c", str(config))
+        try:
+            wait_for(lambda: len(receiver.received()) == 1, timeout=30)
+        finally:
+            assert first.stop() == 0
+        limit = (state / "outbox.sqlite3").stat().st_size + 64 * 1024 + 1
+
+        def small_disk() -> None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        process = subprocess.Popen(
+            [*BOOTHSYNC, "run", "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(LOGS_DIRECTORY=str(first.log_dir)),
+            preexec_fn=small_disk,
+        )
+        try:
+            dropped = _fill_until_it_stops(process, hot)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            _, errors = process.communicate(timeout=30)
+        names = [record.file_name for record in receiver.received()]
+    assert process.returncode == 1, errors
+    lines = errors.strip().splitlines()
+    assert len(lines) == 2, errors
+    assert lines[0].startswith("boothsync: logging to")
+    assert lines[1].startswith(f"boothsync: queue database {state / 'outbox.sqlite3'}")
+    assert f"the drive of {state}" in lines[1]
+    assert "Traceback" not in errors
+    assert len(names) == len(set(names)) and len(names) < dropped + 1
+    logged = (first.log_dir / "boothsync.log").read_text(encoding="utf-8")
+    assert len([line for line in logged.splitlines() if " ERROR " in line]) < 20
+
+
+# -- a log file that cannot be written ---------------------------------------------------------
+
+
+def test_a_log_file_that_cannot_be_written_is_said_once(tmp_path: Path, receiver: Receiver) -> None:
+    """The log file on a full disk (/dev/full: every write fails with ENOSPC): one line on
+    stderr says so, the log lines are dropped, no traceback, and the pictures are uploaded
+    as usual; the process exits 0."""
+    config = write_config(tmp_path, receiver.base_url)
+    logs = tmp_path / "full-logs"
+    logs.mkdir()
+    (logs / "boothsync.log").symlink_to("/dev/full")
+    process = subprocess.Popen(
+        [*BOOTHSYNC, "run", "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(LOGS_DIRECTORY=str(logs)),
+    )
+    try:
+        for name in ("one.jpg", "two.jpg", "three.jpg"):
+            picture(tmp_path / "hot", name)
+        wait_for(lambda: len(receiver.received()) == 3, timeout=30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors
+    assert errors.splitlines() == [
+        f"boothsync: logging to {logs / 'boothsync.log'}",
+        f"boothsync: cannot write the log file {logs / 'boothsync.log'}: No space left on"
+        " device; log lines are dropped until it can be written again",
+    ]
+
+
+def test_logging_goes_on_by_itself_once_the_log_file_can_be_written_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A log file that fails (ENOSPC) is said once on stderr however many lines fail; once it
+    can be written again the next line goes in, followed by a note of how many were dropped."""
+    path = tmp_path / "logs" / "boothsync.log"
+    path.parent.mkdir()
+    path.symlink_to("/dev/full")
+    handler = log_to_file(path)
+    logger = logging.getLogger("boothsync.test.full")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        for index in range(50):
+            logger.info("dropped line %d", index)
+        said = capsys.readouterr().err.splitlines()
+        assert said == [
+            f"boothsync: cannot write the log file {path}: No space left on device;"
+            " log lines are dropped until it can be written again"
+        ]
+        path.unlink()  # room again
+        logger.info("the first line with room again")
+        text = path.read_text(encoding="utf-8")
+        assert "50 log line(s) were dropped while the log file could not be written" in text
+        assert "the first line with room again" in text
+        assert capsys.readouterr().err == ""
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.propagate = True

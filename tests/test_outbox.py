@@ -56,7 +56,7 @@ def db(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def box(db: Path, clock: Clock) -> Iterator[Outbox]:
-    outbox = Outbox(db, clock=clock)
+    outbox = Outbox(db, clock=clock, monotonic=clock)
     yield outbox
     outbox.close()
 
@@ -144,10 +144,10 @@ def test_new_version_of_same_path_is_new_jobs(box: Outbox) -> None:
 
 def test_data_survives_reopening(db: Path, clock: Clock) -> None:
     """Jobs written by one outbox are there when the database is opened again."""
-    first = Outbox(db, clock=clock)
+    first = Outbox(db, clock=clock, monotonic=clock)
     add(first, "IMG_1.jpg", TWO)
     first.close()
-    second = Outbox(db, clock=clock)
+    second = Outbox(db, clock=clock, monotonic=clock)
     try:
         assert second.stats().totals["waiting"] == 2
         assert add(second, "IMG_1.jpg", TWO) == 0
@@ -256,8 +256,8 @@ def test_concurrent_claims_from_threads_are_unique(box: Outbox) -> None:
 
 def test_concurrent_claims_from_two_connections_are_unique(db: Path, clock: Clock) -> None:
     """Two outboxes on one file (two connections) never claim the same job."""
-    first = Outbox(db, clock=clock)
-    second = Outbox(db, clock=clock)
+    first = Outbox(db, clock=clock, monotonic=clock)
+    second = Outbox(db, clock=clock, monotonic=clock)
     try:
         for i in range(100):
             add(first, f"IMG_{i}.jpg", TWO)
@@ -484,7 +484,7 @@ def test_a_schema_1_database_is_migrated_with_its_data(db: Path, clock: Clock) -
         columns = {row[1] for row in raw.execute("PRAGMA table_info(jobs)")}
         assert "sha256" not in columns and "note" not in columns
 
-    box = Outbox(db, clock=clock)
+    box = Outbox(db, clock=clock, monotonic=clock)
     try:
         stats = box.stats()
         assert stats.destinations["eventpics"] == {
@@ -531,7 +531,7 @@ def test_a_schema_4_database_keeps_its_commands_and_takes_reload(db: Path, clock
         raw.execute("INSERT INTO commands (command, sent_at) VALUES ('pause', 1.0)")
         with pytest.raises(sqlite3.IntegrityError):
             raw.execute("INSERT INTO commands (command, sent_at) VALUES ('reload', 1.0)")
-    box = Outbox(db, clock=clock)
+    box = Outbox(db, clock=clock, monotonic=clock)
     try:
         box.send_command("reload")
         assert box.take_commands() == ["pause", "reload"]
@@ -556,7 +556,7 @@ def test_jobs_uploaded_with_a_sha256_are_still_found_after_the_hash_changed(
             " finished_at, updated_at, sha256) VALUES"
             f" (1, 'eventpics', 'a1', 'uploaded', 5.0, 7.0, 7.0, '{sha}')"
         )
-    box = Outbox(db, clock=clock)
+    box = Outbox(db, clock=clock, monotonic=clock)
     try:
         where = {"destination": "eventpics", "album_id": "a1"}
         assert box.find_uploaded_sha256(sha, **where) == Path("/booth/prints/IMG_1.jpg")
@@ -761,7 +761,7 @@ def test_stats_on_a_large_queue(box: Outbox, db: Path) -> None:
 
 def test_readonly_outbox_sees_a_running_writer(db: Path, clock: Clock) -> None:
     """A read-only outbox opened next to a writing one sees each of its commits."""
-    writer = Outbox(db, clock=clock)
+    writer = Outbox(db, clock=clock, monotonic=clock)
     reader = Outbox(db, readonly=True)
     try:
         assert reader.stats().totals["waiting"] == 0
@@ -860,7 +860,7 @@ def test_close_is_idempotent_and_later_use_fails(db: Path) -> None:
 
 def test_destination_health_is_visible_to_a_reader(db: Path, clock: Clock) -> None:
     """Health written by the running uploader is what a read-only status sees, latest first."""
-    writer = Outbox(db, clock=clock)
+    writer = Outbox(db, clock=clock, monotonic=clock)
     try:
         writer.set_health("eventpics", "offline", "cannot reach api.eventpics.net")
         writer.set_health("eventpics", "online")
@@ -961,7 +961,7 @@ def test_a_damaged_database_is_moved_aside_and_a_new_one_started(
     shm.write_bytes(b"old shm")
 
     with caplog.at_level("ERROR", logger="boothsync.outbox"):
-        box = Outbox.open_or_rebuild(db, clock=clock)
+        box = Outbox.open_or_rebuild(db, clock=clock, monotonic=clock)
     try:
         moved = box.rebuilt_from
         assert moved is not None
@@ -1042,7 +1042,7 @@ def test_a_database_without_our_tables_is_damaged(db: Path, clock: Clock) -> Non
         raw.close()
     with pytest.raises(OutboxError, match="no table destinations"):
         Outbox(db, readonly=True)
-    box = Outbox.open_or_rebuild(db, clock=clock)
+    box = Outbox.open_or_rebuild(db, clock=clock, monotonic=clock)
     try:
         assert box.rebuilt_from is not None and box.rebuilt_from.is_file()
         box.set_health("eventpics", "online")
@@ -1054,7 +1054,7 @@ def test_a_sound_or_newer_database_is_never_moved_aside(db: Path, clock: Clock) 
     """open_or_rebuild() opens a sound queue as it is, and refuses a newer schema without
     moving it: only damage leads to a rebuild."""
     Outbox(db).close()
-    box = Outbox.open_or_rebuild(db, clock=clock)
+    box = Outbox.open_or_rebuild(db, clock=clock, monotonic=clock)
     try:
         assert box.rebuilt_from is None
         add(box, "IMG_1.jpg")
@@ -1066,7 +1066,7 @@ def test_a_sound_or_newer_database_is_never_moved_aside(db: Path, clock: Clock) 
     finally:
         raw.close()
     with pytest.raises(OutboxError, match="newer"):
-        Outbox.open_or_rebuild(db, clock=clock)
+        Outbox.open_or_rebuild(db, clock=clock, monotonic=clock)
     assert [p.name for p in db.parent.iterdir() if "corrupt" in p.name] == []
 
 

@@ -59,7 +59,7 @@ read; then it fails like a broken connection and is tried again later. A little 
 while a server that trickles its answer holds a worker for minutes, not for ever. Time spent
 waiting for the shared bandwidth limit (or reading the picture) is not counted.
 """
-REDACTED = "[redacted]"
+REDACTED = "***"
 """What stands in a message where a server quoted the destination's key."""
 
 _MESSAGE_LIMIT = 200
