@@ -580,7 +580,8 @@ UPLOAD_OPTIONS: Final[tuple[Option, ...]] = (
     Option(
         "concurrency",
         "int",
-        f"How many files upload at the same time, 1 to {MAX_CONCURRENCY}.",
+        f"How many files upload at the same time, 1 to {MAX_CONCURRENCY}; while every upload "
+        "in flight stands still, as many more may start on the next pictures.",
         default=2,
         check=_concurrency,
     ),

@@ -20,6 +20,11 @@ backoff, and when the probe answers every waiting file of it is due at once.
 Other destinations go on meanwhile. Quick retries inside one attempt draw on a
 client-wide :class:`~boothsync.retry.RetryBudget`.
 
+``concurrency`` workers upload at once; as many spare workers wait for a gallery that
+keeps every upload in flight standing still (no byte moved for :data:`_HEDGE_AFTER`),
+and then start on the next pictures one by one, so a stalled answer delays only its
+own picture.
+
 A worker still busy a minute past the time its destination allows for a job
 (every request of a gallery has a deadline) counts as stuck: :attr:`Uploader.alive`
 turns False, so the service watchdog sees it.
@@ -115,14 +120,23 @@ _CHANGED_ERROR = "changed while it was being uploaded; sending it again"
 # about half a second up to this cap. The gap between the gallery's return and
 # the next probe can be as long as the cap, and a gallery that comes back
 # overloaded may let a probe wait seconds for its answer: so probes start every
-# 2 s at most, without waiting for the ones still out (up to _PROBES_IN_FLIGHT
+# second at most, without waiting for the ones still out (up to _PROBES_IN_FLIGHT
 # at once), and the first to get any answer ends the outage. A probe is one small
-# GET: one every 2 s during a long outage costs nothing.
+# GET: one a second during a long outage costs a few hundred bytes a second.
 _PROBE_BASE = 1.0
-_PROBE_CAP = 2.0
+_PROBE_CAP = 1.0
 _PROBES_IN_FLIGHT = 3
 # How long stop() waits for probes still out (each has a short timeout of its own).
 _PROBE_JOIN = 6.0
+
+# A gallery back from an outage but still overloaded may let a request wait seconds for its
+# answer, and every worker can meet such a wait at once. When every upload in flight has
+# made no progress for this long, one spare worker starts on the next picture, then another
+# after as long again, up to ``concurrency`` spares: a stalled request delays its own
+# picture, not the queue. On a healthy link no request stands still that long.
+_HEDGE_AFTER = 1.0
+# The chunk a destination reads at a time (destinations/base.py), for the bandwidth share.
+_CHUNK_BYTES = 256 * 1024
 
 # A file that cannot be read (permissions, a locked file) is tried this many
 # times, with the job backoff in between (about 20 minutes in all), before it fails
@@ -234,6 +248,8 @@ class Uploader:
         downscale: Mapping[str, Downscale] | None = None,
         refuse: Callable[[Job], str | None] | None = None,
         stuck_grace: float = _STUCK_GRACE,
+        spares: int | None = None,
+        hedge_after: float = _HEDGE_AFTER,
     ) -> None:
         self._outbox = outbox
         self._busy = _Busy(stuck_grace)
@@ -248,6 +264,13 @@ class Uploader:
         self._tz = tz
         self._capture_options = capture_options
         self._concurrency = concurrency
+        # Spare workers, and how long every upload in flight must have stood still before one
+        # starts: waiting for the shared bandwidth limit is not standing still, so with a limit
+        # it is the time a worker's share of it takes to let one chunk out, on top.
+        self._spares = concurrency if spares is None else spares
+        self._hedge_after = hedge_after
+        if bandwidth is not None:
+            self._hedge_after += _CHUNK_BYTES * concurrency / bandwidth.rate
         self._on_report = on_report
         self._on_file_done = on_file_done
         self._pause_seconds = pause_seconds
@@ -281,6 +304,15 @@ class Uploader:
             self._store_health(name, health)
         for index in range(self._concurrency):
             thread = threading.Thread(target=self._work, name=f"uploader-{index + 1}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        for index in range(self._spares):
+            thread = threading.Thread(
+                target=self._work,
+                kwargs={"spare": True},
+                name=f"uploader-spare-{index + 1}",
+                daemon=True,
+            )
             thread.start()
             self._threads.append(thread)
         prober = threading.Thread(target=self._probe_loop, name="uploader-probe", daemon=True)
@@ -337,10 +369,16 @@ class Uploader:
         with self._health_lock:
             return dict(self._health)
 
-    def _work(self) -> None:
+    def _work(self, *, spare: bool = False) -> None:
+        """A worker's loop: claim, upload, record. A spare worker claims only while every
+        upload in flight has made no progress for a while (see :data:`_HEDGE_AFTER`)."""
         while not self._stopping.is_set():
             with self._cond:
                 generation = self._generation
+            if spare and not self._busy.all_stalled(self._hedge_after, at_least=self._concurrency):
+                # Looked at again twice per hedge time: a lock and a glance at a few clocks.
+                self._idle(generation, self._hedge_after / 2)
+                continue
             try:
                 with self._pause_lock:
                     paused = self._paused
@@ -363,6 +401,15 @@ class Uploader:
                 self._process(job)
         self._sync()
 
+    def _progressing(self, on_read: Callable[[int, bytes], None]) -> Callable[[int, bytes], None]:
+        """``on_read`` that also notes this worker's upload as moving (bytes are going out)."""
+
+        def read(offset: int, data: bytes) -> None:
+            on_read(offset, data)
+            self._busy.moved()
+
+        return read
+
     def _job_deadline(self, job: Job) -> float:
         """Seconds a worker may take for ``job``: its destination's deadline for one upload
         (or a generous one), each quick retry, and this worker's share of the bandwidth limit."""
@@ -373,7 +420,7 @@ class Uploader:
             per_try = _UNSTATED_SECONDS + job.size / _UNSTATED_RATE
         if self._bandwidth is not None:
             # Every worker draws on the one limit: at worst this one waits for all of them.
-            per_try += job.size * self._concurrency / self._bandwidth.rate
+            per_try += job.size * (self._concurrency + self._spares) / self._bandwidth.rate
         return attempts_bound(per_try)
 
     def _sync(self, older_than: float = 0.0) -> None:
@@ -453,7 +500,7 @@ class Uploader:
                     job,
                     capture,
                     before,
-                    on_read=hashing.feed,
+                    on_read=self._progressing(hashing.feed),
                     guard=_unchanged_guard(job.path, before, head),
                 )
                 with self._shrunk(job, item) as sent:
@@ -984,25 +1031,46 @@ def _changed(path: Path, before: _Version) -> bool:
 
 
 class _Busy:
-    """Which job each worker is on, and by when it should be done (for :attr:`Uploader.alive`)."""
+    """Which job each worker is on, by when it should be done (for :attr:`Uploader.alive`),
+    and when its upload last moved (for the spare workers)."""
 
     def __init__(self, grace: float) -> None:
         self._grace = grace
         self._lock = threading.Lock()
         self._until: dict[str, tuple[float, str]] = {}  # worker -> (deadline, what)
+        self._moved: dict[str, float] = {}  # worker -> when its job last made progress
         self._told: set[str] = set()
 
     @contextmanager
     def job(self, seconds: float, what: str) -> Iterator[None]:
         worker = threading.current_thread().name
+        now = time.monotonic()
         with self._lock:
-            self._until[worker] = (time.monotonic() + seconds, what)
+            self._until[worker] = (now + seconds, what)
+            self._moved[worker] = now
         try:
             yield
         finally:
             with self._lock:
                 del self._until[worker]
+                del self._moved[worker]
                 self._told.discard(worker)
+
+    def moved(self) -> None:
+        """The calling worker's upload made progress (bytes went out)."""
+        worker = threading.current_thread().name
+        with self._lock:
+            if worker in self._moved:
+                self._moved[worker] = time.monotonic()
+
+    def all_stalled(self, after: float, *, at_least: int) -> bool:
+        """Whether at least ``at_least`` workers are busy and none of them made progress in the
+        last ``after`` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            return len(self._moved) >= at_least and all(
+                now - moved >= after for moved in self._moved.values()
+            )
 
     def stuck(self) -> bool:
         """Whether a worker is busy more than the grace past its job's deadline (said once)."""

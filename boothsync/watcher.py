@@ -641,32 +641,27 @@ class Watcher:
         if held:
             if entry.held_since is None:
                 entry.held_since = now
-            if now - entry.held_since < self._open_cap:
-                log.debug("%s is still open for writing", path)
-                return False
-            if not entry.warned:
-                entry.warned = True
-                log.warning(
-                    "%s has been open for writing for %.0f s; uploading it as it is now",
-                    path,
-                    now - entry.held_since,
-                )
-            return True
+            return _waited_out(
+                path,
+                entry,
+                now - entry.held_since,
+                self._open_cap,
+                "is still open for writing",
+                "%s has been open for writing for %.0f s; uploading it as it is now",
+            )
         entry.held_since = None
         if entry.whole is None or entry.whole[:2] != (entry.size, entry.mtime_ns):
             entry.whole = (entry.size, entry.mtime_ns, looks_whole(path))
         if entry.whole[2] is False:
-            if now - entry.stable_since < self._incomplete_wait:
-                log.debug("%s looks cut short; waiting for the rest", path)
-                return False
-            if not entry.warned:
-                entry.warned = True
-                log.warning(
-                    "%s looks cut short (its end is missing) and has not changed for %.0f s;"
-                    " uploading it as it is",
-                    path,
-                    now - entry.stable_since,
-                )
+            return _waited_out(
+                path,
+                entry,
+                now - entry.stable_since,
+                self._incomplete_wait,
+                "looks cut short; waiting for the rest",
+                "%s looks cut short (its end is missing) and has not changed for %.0f s;"
+                " uploading it as it is",
+            )
         return True
 
     def _observe(
@@ -945,6 +940,20 @@ class Watcher:
         observer, folder.observer = folder.observer, None
         if observer is not None:
             _shut(observer, timeout)
+
+
+def _waited_out(
+    path: Path, entry: _Pending, waited: float, cap: float, waiting: str, going: str
+) -> bool:
+    """Whether a file that is not done (``waiting`` says how) has waited its ``cap`` out: then
+    it goes anyway, and ``going`` (a format taking the path and the seconds) says so once."""
+    if waited < cap:
+        log.debug("%s %s", path, waiting)
+        return False
+    if not entry.warned:
+        entry.warned = True
+        log.warning(going, path, waited)
+    return True
 
 
 def _skip_keys(watch: WatchConfig, watches: Sequence[WatchConfig]) -> frozenset[str]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from boothsync.config import Config
 from boothsync.engine import Engine
-from tests.helpers import wait_for
+from tests.helpers import Clock, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +28,18 @@ def no_thread_leaks() -> Iterator[None]:
     except AssertionError:
         names = ", ".join(t.name for t in leaked())
         pytest.fail(f"threads still running after the test: {names}")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock the test moves by hand."""
+    return Clock()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """Where a test's queue database goes."""
+    return tmp_path / "state" / "outbox.sqlite3"
 
 
 @pytest.fixture

@@ -514,8 +514,9 @@ def _unshare_works() -> bool:
     return probe.returncode == 0
 
 
-def _fill_until_it_stops(process: subprocess.Popen[str], hot: Path) -> int:
-    """Drop a picture every tenth of a second until the process ends; how many were dropped."""
+def _fill_until_it_stops(process: subprocess.Popen[str], hot: Path) -> tuple[int, str]:
+    """Drop a picture every tenth of a second until the process ends (killed if it has not
+    within a minute); how many were dropped, and what it said on stderr."""
     dropped = itertools.count(1)
 
     def one_more_or_ended() -> bool:
@@ -524,8 +525,13 @@ def _fill_until_it_stops(process: subprocess.Popen[str], hot: Path) -> int:
         picture(hot, f"guest-{next(dropped):04}.jpg")
         return False
 
-    wait_for(one_more_or_ended, timeout=60, interval=0.1, what="boothsync to stop")
-    return next(dropped) - 1
+    try:
+        wait_for(one_more_or_ended, timeout=60, interval=0.1, what="boothsync to stop")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        _, errors = process.communicate(timeout=30)
+    return next(dropped) - 1, errors
 
 
 @pytest.mark.skipif(not _unshare_works(), reason="no user namespaces to mount a small tmpfs in")
@@ -546,12 +552,7 @@ def test_a_full_disk_ends_the_run_with_one_line_and_exit_1(tmp_path: Path) -> No
             text=True,
             env=env(LOGS_DIRECTORY=str(state / "logs")),
         )
-        try:
-            _fill_until_it_stops(process, tmp_path / "hot")
-        finally:
-            if process.poll() is None:
-                process.kill()
-            _, errors = process.communicate(timeout=30)
+        _, errors = _fill_until_it_stops(process, tmp_path / "hot")
         names = [record.file_name for record in receiver.received()]
     assert process.returncode == 1, errors
     lines = errors.strip().splitlines()
@@ -601,12 +602,7 @@ def test_a_queue_that_cannot_grow_ends_the_run_with_one_line_and_exit_1(tmp_path
             env=env(LOGS_DIRECTORY=str(first.log_dir)),
             preexec_fn=small_disk,
         )
-        try:
-            dropped = _fill_until_it_stops(process, hot)
-        finally:
-            if process.poll() is None:
-                process.kill()
-            _, errors = process.communicate(timeout=30)
+        dropped, errors = _fill_until_it_stops(process, hot)
         names = [record.file_name for record in receiver.received()]
     assert process.returncode == 1, errors
     lines = errors.strip().splitlines()

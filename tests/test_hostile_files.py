@@ -47,6 +47,18 @@ def names(receiver: Receiver) -> list[str]:
     return sorted(record.file_name for record in receiver.received())
 
 
+def queued_before_start(tmp_path: Path, path: Path) -> Path:
+    """Queue ``path`` (as it is now) for the gallery in the test config's queue, as a run
+    before this one would have; returns the queue's path."""
+    state = tmp_path / "state" / "outbox.sqlite3"
+    box = Outbox(state)
+    try:
+        queue(box, path, "eventpics")
+    finally:
+        box.close()
+    return state
+
+
 # -- names ----------------------------------------------------------------------------------
 
 
@@ -117,20 +129,26 @@ def test_one_name_that_is_not_utf8_delays_nobody(
     assert len(odd_lines) == 1
 
 
+def uploaded_by_a_daemon(tmp_path: Path, receiver: Receiver, name: str) -> tuple[Path, Daemon]:
+    """A real `boothsync run` uploads one picture called ``name``, then stops (exit code 0)."""
+    config = write_config(tmp_path, receiver.base_url)
+    daemon = Daemon("run", "-c", str(config))
+    try:
+        wait_for(lambda: "ready" in daemon.output, timeout=30)
+        (tmp_path / "hot" / name).write_bytes(jpeg(name.encode("utf-8", "surrogateescape")))
+        wait_for(lambda: len(receiver.received()) == 1, timeout=30, what="the upload")
+    finally:
+        assert daemon.stop() == 0
+    return config, daemon
+
+
 def test_a_name_with_a_newline_and_escape_codes_is_one_quoted_log_line(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     """In the log file, a picture named with a newline and a terminal escape code shows on one
     line with both escaped: it can neither forge a log line nor recolour a terminal."""
-    config = write_config(tmp_path, receiver.base_url)
     name = "evil\n2026-01-01 00:00:00 ERROR   forged\x1b[31m.jpg"
-    daemon = Daemon("run", "-c", str(config))
-    try:
-        wait_for(lambda: "ready" in daemon.output, timeout=30)
-        (tmp_path / "hot" / name).write_bytes(jpeg(b"evil"))
-        wait_for(lambda: len(receiver.received()) == 1, timeout=30, what="the upload")
-    finally:
-        assert daemon.stop() == 0
+    _, daemon = uploaded_by_a_daemon(tmp_path, receiver, name)
     log = (daemon.log_dir / "boothsync.log").read_text(encoding="utf-8")
     assert "evil\\n2026-01-01 00:00:00 ERROR   forged\\x1b[31m.jpg" in log
     assert "\x1b" not in log
@@ -193,18 +211,7 @@ def test_a_picture_swapped_for_a_link_after_it_was_queued_is_refused(
     path.write_bytes(jpeg(b"an honest picture"))
     secret = tmp_path / "secret.jpg"
     secret.write_bytes(jpeg(b"not for the gallery"))
-    box = Outbox(tmp_path / "state" / "outbox.sqlite3")
-    try:
-        st = path.stat()
-        box.add(
-            path,
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            watch=str(hot),
-            destinations={"eventpics": None},
-        )
-    finally:
-        box.close()
+    queued_before_start(tmp_path, path)
     path.unlink()
     path.symlink_to(secret)
     engine = Engine(config)
@@ -239,18 +246,7 @@ def test_a_picture_unreadable_for_a_while_goes_as_soon_as_it_can_be_read(
     data = jpeg(os.urandom(5000))
     path.write_bytes(data)
     st = path.stat()
-    state = tmp_path / "state" / "outbox.sqlite3"
-    box = Outbox(state)
-    try:
-        box.add(
-            path,
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            watch=str(hot),
-            destinations={"eventpics": None},
-        )
-    finally:
-        box.close()
+    state = queued_before_start(tmp_path, path)
     hidden = tmp_path / "hidden.jpg"
     path.rename(hidden)
     path.mkdir()
@@ -272,15 +268,8 @@ def test_a_picture_unreadable_for_a_while_goes_as_soon_as_it_can_be_read(
 def test_status_shows_odd_names_escaped(tmp_path: Path, receiver: Receiver) -> None:
     """`boothsync status` (text and JSON) works with an uploaded picture whose name is not
     UTF-8 and holds a newline: the name is shown escaped, on one line."""
-    config = write_config(tmp_path, receiver.base_url)
     name = os.fsdecode(b"G\xe4ste\nzwei.jpg")
-    daemon = Daemon("run", "-c", str(config))
-    try:
-        wait_for(lambda: "ready" in daemon.output, timeout=30)
-        (tmp_path / "hot" / name).write_bytes(jpeg(b"guests"))
-        wait_for(lambda: len(receiver.received()) == 1, timeout=30, what="the upload")
-    finally:
-        assert daemon.stop() == 0
+    config, _ = uploaded_by_a_daemon(tmp_path, receiver, name)
     text = subprocess.run(
         [*BOOTHSYNC, "status", "-c", str(config)], capture_output=True, env=env(), check=False
     )

@@ -24,34 +24,11 @@ from boothsync.outbox import (
     Outbox,
     _move_aside,
 )
-from tests.helpers import old_queue
+from tests.helpers import Clock, old_queue
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE = {"eventpics": None}
 TWO: dict[str, str | None] = {"eventpics": "album-1", "backup": None}
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "outbox.sqlite3"
 
 
 @pytest.fixture

@@ -14,19 +14,10 @@ import pytest
 
 from boothsync.errors import OutboxError
 from boothsync.outbox import JobState, Outbox
-from tests.test_outbox import Clock, _fill, add, claim, drain
+from tests.helpers import Clock
+from tests.test_outbox import _fill, add, claim, drain
 
 HEADER = b"SQLite format 3\x00"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "outbox.sqlite3"
 
 
 @pytest.fixture

@@ -283,14 +283,14 @@ def recording(
     outbox: Outbox, *galleries: FakeGallery, **kwargs: object
 ) -> tuple[Uploader, Recorder]:
     recorder = Recorder()
-    # One worker: jobs are handled strictly in the order they are due.
+    # One worker and no spare: jobs are handled strictly in the order they are due.
     uploader = running(
         outbox,
         *galleries,
         on_report=recorder.report,
         on_file_done=recorder.file_done,
         concurrency=1,
-        **kwargs,
+        **{"spares": 0, **kwargs},
     )
     return uploader, recorder
 
@@ -740,6 +740,72 @@ def test_a_probe_the_gallery_keeps_waiting_does_not_hold_back_the_next(
         assert probes.count(False) >= 2
     finally:
         release.set()
+        uploader.stop(5)
+
+
+@pytest.mark.parametrize("spares", [1, 0], ids=["spare", "none"])
+def test_while_every_upload_stands_still_a_spare_worker_sends_the_next_picture(
+    tmp_path: Path, outbox: Outbox, spares: int
+) -> None:
+    """A gallery that keeps one upload waiting for its answer (an overloaded server back from
+    an outage) does not hold back the queue: once every upload in flight has stood still a
+    second, a spare worker sends the next picture. Without spares it waits."""
+    answer = threading.Event()
+
+    def stall(item: UploadItem) -> None:
+        if item.file_name == "a.jpg":
+            answer.wait(30)
+
+    gallery = FakeGallery("eventpics", stall)
+    queue(outbox, picture(tmp_path, "a.jpg"), "eventpics")
+    uploader = running(outbox, gallery, concurrency=1, spares=spares)
+    try:
+        wait_for(lambda: len(gallery.items) == 1, what="the first upload to start")
+        queue(outbox, picture(tmp_path, "b.jpg"), "eventpics")
+        uploader.wake()
+        if spares:
+            wait_for(lambda: totals(outbox)["uploaded"] == 1, timeout=10, what="b.jpg")
+            assert [i.file_name for i in gallery.items] == ["a.jpg", "b.jpg"]
+        else:
+            threading.Event().wait(2.5)  # more than twice the time a spare would have waited
+            assert [i.file_name for i in gallery.items] == ["a.jpg"]
+    finally:
+        answer.set()
+        uploader.stop(5)
+
+
+def test_an_upload_that_keeps_moving_starts_no_spare(tmp_path: Path, outbox: Outbox) -> None:
+    """An upload that is slow but keeps sending (a slow link) is not standing still: no spare
+    worker starts, and the next picture waits its turn."""
+    done = threading.Event()
+    events: list[str] = []
+
+    class SlowLink(FakeGallery):
+        def upload(self, item: UploadItem) -> None:
+            with self.lock:
+                self.items.append(item)
+                events.append(f"start {item.file_name}")
+            if item.file_name == "a.jpg":
+                reader = item.reader()
+                try:
+                    while reader.read(1000):
+                        done.wait(0.25)  # one small piece every quarter second: moving
+                finally:
+                    reader.close()
+            with self.lock:
+                events.append(f"end {item.file_name}")
+
+    gallery = SlowLink("eventpics")
+    queue(outbox, picture(tmp_path, "a.jpg", b"\xff\xd8" + bytes(12_000)), "eventpics")
+    uploader = running(outbox, gallery, concurrency=1, spares=1)
+    try:
+        wait_for(lambda: len(gallery.items) == 1, what="the first upload to start")
+        queue(outbox, picture(tmp_path, "b.jpg"), "eventpics")
+        uploader.wake()
+        wait_for(lambda: totals(outbox)["uploaded"] == 2, timeout=20)
+        assert events == ["start a.jpg", "end a.jpg", "start b.jpg", "end b.jpg"]
+    finally:
+        done.set()
         uploader.stop(5)
 
 
