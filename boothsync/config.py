@@ -450,7 +450,9 @@ def _timeout(default: float) -> Option:
     return Option(
         "timeout",
         "float",
-        "Seconds to wait for the gallery on each request. Greater than 0.",
+        "Seconds to wait for the gallery at each step of a request (connecting, each read and "
+        "write); a whole request may take this plus a second per 16 KiB it sends or may read. "
+        "Greater than 0.",
         default=default,
         check=_positive,
     )

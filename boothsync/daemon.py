@@ -170,7 +170,7 @@ class _LogFile(logging.handlers.RotatingFileHandler):
 
     def _open(self) -> io.TextIOWrapper:
         fd = open_private(self.baseFilename, os.O_WRONLY | os.O_APPEND)
-        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def emit(self, record: logging.LogRecord) -> None:
         failures = self._failures
@@ -197,7 +197,9 @@ class _LogFile(logging.handlers.RotatingFileHandler):
             return
         self._failures += 1
         self._dropped += 1
-        stream, self.stream = self.stream, None
+        stream = self.stream
+        # As logging.FileHandler.close() does (older type stubs do not let it be None).
+        vars(self)["stream"] = None
         if stream is not None:
             with contextlib.suppress(OSError, ValueError):
                 stream.close()
@@ -616,8 +618,10 @@ class Service:
         if not self._workers_dead:
             self._workers_dead = True
             where = "systemd restarts boothsync" if self._ping_every else "restarting them"
-            log.error("a boothsync worker thread stopped unexpectedly; %s", where)
-            self._notify.send("STATUS=a worker thread stopped; waiting for the watchdog")
+            log.error("a boothsync worker thread stopped or is stuck; %s", where)
+            self._notify.send(
+                "STATUS=a worker thread stopped or is stuck; waiting for the watchdog"
+            )
         if self._ping_every is None and now - self._revived_at >= REVIVE_SECONDS:
             # No watchdog will restart the process: restart the engine here. The queue is
             # durable, so the job the dead worker held is put back by the new start.
