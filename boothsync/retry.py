@@ -194,6 +194,11 @@ class RetryBudget:
 
 
 def _quick_retry(exc: BaseException) -> bool:
+    if isinstance(exc, NetworkError) and exc.maybe_delivered:
+        # The whole request went out and its answer never came: the gallery may have kept
+        # the picture. Sending it again at once, and again, could leave a copy each time;
+        # the queue's growing pauses leave fewer, and give a slow gallery time to recover.
+        return False
     if isinstance(exc, NetworkError | UploadUrlRejected):
         return True
     if isinstance(exc, ServerBusy) and exc.status != 429:

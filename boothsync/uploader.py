@@ -135,6 +135,10 @@ _PROBE_JOIN = 6.0
 # after as long again, up to ``concurrency`` spares: a stalled request delays its own
 # picture, not the queue. On a healthy link no request stands still that long.
 _HEDGE_AFTER = 1.0
+# A job whose file is being sent to the same destination by another worker (another version
+# of it) is handed back for this long, uncounted: two versions of one picture never travel
+# at once, so the second finds the first's content and is not sent twice.
+_SAME_FILE_WAIT = 1.0
 # The chunk a destination reads at a time (destinations/base.py), for the bandwidth share.
 _CHUNK_BYTES = 256 * 1024
 
@@ -253,6 +257,7 @@ class Uploader:
     ) -> None:
         self._outbox = outbox
         self._busy = _Busy(stuck_grace)
+        self._sending = _Sending()
         # Says why a job's file must not be sent at all (a link leading outside the watched
         # folders), checked again right before each upload: the folder may have changed.
         self._refuse = refuse
@@ -397,8 +402,18 @@ class Uploader:
                 self._sync()
                 self._idle(generation, self._until_next_due())
                 continue
-            with self._busy.job(self._job_deadline(job), f"{job.path.name} to {job.destination}"):
-                self._process(job)
+            if not self._sending.take(job):
+                # Another version of this file is on its way to this destination: this one
+                # waits its turn, so that the duplicate check then sees what that one sent.
+                self._release(job, delay=_SAME_FILE_WAIT)
+                continue
+            try:
+                with self._busy.job(
+                    self._job_deadline(job), f"{job.path.name} to {job.destination}"
+                ):
+                    self._process(job)
+            finally:
+                self._sending.drop(job)
         self._sync()
 
     def _progressing(self, on_read: Callable[[int, bytes], None]) -> Callable[[int, bytes], None]:
@@ -912,9 +927,9 @@ class Uploader:
         log.error("%s not uploaded to %s: %s", job.path.name, job.destination, message)
         self._report(job, "failed", started, capture, message)
 
-    def _release(self, job: Job) -> None:
+    def _release(self, job: Job, *, delay: float = 0.0) -> None:
         try:
-            self._outbox.release(job.id)
+            self._outbox.release(job.id, delay=delay)
         except OutboxError as exc:
             log.error("%s", exc)
 
@@ -1028,6 +1043,27 @@ def _changed(path: Path, before: _Version) -> bool:
         return _version(path) != before
     except SourceFileError:
         return True
+
+
+class _Sending:
+    """The files on their way to each destination now: (path, destination) pairs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pairs: set[tuple[Path, str]] = set()
+
+    def take(self, job: Job) -> bool:
+        """Mark ``job``'s file as on its way to its destination; False if it already is."""
+        pair = (job.path, job.destination)
+        with self._lock:
+            if pair in self._pairs:
+                return False
+            self._pairs.add(pair)
+            return True
+
+    def drop(self, job: Job) -> None:
+        with self._lock:
+            self._pairs.discard((job.path, job.destination))
 
 
 class _Busy:

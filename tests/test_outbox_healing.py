@@ -162,6 +162,30 @@ def test_an_overwritten_database_keeps_what_can_still_be_read(
     assert owner.find_uploaded("0" * 32, destination="eventpics", album_id=None) is not None
 
 
+def test_garbage_behind_an_intact_beginning_is_found_by_a_reader_of_its_own(
+    owner: Outbox, db: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Garbage written over all but the file's first 100 bytes while the owner keeps working
+    from its cache (no operation meets it): heal() does not see it at once, but the whole-file
+    read it makes every half minute, through a connection of its own, does; then the queue is
+    rebuilt from what the owner's connection still reads, every uploaded job kept."""
+    before = snapshot(owner)
+    owner._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file
+    size = db.stat().st_size
+    with db.open("r+b") as handle:
+        handle.seek(100)
+        handle.write(os.urandom(size - 100))
+    assert owner.heal() is False  # the beginning is intact, the cache still answers
+    assert owner.counts()["uploaded"] == 4
+    clock.advance(31)
+    with caplog.at_level(logging.ERROR, logger="boothsync.outbox"):
+        assert owner.heal() is True
+    [line] = error_lines(caplog)
+    assert str(db) in line
+    assert snapshot(owner) == before
+    assert reopened(db) == {"waiting": 5, "uploading": 0, "uploaded": 4, "failed": 1}
+
+
 def test_damage_an_operation_meets_is_healed(db: Path, clock: Clock) -> None:
     """Pages damaged in the middle of the file (its beginning intact): the operation that meets
     them fails with a one-line error, the next heal() rebuilds the queue with every row still

@@ -107,6 +107,18 @@ def test_attempt_policy_does_not_retry_rejections_or_rate_limits() -> None:
         assert len(calls) == 1
 
 
+def test_a_request_that_may_have_been_delivered_is_not_sent_again_at_once() -> None:
+    """A request that went out whole and got no answer (the gallery may have kept the picture)
+    is not tried again inside the attempt: the queue's pauses leave fewer copies."""
+    calls = []
+    with pytest.raises(NetworkError):
+        for attempt in attempt_policy(threading.Event(), max_wait=0.01):
+            with attempt:
+                calls.append(1)
+                raise NetworkError("no answer in time", maybe_delivered=True)
+    assert len(calls) == 1
+
+
 def test_attempt_policy_stops_at_once_when_shutting_down() -> None:
     """A stop request ends the quick retries without waiting out the backoff."""
     stop = threading.Event()

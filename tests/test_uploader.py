@@ -593,6 +593,39 @@ def test_the_newer_version_may_go_first_and_the_redo_is_then_a_duplicate(
     assert recorder.reports[2].job.id == recorder.reports[0].job.id
 
 
+def test_two_versions_of_one_picture_never_travel_at_once(tmp_path: Path, outbox: Outbox) -> None:
+    """A picture rewritten during its upload has two jobs (its redo, and the new version the
+    watcher queues); while one of them is on its way, the other waits its turn, and then finds
+    the content already there: the gallery gets the new content once, not twice."""
+    first, second = b"\xff\xd8the first print", b"\xff\xd8the print, with a frame"
+    answer = threading.Event()
+
+    def writer(item: UploadItem) -> None:
+        with gallery.lock:
+            upload = len(gallery.items)
+        if upload == 1:  # the first version went; the booth rewrites it, the watcher queues it
+            rewrite(item.path, second)
+            queue(outbox, item.path, "eventpics")
+            uploader.wake()
+        elif upload == 2:  # the new content on its way, slowly
+            answer.wait(30)
+
+    gallery = FakeGallery("eventpics", writer)
+    uploader = running(outbox, gallery, concurrency=2, spares=0, changed_delay=0.05)
+    try:
+        queue(outbox, picture(tmp_path, "IMG_1.jpg", first), "eventpics")
+        uploader.wake()
+        wait_for(lambda: len(gallery.items) == 2, what="the new content to be on its way")
+        threading.Event().wait(1.0)  # both versions' jobs are due by now
+        assert len(gallery.items) == 2
+        answer.set()
+        wait_for(lambda: totals(outbox)["uploaded"] == 2, what="both jobs to be done")
+    finally:
+        answer.set()
+        uploader.stop(5)
+    assert gallery.received == [first, second]
+
+
 def test_a_picture_changed_after_it_was_queued_is_sent_as_it_is_now(
     tmp_path: Path, outbox: Outbox
 ) -> None:
