@@ -8,11 +8,13 @@ one table plus its dataclass; a new destination type is one entry in ``DESTINATI
 
 Must not read any file but the config (and the system's time zone), create folders, or put an
 API key into a message, a log line or a repr. Every problem is one ``ConfigError`` line:
-``boothsync.toml: watch[0].after_upload: must be one of keep, move, delete (got "archive")``.
+``boothsync.toml: watch #1 (path "prints"): after_upload: must be one of keep, move, delete (got
+"archive")``. Watch tables are counted from 1, as a person counts them, and named by their path.
 """
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import ipaddress
 import json
@@ -128,6 +130,7 @@ class Option:
     check: Callable[[Any], Any] | None = None
     env: str | None = None  # an environment variable whose value overrides the file's
     secret: bool = False  # the value never appears in a message
+    line_breaks: bool = False  # a caption may be meant to span lines; no other text may
 
 
 # -- value checks the option tables refer to ----------------------------------------------------
@@ -527,6 +530,7 @@ PICSUI_OPTIONS: Final[tuple[Option, ...]] = (
         "A caption for each picture: {booth} (the booth's name), {file} (the file name) and "
         "{taken} (the capture time, e.g. {taken:%H:%M}). Default: no caption.",
         check=_caption,
+        line_breaks=True,
     ),
     _timeout(30.0),
     *_DOWNSCALE_OPTIONS,
@@ -797,6 +801,10 @@ DESTINATION_TYPES: Final[Mapping[str, tuple[tuple[Option, ...], type[Destination
 """``{type: (option table, dataclass)}`` for the tables under ``[destinations]``."""
 
 _TOP_LEVEL: Final = (*SECTIONS, "destinations")
+#: The keys whose values never appear in a message, in any section.
+_SECRET_NAMES: Final = frozenset(
+    option.name for options, _ in DESTINATION_TYPES.values() for option in options if option.secret
+)
 
 
 def secrets(config: Config) -> list[str]:
@@ -859,21 +867,96 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
         raise ConfigError("config file not found", file=shown) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the file: {exc.strerror or exc}", file=shown) from exc
-    try:
-        # utf-8-sig: Windows editors like to start a UTF-8 file with a byte order mark.
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"not UTF-8 text (line {line}); save it as UTF-8", file=shown) from None
+    text = _decode(raw, shown)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        hint = ""
-        if "\\" in str(exc) or "escape" in str(exc).lower():
-            hint = "; write Windows paths with / or in 'single quotes'"
-        raise ConfigError(f"not valid TOML: {exc}{hint}", file=shown) from None
+        raise ConfigError(
+            f"not valid TOML: {exc}{_toml_hint(text, str(exc))}", file=shown
+        ) from None
     source = Path(os.path.abspath(path))
     return _parse(data, _Context(file=shown, base=source.parent, environ=_env(environ)), source)
+
+
+# UTF-32's little-endian mark starts with UTF-16's, so it is looked for first.
+_BOMS: Final = (
+    ((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "utf-32"),
+    ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "utf-16"),
+)
+
+
+def _decode(raw: bytes, shown: str) -> str:
+    """The file's text. A byte order mark says how it is encoded: Windows Notepad saves
+    "Unicode" as UTF-16 with one, and other Windows editors start UTF-8 with one."""
+    for boms, encoding in _BOMS:
+        if raw.startswith(boms):
+            try:
+                return raw.decode(encoding)
+            except UnicodeDecodeError:
+                raise ConfigError(
+                    f"its byte order mark says {encoding.upper()}, but it is not; save it as UTF-8",
+                    file=shown,
+                ) from None
+    if raw[:2].count(0) == 1:
+        # "[[" or "# " in UTF-16: every other byte is zero.
+        raise ConfigError(
+            "looks like UTF-16 text without a byte order mark; save it as UTF-8", file=shown
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 text (line {line}); save it as UTF-8", file=shown) from None
+
+
+_AT_LINE: Final = re.compile(r"\(at line ([0-9]+), column [0-9]+\)")
+# A line "key = value  # comment" as a person writes it; the value as far as the line goes.
+_ASSIGNMENT: Final = re.compile(r'\s*((?:[A-Za-z0-9_.-]|"[^"]*"|\s)+?)\s*=\s*(.*?)\s*')
+_COMMENT: Final = re.compile(r"\s+#.*$")
+_DECIMAL_COMMA: Final = re.compile(r"[+-]?[0-9]+,[0-9]+")
+_BOOLEAN_WORDS: Final = {
+    **dict.fromkeys(("true", "yes", "on"), "true"),
+    **dict.fromkeys(("false", "no", "off"), "false"),
+}
+_BACKSLASH_IN_QUOTES: Final = '; a backslash in "double quotes" starts an escape: write'
+
+
+def _toml_hint(text: str, error: str) -> str:
+    """A hint for the TOML mistakes people make, read from the line the error is on: a Windows
+    path in "double quotes", a decimal comma, text without quotes. Empty when none fits.
+
+    The value of a key or token is never repeated: the hint shows "..." in its place.
+    """
+    found = _AT_LINE.search(error)
+    lines = text.split("\n")  # as TOML counts lines: splitlines() would also split at \f
+    if found is None or not 0 < int(found.group(1)) <= len(lines):
+        return ""
+    line = lines[int(found.group(1)) - 1]
+    assignment = _ASSIGNMENT.fullmatch(line)
+    key, value = assignment.groups() if assignment else ("", "")
+    secret = key.rpartition(".")[2].strip() in _SECRET_NAMES
+    if value.startswith('"') and "\\" in value and not secret:
+        # As the writer meant it: every backslash is one, the string ends at the next quote.
+        path = value[1:].partition('"')[0]
+        slashed = path.replace("\\", "/")
+        return f"""{_BACKSLASH_IN_QUOTES} {key} = '{path}' or {key} = "{slashed}\""""
+    if re.search(r'"[^"]*\\', line):
+        return f"{_BACKSLASH_IN_QUOTES} Windows paths with / or in 'single quotes'"
+    value = _COMMENT.sub("", value)
+    if not key or not value or value[0] in "\"'[{":
+        return ""
+    shown = '"..."' if secret else value
+    if _DECIMAL_COMMA.fullmatch(value):
+        return f"; a number takes a decimal point: {key} = {value.replace(',', '.')}"
+    if value.lower() in _BOOLEAN_WORDS:
+        word = _BOOLEAN_WORDS[value.lower()]
+        return f"; write {key} = {word} (small letters, no quotes), or text in quotes"
+    if re.search(r"[^0-9.+_-]", value):
+        # Not a number gone wrong: text, which TOML wants in quotes.
+        if not secret:
+            shown = f"'{value}'" if "\\" in value or '"' in value else f'"{value}"'
+        return f"; text goes in quotes: {key} = {shown}"
+    return ""
 
 
 def parse_config(
@@ -982,12 +1065,28 @@ def _watches(
         raise ctx.error(f"must be an array of tables (got {_show(raw)})", "watch")
     watches: list[WatchConfig] = []
     for index, body in enumerate(raw):
-        watch = _watch(body, f"watch[{index}]", destinations, ctx)
+        watch = _watch(body, _watch_name(index, body), destinations, ctx)
         for other_index, other in enumerate(watches):
             if other.path == watch.path:
-                raise ctx.error(f"same folder as watch[{other_index}]", f"watch[{index}].path")
+                raise ctx.error(
+                    f"same folder as {_watch_name(other_index, raw[other_index])}",
+                    _join(_watch_name(index, None), "path"),
+                )
         watches.append(watch)
     return tuple(watches)
+
+
+def _watch_name(index: int, body: object) -> str:
+    """A ``[[watch]]`` table as a person finds it in the file: counted from 1, with its path.
+
+    ``watch #2 (path "D:/Prints")``; just ``watch #2`` where the path is missing or is what is
+    wrong, so a message never shows a path it is complaining about twice.
+    """
+    name = f"{_WATCH_PREFIX}{index + 1}"
+    path = body.get("path") if isinstance(body, Mapping) else None
+    if isinstance(path, str) and path.strip() and _CONTROL.search(path) is None:
+        name += f" (path {_show(path)})"
+    return name
 
 
 def _watch(
@@ -999,17 +1098,17 @@ def _watch(
     if values["after_upload"] == "move":
         move_to = move_to or path / "uploaded"
         if move_to == path:
-            raise ctx.error("must not be the watched folder itself", f"{key}.move_to")
+            raise ctx.error("must not be the watched folder itself", _join(key, "move_to"))
     elif move_to is not None:
-        raise ctx.error('only allowed with after_upload = "move"', f"{key}.move_to")
+        raise ctx.error('only allowed with after_upload = "move"', _join(key, "move_to"))
     albums: Mapping[str, str] = values["albums"]
     if albums and not values["recursive"]:
-        raise ctx.error("needs recursive = true", f"{key}.albums")
+        raise ctx.error("needs recursive = true", _join(key, "albums"))
     for name in albums:
         if move_to is not None and move_to == path / name:
             raise ctx.error(
                 "names the move_to folder, which watching always skips",
-                _join(f"{key}.albums", name),
+                f"{_join(key, 'albums')}.{_join('', name)}",
             )
     names: tuple[str, ...] | None = values["destinations"]
     if names is None:
@@ -1021,7 +1120,7 @@ def _watch(
             configured = ", ".join(destinations)
             raise ctx.error(
                 f"unknown destination {_show(name)}{hint} (configured: {configured})",
-                f"{key}.destinations[{index}]",
+                _join(key, "destinations") + f"[{index}]",
             )
     return WatchConfig(
         **{**values, "move_to": move_to, "destinations": tuple(dict.fromkeys(names))}
@@ -1081,6 +1180,7 @@ def _value(option: Option, table: Mapping[str, Any], key: str, ctx: _Context) ->
         return option.default
     written = value
     try:
+        _no_control_characters(option, value)
         value = _KINDS[option.kind](value, ctx)
         if option.choices and value not in option.choices:
             raise _Invalid(f"must be one of {', '.join(option.choices)}", value)
@@ -1094,6 +1194,43 @@ def _value(option: Option, table: Mapping[str, Any], key: str, ctx: _Context) ->
             message += f" (got {_show(exc.got if exc.at else written)})"
         raise ctx.error(message, key + exc.at) from None
     return value
+
+
+# What TOML makes of a backslash and a letter inside "double quotes", without complaint: a
+# Windows path's \b, \t, \n, \f and \r become control characters, and C:\booth\new becomes a
+# folder nobody can find.
+_ESCAPES: Final = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_LINE_BREAKS: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # all but \t and \n
+
+
+def _no_control_characters(option: Option, value: object) -> None:
+    """Refuse a control character in a text, a path or a name, with the way to write it."""
+    if isinstance(value, str):
+        texts: list[tuple[str, str]] = [("", value)]
+    elif isinstance(value, list | tuple):
+        texts = [(f"[{index}]", item) for index, item in enumerate(value)]
+    elif isinstance(value, Mapping):
+        texts = [("." + _join("", str(name)), item) for name, item in value.items()]
+    else:
+        return
+    control = _LINE_BREAKS if option.line_breaks else _CONTROL
+    for at, text in texts:
+        if not isinstance(text, str) or control.search(text) is None:
+            continue
+        found = list(dict.fromkeys(char for char in text if control.match(char)))
+        named = ", ".join(_ESCAPES.get(char, f"\\x{ord(char):02x}") for char in found)
+        if not all(char in _ESCAPES for char in found):
+            raise _Invalid(f"holds a control character ({named}); remove it", at=at)
+        if option.secret:
+            fix = "write it in 'single quotes'"
+        else:
+            # The text as it was typed, before TOML read the escapes.
+            typed = "".join(_ESCAPES.get(char, char) for char in text)
+            doubled = "/" if option.kind == "path" else "\\\\"
+            fix = f"write '{typed}' (single quotes) or \"{typed.replace(chr(92), doubled)}\""
+        into = "a control character" if len(found) == 1 else "control characters"
+        raise _Invalid(f'TOML turned {named} in "double quotes" into {into}; {fix}', at=at)
 
 
 def _table(raw: object, key: str, ctx: _Context) -> Mapping[str, Any]:
@@ -1186,8 +1323,18 @@ _KINDS: Final[Mapping[Kind, Callable[[object, _Context], Any]]] = MappingProxyTy
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
+#: How a ``[[watch]]`` table is named in messages; the keys inside it follow after ": ".
+_WATCH_PREFIX: Final = "watch #"
+
+
 def _join(prefix: str, name: str) -> str:
+    """``prefix.name``, quoting a name TOML would; a key right inside a watch table follows its
+    name after ": "."""
     part = name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+    if prefix.startswith(_WATCH_PREFIX):
+        # "watch #1 (path "prints"): after_upload" reads as a place in the file;
+        # "watch #1 (path "prints").after_upload" would not.
+        return f"{prefix}: {part}"
     return f"{prefix}.{part}" if prefix else part
 
 

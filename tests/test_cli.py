@@ -342,14 +342,14 @@ link_id = "demo"
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        ("[[watch]]\npath = 1\n" + GOOD_DESTINATION, "watch[0].path"),
+        ("[[watch]]\npath = 1\n" + GOOD_DESTINATION, "watch #1: path"),
         (
             "[booth]\ntimezone = 'Mars/Olympus'\n[[watch]]\npath = 'x'\n" + GOOD_DESTINATION,
             "booth.timezone",
         ),
         (
             "[[watch]]\npath = 'x'\nafter_upload = 'archive'\n" + GOOD_DESTINATION,
-            "watch[0].after_upload",
+            'watch #1 (path "x"): after_upload',
         ),
         (
             "[[watch]]\npath = 'x'\n" + GOOD_DESTINATION + "colour = 'red'\n",
@@ -372,6 +372,22 @@ def test_config_errors_are_one_line_with_exit_code_2(tmp_path: Path, text: str, 
     assert len(lines) == 1, result.stderr
     assert "broken.toml" in lines[0] and key in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_check_refuses_a_windows_path_that_toml_turned_into_control_characters(
+    tmp_path: Path,
+) -> None:
+    """`check` refuses path = "C:\\booth\\new" (TOML reads \\b and \\n in double quotes as
+    control characters) in one line with the two ways to write it, instead of "[ok]"."""
+    config = tmp_path / "boothsync.toml"
+    config.write_text('[[watch]]\npath = "C:\\booth\\new"\n' + GOOD_DESTINATION)
+    result = boothsync("check", "-c", str(config))
+    assert result.returncode == 2
+    assert "[ok]" not in result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f'boothsync: {config}: watch #1: path: TOML turned \\b, \\n in "double quotes" into '
+        "control characters; write 'C:\\booth\\new' (single quotes) or \"C:/booth/new\""
+    ]
 
 
 def test_missing_config_is_one_line_with_exit_code_2(tmp_path: Path) -> None:

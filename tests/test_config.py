@@ -458,9 +458,12 @@ def test_key_from_environment_never_appears_in_errors(tmp_path: Path) -> None:
 
 # -- one line per problem, naming file and key ----------------------------------------------------
 
+#: How messages name the first [[watch]] of config_text(): counted from 1, with its path.
+W = 'watch #1 (path "prints"): '
+
 ERRORS = [
     # unknown keys, with the closest known key where there is one
-    ("watch", "pol = true", "watch[0].pol", 'unknown key; did you mean "poll"?'),
+    ("watch", "pol = true", W + "pol", 'unknown key; did you mean "poll"?'),
     ("head", '[booth]\nnmae = "b"', "booth.nmae", 'unknown key; did you mean "name"?'),
     (
         "destination",
@@ -485,13 +488,13 @@ ERRORS = [
     (
         "watch",
         '"odd key" = 1',
-        'watch[0]."odd key"',
+        W + '"odd key"',
         "unknown key (known: path, patterns, ignore, recursive, album_id, albums, poll, "
         "poll_interval, scan_interval, settle_seconds, after_upload, move_to, destinations, "
         "allow_outside_links)",
     ),
     # wrong types
-    ("watch", 'poll = "yes"', "watch[0].poll", 'must be true or false (got "yes")'),
+    ("watch", 'poll = "yes"', W + "poll", 'must be true or false (got "yes")'),
     (
         "tail",
         "[upload]\nconcurrency = true",
@@ -504,23 +507,23 @@ ERRORS = [
         "upload.concurrency",
         "must be a whole number (got 2.5)",
     ),
-    ("watch", 'settle_seconds = "2"', "watch[0].settle_seconds", 'must be a number (got "2")'),
+    ("watch", 'settle_seconds = "2"', W + "settle_seconds", 'must be a number (got "2")'),
     (
         "watch",
         "settle_seconds = inf",
-        "watch[0].settle_seconds",
+        W + "settle_seconds",
         "must be a finite number (got inf)",
     ),
-    ("watch", 'patterns = "*.jpg"', "watch[0].patterns", 'must be a list of strings (got "*.jpg")'),
-    ("watch", 'patterns = ["*.jpg", 3]', "watch[0].patterns[1]", "must be a string (got 3)"),
+    ("watch", 'patterns = "*.jpg"', W + "patterns", 'must be a list of strings (got "*.jpg")'),
+    ("watch", 'patterns = ["*.jpg", 3]', W + "patterns[1]", "must be a string (got 3)"),
     (
         "watch",
         "patterns = []",
-        "watch[0].patterns",
+        W + "patterns",
         "must name at least one entry (got an empty array)",
     ),
-    ("watch", 'album_id = ""', "watch[0].album_id", 'must not be empty (got "")'),
-    ("watch", "album_id = 1979-05-27", "watch[0].album_id", "must be a string (got a date)"),
+    ("watch", 'album_id = ""', W + "album_id", 'must not be empty (got "")'),
+    ("watch", "album_id = 1979-05-27", W + "album_id", "must be a string (got a date)"),
     (
         "destination",
         'timeout = "30"',
@@ -544,7 +547,7 @@ ERRORS = [
     (
         "watch",
         'after_upload = "archive"',
-        "watch[0].after_upload",
+        W + "after_upload",
         'must be one of keep, move, delete (got "archive")',
     ),
     ("tail", "[upload]\nconcurrency = 0", "upload.concurrency", "must be between 1 and 16 (got 0)"),
@@ -554,14 +557,14 @@ ERRORS = [
         "upload.concurrency",
         "must be between 1 and 16 (got 17)",
     ),
-    ("watch", "settle_seconds = 0", "watch[0].settle_seconds", "must be greater than 0 (got 0)"),
+    ("watch", "settle_seconds = 0", W + "settle_seconds", "must be greater than 0 (got 0)"),
     (
         "watch",
         "settle_seconds = -1.5",
-        "watch[0].settle_seconds",
+        W + "settle_seconds",
         "must be greater than 0 (got -1.5)",
     ),
-    ("watch", "poll_interval = 0", "watch[0].poll_interval", "must be greater than 0 (got 0)"),
+    ("watch", "poll_interval = 0", W + "poll_interval", "must be greater than 0 (got 0)"),
     (
         "destination",
         "timeout = 0",
@@ -595,105 +598,110 @@ ERRORS = [
     (
         "watch",
         'destinations = ["evntpics"]',
-        "watch[0].destinations[0]",
+        W + "destinations[0]",
         'unknown destination "evntpics"; did you mean "eventpics"? (configured: eventpics)',
     ),
     (
         "watch",
         'destinations = ["eventpics", "cloud"]',
-        "watch[0].destinations[1]",
+        W + "destinations[1]",
         'unknown destination "cloud" (configured: eventpics)',
     ),
     (
         "watch",
         "destinations = []",
-        "watch[0].destinations",
+        W + "destinations",
         "must name at least one entry (got an empty array)",
     ),
     (
         "watch",
         'move_to = "done"',
-        "watch[0].move_to",
+        W + "move_to",
         'only allowed with after_upload = "move"',
     ),
     (
         "watch",
         'after_upload = "move"\nmove_to = "prints"',
-        "watch[0].move_to",
+        W + "move_to",
         "must not be the watched folder itself",
     ),
-    ("tail", '[[watch]]\npath = "./prints/"', "watch[1].path", "same folder as watch[0]"),
+    (
+        "tail",
+        '[[watch]]\npath = "./prints/"',
+        "watch #2: path",
+        'same folder as watch #1 (path "prints")',
+    ),
     # recursion, albums, scans
-    ("watch", 'recursive = "yes"', "watch[0].recursive", 'must be true or false (got "yes")'),
-    ("watch", 'albums = { Prints = "a1" }', "watch[0].albums", "needs recursive = true"),
+    ("watch", 'recursive = "yes"', W + "recursive", 'must be true or false (got "yes")'),
+    ("watch", 'albums = { Prints = "a1" }', W + "albums", "needs recursive = true"),
     (
         "watch",
         'recursive = true\nalbums = ["a1"]',
-        "watch[0].albums",
+        W + "albums",
         "must be a table of names to strings (got an array)",
     ),
     (
         "watch",
         'recursive = true\nalbums = { "Prints/Big" = "a1" }',
-        'watch[0].albums."Prints/Big"',
+        W + 'albums."Prints/Big"',
         "must be one folder name, without / or \\",
     ),
     (
         "watch",
         "recursive = true\nalbums = { 'Prints\\Big' = \"a1\" }",
-        'watch[0].albums."Prints\\\\Big"',
+        W + 'albums."Prints\\\\Big"',
         "must be one folder name, without / or \\",
     ),
     (
         "watch",
         'recursive = true\nalbums = { "" = "a1" }',
-        'watch[0].albums.""',
+        W + 'albums.""',
         "must be a folder name",
     ),
     (
         "watch",
         'recursive = true\nalbums = { ".." = "a1" }',
-        'watch[0].albums.".."',
+        W + 'albums.".."',
         "must be a folder name",
     ),
     (
         "watch",
         'recursive = true\nalbums = { Prints = "" }',
-        "watch[0].albums.Prints",
+        W + "albums.Prints",
         'must not be empty (got "")',
     ),
     (
         "watch",
         "recursive = true\nalbums = { Prints = 1 }",
-        "watch[0].albums.Prints",
+        W + "albums.Prints",
         "must be a string (got 1)",
     ),
     (
         "watch",
         'recursive = true\nalbums = { Prints = "a1", PRINTS = "a2" }',
-        "watch[0].albums.PRINTS",
+        W + "albums.PRINTS",
         'same folder as "Prints" (case does not matter)',
     ),
     (
         "watch",
         'recursive = true\nalbums = { RAW = "a1" }',
-        "watch[0].albums.RAW",
+        W + "albums.RAW",
         "names a folder that watching always skips",
     ),
     (
         "watch",
         'recursive = true\nalbums = { ".thumbs" = "a1" }',
-        'watch[0].albums.".thumbs"',
+        W + 'albums.".thumbs"',
         "names a folder that watching always skips",
     ),
     (
         "watch",
         'recursive = true\nafter_upload = "move"\nalbums = { uploaded = "a1" }',
-        "watch[0].albums.uploaded",
+        W + "albums.uploaded",
         "names the move_to folder, which watching always skips",
     ),
-    ("watch", "scan_interval = 0", "watch[0].scan_interval", "must be greater than 0 (got 0)"),
-    ("watch", 'scan_interval = "5"', "watch[0].scan_interval", 'must be a number (got "5")'),
+    ("watch", "scan_interval = 0", W + "scan_interval", "must be greater than 0 (got 0)"),
+    ("watch", 'scan_interval = "5"', W + "scan_interval", 'must be a number (got "5")'),
     # camera clock and file name dates
     (
         "head",
@@ -836,7 +844,7 @@ def test_invalid_config_is_one_line_naming_file_and_key(
 @pytest.mark.parametrize(
     ("remove", "key", "message"),
     [
-        ('path = "prints"\n', "watch[0].path", "required but missing"),
+        ('path = "prints"\n', "watch #1: path", "required but missing"),
         ('link_id = "abcd1234"\n', "destinations.eventpics.link_id", "required but missing"),
         (
             f'api_key = "{SECRET}"\n',
@@ -935,10 +943,193 @@ def test_syntax_error_names_line_and_column(tmp_path: Path) -> None:
     assert re.search(r"line 4, column \d+", str(error))
 
 
-def test_windows_backslash_gets_a_hint(tmp_path: Path) -> None:
-    """A Windows path with backslashes in a "string" is refused with a way to write it."""
-    path = write(tmp_path, config_text().replace('"prints"', '"C:\\dslrBooth\\Prints"'))
-    assert "write Windows paths with / or in 'single quotes'" in str(load_error(path))
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [
+        # \U starts a unicode escape: tomllib says "Invalid hex value", nothing about paths.
+        (
+            'path = "C:\\Users\\booth\\Pictures\\dslrBooth"',
+            '; a backslash in "double quotes" starts an escape: write '
+            "path = 'C:\\Users\\booth\\Pictures\\dslrBooth' or "
+            'path = "C:/Users/booth/Pictures/dslrBooth"',
+        ),
+        (
+            'path = "C:\\dslrBooth\\Prints"   # the "Prints" folder',
+            '; a backslash in "double quotes" starts an escape: write '
+            "path = 'C:\\dslrBooth\\Prints' or path = \"C:/dslrBooth/Prints\"",
+        ),
+        # The last backslash takes the closing quote with it.
+        (
+            'path = "C:\\booth\\"',
+            '; a backslash in "double quotes" starts an escape: write '
+            "path = 'C:\\booth\\' or path = \"C:/booth/\"",
+        ),
+        (
+            'patterns = ["C:\\Users\\*.jpg"]',
+            '; a backslash in "double quotes" starts an escape: write Windows paths with / or '
+            "in 'single quotes'",
+        ),
+        ("settle_seconds = 2,5", "; a number takes a decimal point: settle_seconds = 2.5"),
+        (
+            "poll_interval = 0,25  # seconds",
+            "; a number takes a decimal point: poll_interval = 0.25",
+        ),
+        ("album_id = a1", '; text goes in quotes: album_id = "a1"'),
+        ("album_id = 2024-summer", '; text goes in quotes: album_id = "2024-summer"'),
+        ("poll = yes", "; write poll = true (small letters, no quotes), or text in quotes"),
+        (
+            "recursive = False",
+            "; write recursive = false (small letters, no quotes), or text in quotes",
+        ),
+    ],
+)
+def test_toml_mistakes_get_a_hint_with_the_fix(tmp_path: Path, line: str, hint: str) -> None:
+    """The TOML mistakes people make (a Windows path in "double quotes", a decimal comma, text
+    without quotes, yes for true) get one line: tomllib's words, then the line written right."""
+    path = write(tmp_path, config_text(watch=line))
+    error = load_error(path)
+    assert error.key is None
+    assert str(error).startswith(f"{path}: not valid TOML: ")
+    assert re.search(r"\(at line 4, column [0-9]+\)" + re.escape(hint) + "$", str(error))
+
+
+def test_toml_hints_never_repeat_a_key_and_come_only_where_they_fit(tmp_path: Path) -> None:
+    """A key written without quotes gets the hint with "..." in its place (the message may
+    reach a log), one with a backslash the general hint; a mistake no hint fits (a doubled
+    bracket) keeps tomllib's words alone."""
+    without_key = config_text().replace(f'api_key = "{SECRET}"\n', "")
+    bare = load_error(write(tmp_path, without_key + f"api_key = {SECRET}\n"))
+    assert str(bare).endswith('; text goes in quotes: api_key = "..."')  # and not the key
+    backslash = load_error(write(tmp_path, without_key + f'api_key = "C:\\{SECRET}"\n'))
+    assert str(backslash).endswith("write Windows paths with / or in 'single quotes'")
+    other = load_error(write(tmp_path, config_text(tail="[upload]]")))
+    assert re.fullmatch(r".*: not valid TOML: [^;]*\(at line [0-9]+, column [0-9]+\)", str(other))
+
+
+# -- control characters where a path or a name belongs -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "line", "key", "message"),
+    [
+        (
+            "watch",
+            'move_to = "D:\\booth\\taken"\nafter_upload = "move"',
+            W + "move_to",
+            'TOML turned \\b, \\t in "double quotes" into control characters; '
+            "write 'D:\\booth\\taken' (single quotes) or \"D:/booth/taken\"",
+        ),
+        (
+            "watch",
+            'patterns = ["*.jpg", "\\new*.png"]',
+            W + "patterns[1]",
+            'TOML turned \\n in "double quotes" into a control character; '
+            "write '\\new*.png' (single quotes) or \"\\\\new*.png\"",
+        ),
+        (
+            "destination",
+            'album_id = "\\b1"',
+            "destinations.eventpics.album_id",
+            'TOML turned \\b in "double quotes" into a control character; '
+            "write '\\b1' (single quotes) or \"\\\\b1\"",
+        ),
+        (
+            "tail",
+            '[state]\ndir = "E:\\fotos\\raw"',
+            "state.dir",
+            'TOML turned \\f, \\r in "double quotes" into control characters; '
+            "write 'E:\\fotos\\raw' (single quotes) or \"E:/fotos/raw\"",
+        ),
+        (
+            "head",
+            '[booth]\nname = "booth\\u0007"',
+            "booth.name",
+            "holds a control character (\\x07); remove it",
+        ),
+    ],
+)
+def test_control_characters_in_paths_and_names_are_refused_with_the_fix(
+    tmp_path: Path, where: str, line: str, key: str, message: str
+) -> None:
+    """A backslash and a letter that TOML turned into a control character (C:\\booth\\new) is
+    refused where it is written, with the value as typed in 'single quotes' and the other way
+    to write it; any other control character is refused too."""
+    path = write(tmp_path, config_text(**{where: line}))
+    error = load_error(path)
+    assert (error.key, error.message) == (key, message)
+
+
+def test_a_control_character_in_a_key_is_refused_without_showing_it(tmp_path: Path) -> None:
+    """An API key with a \\b in it is refused, and the message does not repeat the key."""
+    text = config_text().replace(f'api_key = "{SECRET}"', f'api_key = "\\b{SECRET}"')
+    error = load_error(write(tmp_path, text))
+    assert error.key == "destinations.eventpics.api_key"
+    assert error.message == (
+        "TOML turned \\b in \"double quotes\" into a control character; write it in 'single quotes'"
+    )
+
+
+def test_a_caption_may_span_lines_a_name_may_not(tmp_path: Path) -> None:
+    """A Picsui caption is text: a line break in it is meant and kept. The event id beside it
+    is a name, where a line break is refused."""
+    text = (
+        '[[watch]]\npath = "prints"\n[destinations.picsui]\ntype = "picsui"\n'
+        'api_key = "k"\nevent_id = "e"\ncaption = "{booth}\\n{taken:%H:%M}"\n'
+    )
+    config = load_config(write(tmp_path, text), environ={})
+    destination = config.destinations["picsui"]
+    assert isinstance(destination, PicsuiConfig)
+    assert destination.caption == "{booth}\n{taken:%H:%M}"
+    error = load_error(write(tmp_path, text.replace('"e"', '"e\\n"')))
+    assert error.key == "destinations.picsui.event_id"
+
+
+# -- text encodings ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_a_config_saved_as_unicode_by_notepad_loads(tmp_path: Path, encoding: str) -> None:
+    """A config that Windows Notepad saved as "Unicode" (UTF-16 with a byte order mark, CRLF line
+    ends) loads like a UTF-8 one: the byte order mark says what it is."""
+    text = config_text(head='[booth]\nname = "Fotobox Gäste"').replace("\n", "\r\n")
+    raw = text.encode(encoding)
+    if encoding.endswith(("-le", "-be")):
+        raw = ("\ufeff" + text).encode(encoding)  # these codecs write no mark of their own
+    path = tmp_path / "boothsync.toml"
+    path.write_bytes(raw)
+    config = load_config(path, environ={})
+    assert config.booth.name == "Fotobox Gäste"
+    assert config.watches[0].path == tmp_path / "prints"
+
+
+def test_utf16_without_a_byte_order_mark_is_named(tmp_path: Path) -> None:
+    """UTF-16 without a byte order mark cannot be told for sure: it is refused, naming it."""
+    path = tmp_path / "boothsync.toml"
+    path.write_bytes(config_text().lstrip().encode("utf-16-le"))
+    assert str(load_error(path)) == (
+        f"{path}: looks like UTF-16 text without a byte order mark; save it as UTF-8"
+    )
+
+
+def test_a_byte_order_mark_that_lies_is_refused(tmp_path: Path) -> None:
+    """A UTF-16 byte order mark before bytes that are no UTF-16 is one line, not a traceback."""
+    path = tmp_path / "boothsync.toml"
+    path.write_bytes(b"\xff\xfe" + "[[watch]]".encode("utf-16-le") + b"\x00\xdc")
+    assert str(load_error(path)) == (
+        f"{path}: its byte order mark says UTF-16, but it is not; save it as UTF-8"
+    )
+
+
+# -- watch tables as a person counts them ---------------------------------------------------------
+
+
+def test_watch_tables_are_counted_from_one_and_named_by_their_path(tmp_path: Path) -> None:
+    """A mistake in the second [[watch]] names it "watch #2" with its path, as a person
+    counts the tables in the file."""
+    extra = '[[watch]]\npath = "D:/Prints"\nafter_uplaod = "move"'
+    error = load_error(write(tmp_path, config_text(tail=extra)))
+    assert error.key == 'watch #2 (path "D:/Prints"): after_uplaod'
+    assert error.message == 'unknown key; did you mean "after_upload"?'
 
 
 def test_missing_file(tmp_path: Path) -> None:
