@@ -110,6 +110,10 @@ _FUTURE_SLACK_MS: Final = 24 * 3600 * 1000
 _MOVIE_EPOCH_S: Final = (datetime(1904, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(seconds=1)
 # A camera time this far from the file's own time usually means a wrong camera clock.
 _CLOCK_WARNING_MS: Final = 3600 * 1000
+# Beyond this it does not: a clock set to the wrong hour or day is off by hours, while years
+# mean a picture taken long before and copied in (or a camera whose date was never set), which
+# no clock offset corrects.
+_CLOCK_OFF_LIMIT_MS: Final = 2 * 24 * 3600 * 1000
 
 # EXIF writes "YYYY:MM:DD HH:MM:SS"; some software uses '-' in the date.
 _STAMP_RE: Final = re.compile(
@@ -508,20 +512,40 @@ _DEFAULT_OPTIONS: Final = CaptureOptions()
 
 _clock_lock = threading.Lock()
 _clock_warned = False
+_far_warned = False
 
 
 def reset_clock_warning() -> None:
     """Let the next camera clock disagreement be logged again (for tests)."""
-    global _clock_warned
+    global _clock_warned, _far_warned
     with _clock_lock:
-        _clock_warned = False
+        _clock_warned = _far_warned = False
 
 
 def _check_camera_clock(probe: _Probe, capture: Capture) -> None:
-    """Warn once per process when a camera time is more than an hour from the file's time."""
-    global _clock_warned
+    """Warn once per process when a camera time is more than an hour from the file's time.
+
+    Only a difference of up to two days gets an offset to set; a larger one has its own warning
+    (also once), so an old picture copied in first does not hide a camera clock that is off.
+    """
+    global _clock_warned, _far_warned
     difference = capture.taken_at_ms - probe.mtime_ms
     if abs(difference) <= _CLOCK_WARNING_MS:
+        return
+    if abs(difference) > _CLOCK_OFF_LIMIT_MS:
+        with _clock_lock:
+            if _far_warned:
+                return
+            _far_warned = True
+        _log.warning(
+            "%s: the camera's time (%s) is %d days %s the file's time: a picture taken long "
+            "before and copied in, or a camera whose date is wrong (check it); its camera time "
+            "is used (this warning is logged once)",
+            probe.path,
+            capture.source,
+            abs(difference) // (24 * 3600 * 1000),
+            "behind" if difference < 0 else "ahead of",
+        )
         return
     with _clock_lock:
         if _clock_warned:

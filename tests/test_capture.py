@@ -1224,6 +1224,29 @@ def test_no_clock_warning_for_times_from_the_booth_computer(
     assert caplog.records == []
 
 
+def test_no_offset_is_suggested_for_an_old_picture_copied_in(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A camera time years before the file's time is no clock that is off: the warning says
+    what it likely is and suggests no camera_clock_offset; a camera set to the wrong day (up to
+    two days off) still gets its offset, in a warning of its own."""
+    old = write_jpeg(tmp_path / "old.jpg", exif_block({ORIGINAL: "2008:03:01 12:00:00"}))
+    set_mtime(old, ms(2025, 5, 30, 10, 0, 0))
+    caplog.set_level(logging.WARNING, logger="boothsync.capture")
+    assert capture_time(old, BERLIN, now=NOW).taken_at_ms == ms(2008, 3, 1, 11, 0, 0)
+    [record] = caplog.records
+    message = record.getMessage()
+    assert "camera_clock_offset" not in message
+    assert f"{old}: the camera's time (exif:DateTimeOriginal) is 6298 days behind" in message
+    assert "copied in" in message
+
+    off = write_jpeg(tmp_path / "off.jpg", exif_block({ORIGINAL: "2025:05:29 12:00:00"}))
+    set_mtime(off, ms(2025, 5, 31, 9, 0, 0))
+    capture_time(off, BERLIN, now=NOW)
+    [suggestion] = clock_warnings(caplog)
+    assert 'camera_clock_offset = "+47h"' in suggestion.getMessage()
+
+
 def test_clock_warning_is_logged_once_per_process(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1232,6 +1255,8 @@ def test_clock_warning_is_logged_once_per_process(
         write_jpeg(tmp_path / f"a{index}.jpg", exif_block({ORIGINAL: "2024:07:15 12:00:00"}))
         for index in range(16)
     ]
+    for path in paths:
+        set_mtime(path, ms(2024, 7, 15, 15, 0, 0))
     caplog.set_level(logging.WARNING, logger="boothsync.capture")
     start = threading.Barrier(8)
     results: list[Capture] = []
