@@ -652,6 +652,11 @@ class Service:
         fresh = _reloaded(self.config)
         if fresh is None:
             return
+        if fresh == self.config:
+            # Saved without a change, or only comments and spacing changed: restarting would
+            # only hold up the uploads in flight.
+            log.info("the config was read again: nothing in it changed")
+            return
         log.info("the config changed; restarting with it")
         self._notify.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         self._restart(fresh)

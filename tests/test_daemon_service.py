@@ -313,6 +313,36 @@ def test_the_reload_command_rereads_the_config(tmp_path: Path, receiver: Receive
     assert receiver.received()[0].album_id == "a2"
 
 
+def test_a_reload_without_a_change_restarts_nothing(
+    tmp_path: Path, receiver: Receiver, notify_socket: NotifySocket
+) -> None:
+    """A reload (SIGHUP) of an unchanged config, or a save that only adds a comment, says that
+    nothing changed and restarts nothing; only a real change is "the config changed"."""
+    config = write_config(tmp_path, receiver.base_url)
+    daemon = Daemon("run", "-c", str(config), NOTIFY_SOCKET=notify_socket.address)
+    unchanged = "the config was read again: nothing in it changed"
+    try:
+        wait_for(lambda: notify_socket.has("READY=1"), timeout=30)
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: unchanged in daemon.output, timeout=30, what="the reread")
+        config.write_text(config.read_text(encoding="utf-8") + "# a note\n", encoding="utf-8")
+        wait_for(lambda: daemon.output.count(unchanged) == 2, timeout=30, what="the save")
+        assert "the config changed" not in daemon.output
+        assert not notify_socket.has("RELOADING=1")
+        assert daemon.output.count("ready: every folder scanned") == 1
+
+        config.write_text(config.read_text(encoding="utf-8").replace('"a1"', '"a2"'))
+        wait_for(lambda: "the config changed" in daemon.output, timeout=30)
+        wait_for(lambda: notify_socket.has("RELOADING=1"), timeout=30)
+        picture(tmp_path / "hot", "after-the-change.jpg")
+        wait_for(lambda: len(receiver.received()) == 1, timeout=30)
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.output
+    assert receiver.received()[0].album_id == "a2"
+    assert daemon.output.count(unchanged) == 2
+
+
 def test_a_broken_config_on_sighup_keeps_the_old_one(
     tmp_path: Path, receiver: Receiver, notify_socket: NotifySocket
 ) -> None:
