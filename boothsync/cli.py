@@ -1,8 +1,11 @@
 """The ``boothsync`` command: argument parsing, exit codes and human output.
 
-Exit codes: 0 done, 1 something outside boothsync failed (the gallery, the
-network, a check), 2 the configuration or the command line is wrong, 130
-interrupted. An expected failure is one line on stderr, never a traceback.
+Exit codes: 0 done (a stop with Ctrl+C or SIGTERM is how ``run``, ``tray``, ``demo`` and
+``receiver`` are done), 1 something outside boothsync failed (the gallery, the network, a
+check, no boothsync running to command), 2 the configuration or the command line is wrong,
+3 ``status`` found something the operator must see to (failed pictures, a rejected key, a
+missing folder), 130 interrupted (Ctrl+C before a command was done, or a second one that cut
+a stop short). An expected failure is one line on stderr, never a traceback.
 Logic lives in the modules; this one only calls and prints.
 """
 
@@ -13,6 +16,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from boothsync import __version__
 from boothsync.config import Config, find_config, load_config, secrets
-from boothsync.daemon import parse_level, setup_logging, stop_signals, wait_for_stop
+from boothsync.daemon import (
+    INTERRUPTED_EXIT,
+    InstanceState,
+    instance_state,
+    parse_level,
+    setup_logging,
+    stop_signals,
+    wait_for_stop,
+)
 from boothsync.errors import BoothsyncError, ConfigError
 from boothsync.names import printable
 from boothsync.outbox import Event, Outbox
@@ -31,7 +43,12 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
-EXIT_INTERRUPTED = 130
+EXIT_ATTENTION = 3
+EXIT_INTERRUPTED = INTERRUPTED_EXIT
+
+# How long `pause`, `resume` and `reload` wait for the running boothsync to take the command
+# (seconds): it looks every second, but not while a config reload restarts its work.
+COMMAND_WAIT = 10.0
 
 if TYPE_CHECKING:
     from boothsync.destinations import DestinationContext
@@ -64,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"boothsync: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
+        print(f"boothsync {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -117,6 +135,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("--destination", metavar="NAME", help="only this destination")
     retry.set_defaults(handler=_retry)
+
+    forget = commands.add_parser(
+        "forget",
+        parents=[with_config],
+        help="drop failed pictures from the queue for good (all, or the one named)",
+    )
+    forget.add_argument(
+        "picture", nargs="?", metavar="PICTURE", help="only this picture (file name or path)"
+    )
+    forget.add_argument("--destination", metavar="NAME", help="only this destination")
+    forget.set_defaults(handler=_forget)
 
     pause = commands.add_parser(
         "pause", parents=[with_config], help="ask the running boothsync to start no more uploads"
@@ -242,11 +271,14 @@ def _say(line: str) -> None:
 def _status(args: argparse.Namespace) -> int:
     config = _load(args)
     database = outbox_path(config)
-    report = _status_report(config, database)
+    instance = instance_state(database.parent)
+    report = _status_report(config, database, instance)
+    code = EXIT_ATTENTION if _needs_attention(report) else EXIT_OK
     if args.json:
         # ASCII only: a file name that is not UTF-8 comes out escaped, not as a crash.
         print(json.dumps(report, indent=2))
-        return EXIT_OK
+        return code
+    _say(_running_line(instance))
     _say(f"queue: {database}" + ("" if report["queue_exists"] else " (nothing queued yet)"))
     if report["paused"]:
         _say("uploads: paused (`boothsync resume` resumes them)")
@@ -273,19 +305,60 @@ def _status(args: argparse.Namespace) -> int:
         _say(f"capture times from: {sources}")
     error = report["last_error"]
     if error:
-        where = f"{error['file']} to {error['destination']} at {error['at']}"
+        where = f"{error['file']} to " if error["file"] else ""
+        where += f"{error['destination']} at {error['at']}"
         _say(f"last error: {where}: {error['error']}")
-    return EXIT_OK
+    if report["totals"]["failed"]:
+        _say(
+            "failed pictures: `boothsync retry` sends them again once the cause is fixed,"
+            " `boothsync forget` drops them"
+        )
+    return code
 
 
-def _status_report(config: Config, database: Path) -> dict[str, Any]:
-    """Counts per state and destination, health, last upload and last error, read-only."""
+def _running_line(instance: InstanceState) -> str:
+    """Whether boothsync runs on this queue, in words."""
+    if instance.running:
+        since = f", since {_iso(instance.since)}" if instance.since is not None else ""
+        return f"boothsync: running (pid {instance.pid}{since})"
+    if instance.since is not None:
+        return f"boothsync: not running (stopped {_iso(instance.since)})"
+    if instance.started is not None:
+        return (
+            f"boothsync: not running (the last one started {_iso(instance.started)} and ended"
+            " without a clean stop: killed, crashed, or the computer went off)"
+        )
+    return "boothsync: not running (it never ran with this queue)"
+
+
+def _needs_attention(report: dict[str, Any]) -> bool:
+    """What makes `status` exit 3, as the tray turns red: pictures failed, a destination
+    rejects boothsync, or the running boothsync misses a watch folder."""
+    return bool(
+        report["totals"]["failed"]
+        or any(d["health"] == "unauthorized" for d in report["destinations"].values())
+        or (report["running"] and report["missing_folders"])
+    )
+
+
+def _instance_json(instance: InstanceState) -> dict[str, Any]:
+    return {
+        "running": instance.running,
+        "pid": instance.pid if instance.running else None,
+        "since": _iso(instance.since) if instance.since is not None else None,
+    }
+
+
+def _status_report(config: Config, database: Path, instance: InstanceState) -> dict[str, Any]:
+    """Whether boothsync runs, counts per state and destination, health, last upload and
+    last error, read-only."""
     zero = dict.fromkeys(STATES, 0)
     destinations: dict[str, dict[str, Any]] = {
         name: {"type": cfg.type, **zero, "duplicates": 0, "health": "unknown", "detail": ""}
         for name, cfg in config.destinations.items()
     }
     report: dict[str, Any] = {
+        **_instance_json(instance),
         "database": str(database),
         "queue_exists": database.exists(),
         "totals": dict(zero),
@@ -302,6 +375,7 @@ def _status_report(config: Config, database: Path) -> dict[str, Any]:
     try:
         stats = outbox.stats()
         health = outbox.health()
+        health_times = outbox.health_times()
         flags = outbox.flags()
     finally:
         outbox.close()
@@ -320,8 +394,38 @@ def _status_report(config: Config, database: Path) -> dict[str, Any]:
     report["totals"] = {state: stats.totals.get(state, 0) for state in STATES}
     report["last_upload"] = _event_json(stats.last_upload)
     report["last_error"] = _event_json(stats.last_error)
+    rejected = _rejection(health, health_times, after=stats.last_error)
+    if rejected is not None:
+        report["last_error"] = rejected
     report["sources"] = dict(sorted(stats.sources.items()))
     return report
+
+
+def _rejection(
+    health: dict[str, tuple[str, str]], times: dict[str, float], *, after: Event | None
+) -> dict[str, Any] | None:
+    """The latest error when it is a destination rejecting boothsync (a wrong key or link),
+    which no picture records: none fails for it, they all wait."""
+    rejected = [
+        (times.get(name, 0.0), name, detail)
+        for name, (state, detail) in health.items()
+        if state == "unauthorized"
+    ]
+    if not rejected:
+        return None
+    at, name, detail = max(rejected)
+    if after is not None and after.at > at:
+        return None
+    return {
+        "file": None,
+        "path": None,
+        "destination": name,
+        "at": _iso(at),
+        "error": detail,
+        "note": None,
+        "taken_at": None,
+        "taken_at_source": None,
+    }
 
 
 def _json_list(text: str | None) -> list[str]:
@@ -369,17 +473,91 @@ def _retry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# What `pause`, `resume` and `reload` say once the running boothsync took the command.
+_TAKEN = {
+    "pause": "paused: boothsync (pid {pid}) starts no more uploads until `boothsync resume`",
+    "resume": "resumed: boothsync (pid {pid}) uploads again",
+    "reload": "reload: boothsync (pid {pid}) rereads its config now; its log says how that went",
+}
+
+# Why each would do nothing without a running boothsync.
+_NOTHING_TO_DO = {
+    "pause": "a fresh start always uploads",
+    "resume": "a fresh start always uploads",
+    "reload": "a start reads the config anyway",
+}
+
+
 def _send_command(args: argparse.Namespace) -> int:
-    """Leave pause or resume in the queue database, where the running boothsync takes it."""
+    """Leave pause, resume or reload in the queue database and wait for the running boothsync
+    to take it; with none running, say so instead: the next start would drop it."""
     config = _load(args)
     database = outbox_path(config)
+    control = args.control
+    instance = instance_state(database.parent)
+    if not instance.running:
+        raise BoothsyncError(
+            f"nothing to {control}: no boothsync runs with the queue in {database.parent}"
+            f" ({_NOTHING_TO_DO[control]}); start it with `boothsync run`, the tray or the"
+            " service, or give the -c FILE it runs with"
+        )
+    stop = threading.Event()
     outbox = Outbox(database)
     try:
-        outbox.send_command(args.control)
+        command = outbox.send_command(control)
+        deadline = time.monotonic() + COMMAND_WAIT
+        while not (taken := outbox.command_taken(command)):
+            if taken is None:
+                raise BoothsyncError(
+                    f"boothsync (pid {instance.pid}) was just starting and dropped the"
+                    f" {control} as sent before it ran; send it again"
+                )
+            if not instance_state(database.parent).running:
+                raise BoothsyncError(
+                    f"boothsync (pid {instance.pid}) stopped before it took the {control}"
+                )
+            if time.monotonic() >= deadline:
+                print(
+                    f"{control} sent: boothsync (pid {instance.pid}) has not taken it yet"
+                    " (a config reload may be under way); it will as soon as it can"
+                )
+                return EXIT_OK
+            stop.wait(0.05)
     finally:
         outbox.close()
-    print(f"{args.control} sent: a running boothsync applies it within a second")
+    print(_TAKEN[control].format(pid=instance.pid))
     return EXIT_OK
+
+
+def _forget(args: argparse.Namespace) -> int:
+    """Drop failed pictures from the queue: all of them, one destination's, or one picture."""
+    config = _load(args)
+    if args.destination and args.destination not in config.destinations:
+        raise ConfigError(f"no destination named {args.destination!r}", key="--destination")
+    database = outbox_path(config)
+    forgotten: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = []
+    if database.exists():
+        outbox = Outbox(database)
+        try:
+            forgotten = outbox.forget_failed(destination=args.destination, name=args.picture)
+            if not forgotten and args.picture:
+                failed = outbox.failed(destination=args.destination)
+        finally:
+            outbox.close()
+    for path, destination in forgotten:
+        _say(f"forgotten: {Path(path).name} (to {destination}); it is not uploaded there")
+    if forgotten or not args.picture:
+        print(f"{len(forgotten)} failed upload(s) forgotten" if forgotten else "no failed uploads")
+        return EXIT_OK
+    names = sorted({Path(path).name for path, _ in failed})
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    raise BoothsyncError(
+        printable(
+            f"no failed picture is called {args.picture!r}"
+            + (f"; failed now: {shown}" if names else "; none has failed")
+        )
+    )
 
 
 def _destinations_for(config: Config, only: str | None) -> list[str]:

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING
@@ -45,11 +45,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GRACE_SECONDS",
+    "INTERRUPTED_EXIT",
     "JOURNAL_PRIORITIES",
     "LEVELS",
+    "InstanceState",
     "Service",
     "SystemdNotify",
     "instance_lock",
+    "instance_state",
     "log_to_file",
     "parse_level",
     "redact",
@@ -66,6 +69,9 @@ log = logging.getLogger(__name__)
 
 # How often the config file is looked at for changes (seconds).
 CONFIG_CHECK_SECONDS = 2.0
+
+#: The exit code when a second stop signal (Ctrl+C) cuts the graceful stop short.
+INTERRUPTED_EXIT = 130
 
 # The whole graceful stop (watcher, then in-flight uploads) fits in this, below
 # the 10 s promised to service managers and to the operator.
@@ -311,7 +317,8 @@ def stop_signals(stop: threading.Event) -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             log.warning("stopping now; unfinished uploads resume at the next start")
-            os._exit(1)
+            # The shell's code for a program Ctrl+C cut short: the stop was not graceful.
+            os._exit(INTERRUPTED_EXIT)
         stop.set()
 
     previous: list[tuple[int, Callable[[int, FrameType | None], object] | int | None]] = []
@@ -444,6 +451,85 @@ def _watchdog_seconds(env: Mapping[str, str]) -> float | None:
 
 LOCK_FILE_NAME = "boothsync.lock"
 
+# What the lock file says after a clean stop (below the pid); its time is then the stop's.
+_STOPPED = "stopped"
+
+# How long a start waits for the lock: `status` and friends take it for a moment to see
+# whether anyone holds it (seconds).
+_LOCK_PATIENCE = 0.5
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """Whether a boothsync holds a state folder, read from its lock (:func:`instance_state`).
+
+    ``pid`` is the holder's, or the last holder's. ``since`` is when the one running
+    started, or when the last one stopped; None when that is not known: none ever ran here,
+    or the last one ended without stopping (killed, crashed, a power cut), in which case
+    ``started`` is when it had started.
+    """
+
+    running: bool
+    pid: int | None = None
+    since: float | None = None
+    started: float | None = None
+
+
+def instance_state(folder: Path) -> InstanceState:
+    """Whether a boothsync runs with the state folder ``folder``, without creating anything.
+
+    Takes the lock shared for a moment (a start waits that moment out, see
+    :func:`instance_lock`). Raises :class:`BoothsyncError` when the lock cannot be read.
+    """
+    path = folder / LOCK_FILE_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        return InstanceState(running=False)
+    except OSError as exc:
+        raise BoothsyncError(
+            f"{path}: cannot tell whether boothsync runs: {exc.strerror or exc};"
+            " run this as the account boothsync runs as"
+        ) from exc
+    with open(fd, "rb") as handle:
+        held = not _probe(handle.fileno())
+        mtime = os.fstat(handle.fileno()).st_mtime
+        # From byte 1: on Windows byte 0 is the locked one, which nobody else can read.
+        handle.seek(1)
+        try:
+            words = handle.read(200).decode("utf-8").split()
+        except (OSError, UnicodeDecodeError):
+            words = []
+    pid = int(words[0]) if words and words[0].isdigit() else None
+    if held:
+        return InstanceState(running=True, pid=pid, since=mtime)
+    if _STOPPED in words[1:2]:
+        return InstanceState(running=False, pid=pid, since=mtime)
+    return InstanceState(running=False, pid=pid, started=mtime if pid is not None else None)
+
+
+def _probe(fd: int) -> bool:
+    """Whether the lock on ``fd``'s file is free: taken shared and let go at once."""
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
+
 
 @contextmanager
 def instance_lock(folder: Path) -> Iterator[None]:
@@ -451,6 +537,7 @@ def instance_lock(folder: Path) -> Iterator[None]:
 
     The lock is the operating system's (``flock``, or a locked byte on Windows), so it goes
     with the process, however it ends: a killed boothsync never leaves a stale lock behind.
+    A clean end writes ``stopped`` under the pid, so the file's time says when it stopped.
     """
     path = folder / LOCK_FILE_NAME
     try:
@@ -464,20 +551,39 @@ def instance_lock(folder: Path) -> Iterator[None]:
             f"{folder}: cannot be the state folder: {exc.strerror or exc}"
         ) from exc
     try:
-        if not _try_lock(handle):
+        if not _take_lock(handle):
             holder = _lock_holder(path)
             raise AlreadyRunning(
                 f"another boothsync{holder} already runs with the queue in {folder}; "
                 "stop it first, or use `boothsync tray --attach` to see it"
             )
-        handle.seek(0)
-        handle.truncate()
-        # Byte 0 stays a newline: on Windows it is the locked byte, which nobody else can read.
-        handle.write(f"\n{os.getpid()}\n")
-        handle.flush()
-        yield
+        _write_lock(handle, f"\n{os.getpid()}\n")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                _write_lock(handle, f"\n{os.getpid()}\n{_STOPPED}\n")
     finally:
         handle.close()
+
+
+def _write_lock(handle: IO[str], text: str) -> None:
+    handle.seek(0)
+    handle.truncate()
+    # Byte 0 stays a newline: on Windows it is the locked byte, which nobody else can read.
+    handle.write(text)
+    handle.flush()
+
+
+def _take_lock(handle: IO[str]) -> bool:
+    """Take the lock, waiting out a look by `status` (:func:`instance_state`) at most."""
+    deadline = time.monotonic() + _LOCK_PATIENCE
+    pause = threading.Event()
+    while not _try_lock(handle):
+        if time.monotonic() >= deadline:
+            return False
+        pause.wait(0.05)
+    return True
 
 
 def _try_lock(handle: IO[str]) -> bool:
@@ -533,6 +639,7 @@ class Service:
         self._notify = notify if notify is not None else SystemdNotify(environ={})
         self._config_file = _ConfigFile(config.source)
         self._engine: Engine | None = None
+        self._since: float | None = None
         self._ready = False
         self._next_check = 0.0
         self._next_status = 0.0
@@ -561,13 +668,15 @@ class Service:
         self._config_file.reload.set()
 
     def start(self) -> None:
+        # Commands sent from now on are for this run, also while a reload restarts the engine.
+        self._since = time.time()
         self._engine = self._started(self.config)
         self._next_check = time.monotonic() + CONFIG_CHECK_SECONDS
 
     def _started(self, config: Config, *, paused: bool = False) -> Engine:
         from boothsync.engine import Engine
 
-        engine = Engine(config, on_reload=self.request_reload)
+        engine = Engine(config, on_reload=self.request_reload, commands_since=self._since)
         if paused:
             # A pause is the operator's; a config reload must not lift it.
             engine.pause()

@@ -107,8 +107,11 @@ class Engine:
         destinations: Mapping[str, Destination] | None = None,
         on_reload: Callable[[], None] | None = None,
         after_upload_grace: float = AFTER_UPLOAD_GRACE,
+        commands_since: float | None = None,
     ) -> None:
         self.config = config
+        # Commands sent before this (wall clock) are dropped at start (see _restored_pause).
+        self._commands_since = commands_since
         self._grace = after_upload_grace
         # Pictures waiting to be moved or deleted, by path: added by the upload workers,
         # taken by the control thread.
@@ -199,13 +202,16 @@ class Engine:
         A fresh start always uploads: a pause left over from another day must
         never hold back tonight's pictures after a reboot. (The daemon carries
         a pause over a config reload itself.) Commands sent while nothing ran
-        are old news and are dropped for the same reason.
+        are old news and are dropped for the same reason: those sent before
+        ``commands_since``, or before this start. Those sent since (while a config
+        reload restarts the engine) are applied.
         """
         with self._control_lock:
             if self._paused is None:
                 self._paused = False
             try:
-                stale = outbox.take_commands()
+                since = self._commands_since
+                stale = outbox.drop_commands(sent_before=time.time() if since is None else since)
             except OutboxError as exc:
                 log.error("%s", exc)
             else:

@@ -1403,22 +1403,110 @@ class Outbox:
             log.info("%d failed upload(s) queued again", count)
         return count
 
+    def forget_failed(
+        self, *, destination: str | None = None, name: str | None = None
+    ) -> list[tuple[str, str]]:
+        """Drop failed jobs from the queue for good (all, one destination's, or those of the
+        pictures called ``name``: a file name or a whole path); returns (path, destination) of
+        each, oldest first.
+
+        The file's own row stays, so a scan does not queue this version of the picture
+        again; a picture written anew (another size or time) is a new picture and goes.
+        """
+        with self._write("forget failed jobs") as conn:
+            chosen = [
+                (job, path, where)
+                for job, path, where in self._failed(conn, destination)
+                if name is None or name in (path, Path(path).name)
+            ]
+            conn.executemany("DELETE FROM jobs WHERE id = ?", [(job,) for job, _, _ in chosen])
+        if chosen:
+            log.info("%d failed upload(s) forgotten", len(chosen))
+        return [(path, where) for _, path, where in chosen]
+
+    def failed(self, *, destination: str | None = None) -> list[tuple[str, str]]:
+        """(path, destination) of every failed job (or one destination's), oldest first."""
+        with self._read("list failed jobs") as conn:
+            return [(path, where) for _, path, where in self._failed(conn, destination)]
+
+    @staticmethod
+    def _failed(conn: sqlite3.Connection, destination: str | None) -> list[tuple[int, str, str]]:
+        sql = (
+            "SELECT j.id, f.path, j.destination FROM jobs AS j JOIN files AS f"
+            " ON f.id = j.file_id WHERE j.state = ?"
+        )
+        params: list[object] = [JobState.FAILED]
+        if destination is not None:
+            sql += " AND j.destination = ?"
+            params.append(destination)
+        rows = conn.execute(sql + " ORDER BY j.id", params).fetchall()
+        return [(int(row[0]), _loaded(row[1]), str(row[2])) for row in rows]
+
+    def forget_vanished(self, job_id: int) -> bool:
+        """Drop an uploading job whose file is gone before it was uploaded; returns whether it
+        was there to drop.
+
+        When no other job of the file is left, the file's row goes too: should the very same
+        picture come back (a share mounted again), the next scan queues it anew.
+        """
+        with self._write("forget a vanished picture") as conn:
+            row = conn.execute(
+                "SELECT file_id FROM jobs WHERE id = ? AND state = ?",
+                (job_id, JobState.UPLOADING),
+            ).fetchone()
+            if row is None:
+                log.debug("ignoring a late update of job %d: it is not uploading", job_id)
+                return False
+            file_id = int(row[0])
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            conn.execute(
+                "DELETE FROM files WHERE id = ? AND NOT EXISTS"
+                " (SELECT 1 FROM jobs WHERE file_id = ?)",
+                (file_id, file_id),
+            )
+        return True
+
     # -- the control channel ---------------------------------------------------
 
-    def send_command(self, command: str) -> None:
+    def send_command(self, command: str) -> int:
         """Ask the running service to ``pause``, ``resume``, ``retry`` (failed jobs) or ``reload``
-        (reread its config).
+        (reread its config); returns the command's id, for :meth:`command_taken`.
 
         The command waits in the database until the service takes it
         (:meth:`take_commands`, within about a second), so this works from
-        another process; sent while no service runs, the next start applies it.
+        another process. One sent while no service runs is dropped by the next start
+        (:meth:`drop_commands`): check that one runs first.
         """
         if command not in COMMANDS:
             raise OutboxError(f"unknown command {command!r}; one of {', '.join(sorted(COMMANDS))}")
         with self._write(f"send the {command} command") as conn:
-            conn.execute(
+            cur = conn.execute(
                 "INSERT INTO commands (command, sent_at) VALUES (?, ?)", (command, self._clock())
             )
+            return int(cur.lastrowid or 0)
+
+    def command_taken(self, command_id: int) -> bool | None:
+        """Whether the service has taken the command :meth:`send_command` returned this id for:
+        True once taken, False while it waits, None when a start dropped it
+        (:meth:`drop_commands`)."""
+        with self._read("read a command") as conn:
+            row = conn.execute(
+                "SELECT done_at IS NOT NULL FROM commands WHERE id = ?", (command_id,)
+            ).fetchone()
+        return None if row is None else bool(row[0])
+
+    def drop_commands(self, *, sent_before: float) -> list[str]:
+        """Delete, without applying them, the commands not taken yet that were sent before
+        ``sent_before`` (wall clock): sent while no boothsync ran, they are old news. Returns
+        them, oldest first."""
+        with self._write("drop old commands") as conn:
+            rows = conn.execute(
+                "SELECT id, command FROM commands INDEXED BY commands_pending"
+                " WHERE done_at IS NULL AND sent_at < ? ORDER BY id",
+                (sent_before,),
+            ).fetchall()
+            conn.executemany("DELETE FROM commands WHERE id = ?", [(row["id"],) for row in rows])
+        return [str(row["command"]) for row in rows]
 
     def take_commands(self) -> list[str]:
         """The commands not taken yet, oldest first; they are marked done in the same transaction,
@@ -1679,6 +1767,12 @@ class Outbox:
                 (destination, health, _message(self._redact(detail)), self._clock()),
             )
 
+    def health_times(self) -> dict[str, float]:
+        """When each destination's health was last recorded (wall clock)."""
+        with self._read("read destination health") as conn:
+            rows = conn.execute("SELECT name, updated_at FROM destinations").fetchall()
+        return {str(name): float(at) for name, at in rows}
+
     def health(self) -> dict[str, tuple[str, str]]:
         """The last recorded health of each destination: ``{name: (health, detail)}``."""
         with self._read("read destination health") as conn:
@@ -1852,6 +1946,9 @@ class Outbox:
         return int(version)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring the schema up to date, one recorded step at a time, and say so in one line
+        (none when it was up to date): each step is not worth a line of its own."""
+        first: int | None = None
         for target, statements in enumerate(_MIGRATIONS, start=1):
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -1862,12 +1959,22 @@ class Outbox:
                         conn.execute(statement)
                     # PRAGMA takes no bound parameters; target is our own int.
                     conn.execute(f"PRAGMA user_version = {int(target)}")
-                    log.info("queue database %s: schema version %d", self._path, target)
+                    if first is None:
+                        first = target - 1
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        if first == 0:
+            log.info("new queue database %s", self._path)
+        elif first is not None:
+            log.info(
+                "queue database %s upgraded from schema version %d to %d",
+                self._path,
+                first,
+                SCHEMA_VERSION,
+            )
 
     @contextmanager
     def _translate(self, action: str) -> Iterator[None]:

@@ -2,7 +2,7 @@
 
 Owns turning a :class:`~boothsync.engine.Snapshot` into a state colour, an icon
 image, a tooltip, a menu (as plain data first, then pystray items), the
-notifications, the menu actions (pause, resume, retry, open a folder, reload the
+notifications, the menu actions (pause, resume, retry, forget, open a folder, reload the
 config, start at login, quit) and the run loop. Everything but :func:`run_tray` works without a
 display, so it is tested without one.
 
@@ -101,6 +101,7 @@ TEXTS: Final[Mapping[str, Mapping[str, str]]] = {
         "pause": "Pause uploads",
         "resume": "Resume uploads",
         "retry": "Retry failed",
+        "forget": "Forget failed",
         "open_folder": "Open watched folder",
         "open_log": "Open log",
         "open_config": "Open config",
@@ -132,6 +133,7 @@ TEXTS: Final[Mapping[str, Mapping[str, str]]] = {
         "pause": "Uploads anhalten",
         "resume": "Uploads fortsetzen",
         "retry": "Fehlgeschlagene erneut senden",
+        "forget": "Fehlgeschlagene verwerfen",
         "open_folder": "Überwachten Ordner öffnen",
         "open_log": "Protokoll öffnen",
         "open_config": "Konfiguration öffnen",
@@ -290,6 +292,7 @@ def menu_model(
         SEPARATOR,
         MenuEntry(t["resume"], "resume") if snapshot.paused else MenuEntry(t["pause"], "pause"),
         MenuEntry(t["retry"], "retry", enabled=bool(stats.totals.get("failed", 0))),
+        MenuEntry(t["forget"], "forget", enabled=bool(stats.totals.get("failed", 0))),
         SEPARATOR,
         MenuEntry(t["open_folder"], "open_folder", default=True),
         MenuEntry(t["open_log"], "open_log"),
@@ -380,6 +383,10 @@ class Controller(Protocol):
 
     def retry_failed(self) -> None: ...
 
+    def forget_failed(self) -> None:
+        """Drop the failed pictures from the queue for good (the icon turns red no more)."""
+        ...
+
     def reload(self) -> None: ...
 
     def tick(self) -> float:
@@ -423,6 +430,9 @@ class EngineController:
     def retry_failed(self) -> None:
         count = self.engine.retry_failed()
         log.info("%d failed upload(s) queued again", count)
+
+    def forget_failed(self) -> None:
+        self.engine.outbox.forget_failed()
 
     def stop(self, timeout: float) -> bool:
         if not self._started:
@@ -481,6 +491,15 @@ class AttachedController:
 
     def retry_failed(self) -> None:
         self._send("retry")
+
+    def forget_failed(self) -> None:
+        # Straight into the database: the service has nothing to do for it, and a picture
+        # forgotten is gone from the snapshot at the next refresh.
+        outbox = Outbox(self.database)
+        try:
+            outbox.forget_failed()
+        finally:
+            outbox.close()
 
     def reload(self) -> None:
         self._send("reload")
@@ -705,6 +724,7 @@ class TrayActions:
             "pause": self.controller.pause,
             "resume": self.controller.resume,
             "retry": self.controller.retry_failed,
+            "forget": self.controller.forget_failed,
             "open_folder": self.open_folder,
             "open_log": self.open_log,
             "open_config": self.open_config,

@@ -193,8 +193,8 @@ class UploadReport:
 
     ``outcome`` is "uploaded", "duplicate" (completed without an upload: the
     destination already had the same content in the same album; ``note`` says
-    which file), "waiting" (tried again later; ``error`` says why), "failed"
-    or "paused".
+    which file), "waiting" (tried again later; ``error`` says why), "failed",
+    "gone" (the file was deleted before its upload, and its job dropped) or "paused".
     """
 
     job: Job
@@ -795,15 +795,16 @@ class Uploader:
     ) -> None:
         """The picture itself is the problem: gone for good, or not readable (yet).
 
-        A missing file fails at once: it is not coming back, and the watcher
-        queues it anew if it does. An unreadable one (permissions, a lock held
+        A missing file is dropped from the queue at once, with one warning: there is nothing
+        left to upload, and a failure nobody can retry would keep the tray red for ever. Should
+        it come back, the watcher queues it anew. An unreadable one (permissions, a lock held
         by the booth software) may be fixed by then, so it is tried again with
         the job backoff for a while before it fails with the reason; marked
         unreadable, so that the watcher makes it due at once (even once failed)
         when a change of its permissions or a scan finds it readable.
         """
         if _missing(job.path, exc):
-            self._fail(job, SourceFileError(f"missing: {job.path} vanished"), started, capture)
+            self._forget_vanished(job, started, capture)
             return
         if job.attempts >= self._read_attempts:
             self._fail(job, exc, started, capture, unreadable=True)
@@ -926,6 +927,19 @@ class Uploader:
             log.error("%s", db_exc)
         log.error("%s not uploaded to %s: %s", job.path.name, job.destination, message)
         self._report(job, "failed", started, capture, message)
+
+    def _forget_vanished(self, job: Job, started: float, capture: Capture | None) -> None:
+        message = f"missing: {job.path} vanished"
+        try:
+            self._outbox.forget_vanished(job.id)
+        except OutboxError as exc:
+            log.error("%s", exc)
+        log.warning(
+            "%s was deleted before it was uploaded to %s; it is dropped from the queue",
+            job.path,
+            job.destination,
+        )
+        self._report(job, "gone", started, capture, message)
 
     def _release(self, job: Job, *, delay: float = 0.0) -> None:
         try:

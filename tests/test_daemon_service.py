@@ -24,7 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from boothsync.daemon import SystemdNotify, instance_lock, log_to_file
+from boothsync.daemon import (
+    InstanceState,
+    SystemdNotify,
+    instance_lock,
+    instance_state,
+    log_to_file,
+)
 from boothsync.demo import write_sample_jpeg
 from boothsync.errors import AlreadyRunning
 from boothsync.receiver import Faults, Receiver
@@ -413,6 +419,22 @@ def test_instance_lock_in_one_process(tmp_path: Path) -> None:
         pass
     with instance_lock(tmp_path / "state"):
         pass
+
+
+def test_instance_state_reads_the_lock_without_taking_the_folder(tmp_path: Path) -> None:
+    """instance_state says never ran (creating nothing), running with the holder's pid, then
+    stopped with the time of the stop; looking never keeps a start from taking the lock."""
+    folder = tmp_path / "state"
+    assert instance_state(folder) == InstanceState(running=False)
+    assert not folder.exists()
+    with instance_lock(folder):
+        running = instance_state(folder)
+        assert running.running and running.pid == os.getpid() and running.since is not None
+    stopped = instance_state(folder)
+    assert not stopped.running and stopped.pid == os.getpid()
+    assert stopped.since == (folder / "boothsync.lock").stat().st_mtime
+    with instance_lock(folder):
+        assert instance_state(folder).running
 
 
 def test_journal_lines_carry_priorities_and_no_time(tmp_path: Path, receiver: Receiver) -> None:

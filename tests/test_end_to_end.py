@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -423,6 +424,19 @@ def test_a_fresh_start_uploads_even_after_a_pause(
     assert not second.paused
     wait_for(lambda: [r.file_name for r in receiver.received()] == ["after.jpg"])
     assert flags_of(config)["paused"] == "0"
+
+
+def test_commands_sent_since_the_run_began_are_applied_at_an_engine_start(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """A command sent while the running boothsync restarts its engine (a config reload) is
+    applied by the new engine, not dropped as old news."""
+    config = make_config(tmp_path, receiver)
+    began = time.time()
+    send(config, "pause")
+    engine: Engine = engine_for(config, commands_since=began)
+    wait_for(lambda: engine.paused, what="the pause to be applied")
+    assert flags_of(config)["paused"] == "1"
 
 
 def test_missing_folders_are_flagged_while_they_are_missing(

@@ -1194,3 +1194,71 @@ def test_uploads_since_a_moment_are_counted(box: Outbox, clock: Clock) -> None:
     box.complete(second.id)
     assert box.uploaded_since(midnight) == 1
     assert box.uploaded_since(clock.now - 1000) == 2
+
+
+def test_a_start_drops_only_the_commands_sent_before_it(box: Outbox, clock: Clock) -> None:
+    """Commands sent before a given time (while no boothsync ran) are dropped and returned,
+    oldest first, and their sender can tell; those sent since stay for the service to take."""
+    old = [box.send_command("pause"), box.send_command("reload")]
+    clock.advance(10)
+    new = box.send_command("resume")
+    assert [box.command_taken(command) for command in [*old, new]] == [False, False, False]
+    assert box.drop_commands(sent_before=clock.now - 5) == ["pause", "reload"]
+    assert [box.command_taken(command) for command in old] == [None, None]
+    assert box.command_taken(new) is False
+    assert box.take_commands() == ["resume"]
+    assert box.command_taken(new) is True
+
+
+# -- forgetting failed pictures ---------------------------------------------------
+
+
+def fail(box: Outbox, name: str, destination: str = "eventpics") -> None:
+    job = claim(box, only=[destination])
+    assert job.path.name == name
+    box.fail(job.id, error="415 Unsupported Media Type")
+
+
+def test_forget_drops_failed_jobs_by_name_destination_or_all(box: Outbox) -> None:
+    """`forget` drops failed jobs only: those of one picture (named by file name or whole
+    path), of one destination, or all; waiting and uploaded jobs stay, and the picture's
+    version stays known, so a scan does not queue it again."""
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        add(box, name, TWO)
+        fail(box, name)
+    fail(box, "a.jpg", "backup")
+    assert box.failed(destination="backup") == [("/booth/prints/a.jpg", "backup")]
+    assert box.forget_failed(name="a.jpg", destination="eventpics") == [
+        ("/booth/prints/a.jpg", "eventpics")
+    ]
+    assert box.forget_failed(name="/booth/prints/b.jpg") == [("/booth/prints/b.jpg", "eventpics")]
+    assert box.forget_failed(name="nothing.jpg") == []
+    assert box.forget_failed(destination="backup") == [("/booth/prints/a.jpg", "backup")]
+    assert counts(box) == {"waiting": 0, "uploading": 0, "uploaded": 0, "failed": 1}
+    assert counts(box, "backup")["waiting"] == 2
+    assert box.forget_failed() == [("/booth/prints/c.jpg", "eventpics")]
+    assert box.stats().totals["failed"] == 0
+    assert box.is_known(Path("/booth/prints/a.jpg"), 100, 1)
+
+
+def test_a_fresh_queue_and_an_upgrade_are_one_log_line_each(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Creating the queue logs one line, not one per schema step; upgrading an older queue
+    logs one line naming both versions; opening an up-to-date queue logs none."""
+
+    def lines() -> list[str]:
+        found = [r.getMessage() for r in caplog.records if "queue" in r.getMessage()]
+        caplog.clear()
+        return found
+
+    caplog.set_level("INFO", logger="boothsync.outbox")
+    Outbox(db).close()
+    assert lines() == [f"new queue database {db}"]
+    Outbox(db).close()
+    assert lines() == []
+    older = db.with_name("older.sqlite3")
+    with old_queue(older, 3):
+        pass
+    Outbox(older).close()
+    assert lines() == [f"queue database {older} upgraded from schema version 3 to {SCHEMA_VERSION}"]

@@ -38,7 +38,7 @@ from boothsync.tray import (
     tray_state,
 )
 from boothsync.uploader import DestinationHealth, Health
-from tests.helpers import wait_for
+from tests.helpers import queue, wait_for
 from tests.test_cli import write_config as cli_config
 
 BOOTHSYNC = [sys.executable, "-m", "boothsync"]
@@ -210,6 +210,7 @@ def test_menu_shows_status_lines_and_every_action() -> None:
         "eventpics: online",
         "Pause uploads",
         "Retry failed",
+        "Forget failed",
         "Open watched folder",
         "Open log",
         "Open config",
@@ -219,17 +220,19 @@ def test_menu_shows_status_lines_and_every_action() -> None:
     ]
     assert all(not e.enabled and e.action is None for e in entries[:6])
     assert by_action(entries, "retry").enabled
+    assert by_action(entries, "forget").enabled
     assert by_action(entries, "autostart").checked is True
     assert [e.action for e in entries if e.default] == ["open_folder"]
 
 
 def test_menu_follows_the_state() -> None:
-    """Paused offers Resume; nothing failed greys out Retry; a missing folder is named; start at
-    login shows the real entry's state, or is greyed out where there is none."""
+    """Paused offers Resume; nothing failed greys out Retry and Forget; a missing folder is
+    named; start at login shows the real entry's state, or is greyed out where there is none."""
     entries = menu_model(snap(paused=True, missing=("/booth/prints",)), "en", autostart=False)
     assert by_action(entries, "resume").label == "Resume uploads"
     assert not any(e.action == "pause" for e in entries)
     assert not by_action(entries, "retry").enabled
+    assert not by_action(entries, "forget").enabled
     assert "Folder missing: /booth/prints" in labels(entries)
     assert "Last upload: none yet" in labels(entries)
     assert by_action(entries, "autostart").checked is False
@@ -284,6 +287,9 @@ class FakeController:
     def retry_failed(self) -> None:
         self.calls.append("retry")
 
+    def forget_failed(self) -> None:
+        self.calls.append("forget")
+
     def reload(self) -> None:
         self.calls.append("reload")
 
@@ -312,7 +318,7 @@ def recorder(tmp_path: Path) -> tuple[list[str], Path]:
     return [sys.executable, str(script)], out
 
 
-def test_pause_resume_retry_reload_and_quit_go_to_the_controller(tmp_path: Path) -> None:
+def test_pause_resume_retry_forget_reload_and_quit_go_to_the_controller(tmp_path: Path) -> None:
     """The menu's control actions call the controller; Quit asks the loop to stop."""
     from boothsync.config import load_config
 
@@ -320,9 +326,9 @@ def test_pause_resume_retry_reload_and_quit_go_to_the_controller(tmp_path: Path)
     controller = FakeController()
     quits: list[bool] = []
     actions = TrayActions(config, controller, quit=lambda: quits.append(True))
-    for action in ("pause", "resume", "retry", "reload", "no-such-action"):
+    for action in ("pause", "resume", "retry", "forget", "reload", "no-such-action"):
         actions.run(action)
-    assert controller.calls == ["pause", "resume", "retry", "reload"]
+    assert controller.calls == ["pause", "resume", "retry", "forget", "reload"]
     actions.run("quit")
     assert quits == [True]
 
@@ -518,6 +524,65 @@ def test_the_in_process_tray_reloads_its_config(tmp_path: Path) -> None:
         finally:
             controller.stop(10)
     assert sorted(r.file_name for r in receiver.received()) == ["one.jpg", "two.jpg"]
+
+
+def test_forget_failed_in_the_tray_turns_the_icon_from_red(tmp_path: Path) -> None:
+    """A picture the gallery refused turns the in-process tray red; Forget failed in its menu
+    drops it from the queue, and the icon is no longer red."""
+    from boothsync.config import load_config
+
+    with Receiver(tmp_path / "received", faults=Faults(seed=1)) as receiver:
+        receiver.faults.fail_next = [("getuploadurl", 415)]
+        config = load_config(write_config(tmp_path, receiver.base_url))
+        controller = EngineController(config)
+        actions = TrayActions(config, controller, quit=lambda: None)
+        controller.start()
+        try:
+            write_sample_jpeg(
+                tmp_path / "hot" / "refused.jpg", datetime(2026, 6, 1, 20), "r", (1, 1, 1)
+            )
+            red = wait_for(
+                lambda: (
+                    controller.tick()
+                    and tray_state(s := controller.snapshot()) == "attention"
+                    and s
+                ),
+                timeout=30,
+            )
+            assert red.stats.totals["failed"] == 1
+            actions.run("forget")
+            snapshot = controller.snapshot()
+            assert snapshot.stats.totals["failed"] == 0
+            assert tray_state(snapshot) != "attention"
+        finally:
+            controller.stop(10)
+
+
+def test_forget_failed_attached_drops_them_from_the_service_queue(tmp_path: Path) -> None:
+    """Attached to a service, Forget failed drops the failed pictures from the service's queue
+    database at once; the pictures waiting stay."""
+    from boothsync.config import load_config
+
+    config = load_config(write_config(tmp_path))
+    controller = AttachedController(config)
+    service = Outbox(controller.database)
+    try:
+        for name in ("refused.jpg", "waits.jpg"):
+            path = tmp_path / "hot" / name
+            path.write_bytes(b"picture " + name.encode())
+            queue(service, path, "eventpics")
+            if name == "refused.jpg":
+                job = service.claim()
+                assert job is not None
+                service.fail(job.id, error="415 Unsupported Media Type")
+        assert tray_state(controller.snapshot()) == "attention"
+        controller.forget_failed()
+        snapshot = controller.snapshot()
+        assert snapshot.stats.totals == {"waiting": 1, "uploading": 0, "uploaded": 0, "failed": 0}
+        assert tray_state(snapshot) != "attention"
+    finally:
+        controller.stop(1)
+        service.close()
 
 
 def test_snapshot_from_a_database_tolerates_odd_values() -> None:

@@ -143,8 +143,11 @@ def test_a_corrupt_picture_is_still_uploaded_with_its_file_time(
     assert reports[0].capture is not None and reports[0].capture.source == "mtime"
 
 
-def test_a_vanished_picture_fails_with_a_clear_reason(tmp_path: Path, outbox: Outbox) -> None:
-    """A picture deleted after it was queued fails alone, and says it vanished."""
+def test_a_vanished_picture_is_dropped_alone_with_one_warning(
+    tmp_path: Path, outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A picture deleted after it was queued leaves the queue alone, with one warning naming
+    it; nothing is counted failed (there is nothing to retry), the other picture goes."""
     gallery = FakeGallery("eventpics")
     gone = picture(tmp_path, "gone.jpg")
     kept = picture(tmp_path, "kept.jpg")
@@ -153,15 +156,12 @@ def test_a_vanished_picture_fails_with_a_clear_reason(tmp_path: Path, outbox: Ou
     gone.unlink()
     uploader = running(outbox, gallery)
     try:
-        wait_for(lambda: totals(outbox)["uploaded"] == 1 and totals(outbox)["failed"] == 1)
+        wait_for(lambda: (t := totals(outbox))["uploaded"] == 1 and not t["uploading"])
     finally:
         uploader.stop(5)
-    error = outbox.stats().last_error
-    assert (
-        error is not None
-        and "gone.jpg" in (error.error or "")
-        and "vanished" in (error.error or "")
-    )
+    assert totals(outbox) == {"waiting": 0, "uploading": 0, "uploaded": 1, "failed": 0}
+    warnings = [r.getMessage() for r in caplog.records if "gone.jpg" in r.getMessage()]
+    assert len(warnings) == 1 and "deleted before it was uploaded" in warnings[0]
 
 
 def test_a_busy_server_makes_the_job_wait_at_least_retry_after(
@@ -674,7 +674,7 @@ def test_a_picture_deleted_during_its_upload_is_not_marked_uploaded(
     tmp_path: Path, outbox: Outbox
 ) -> None:
     """A file that vanished while the destination took it is not counted as uploaded: the
-    job is tried again and then fails, saying the file vanished."""
+    job is tried again and then dropped, saying the file vanished."""
 
     def delete(item: UploadItem) -> None:
         item.path.unlink()
@@ -683,12 +683,12 @@ def test_a_picture_deleted_during_its_upload_is_not_marked_uploaded(
     queue(outbox, picture(tmp_path), "eventpics")
     uploader, recorder = recording(outbox, gallery, changed_delay=0.05)
     try:
-        wait_for(lambda: totals(outbox)["failed"] == 1)
+        wait_for(lambda: recorder.outcomes() == ["waiting", "gone"])
     finally:
         uploader.stop(5)
-    assert recorder.outcomes() == ["waiting", "failed"]
     assert "vanished" in (recorder.reports[1].error or "")
     assert recorder.done == []
+    assert totals(outbox)["uploaded"] == 0
 
 
 # -- destination health and source-file errors -------------------------------------
@@ -912,18 +912,27 @@ def test_an_unreadable_picture_is_tried_a_few_times_then_fails_with_the_reason(
     assert "locked.jpg: cannot be read" in (recorder.reports[-1].error or "")
 
 
-def test_a_vanished_picture_is_marked_missing(tmp_path: Path, outbox: Outbox) -> None:
-    """A picture deleted before its upload fails at once, once, as missing."""
+def test_a_vanished_picture_is_forgotten_and_queued_again_if_it_comes_back(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A picture deleted before its upload is dropped at once, once, as missing: no failed
+    job is left to keep the tray red. The queue forgets the file too, so the very same
+    picture put back (a share mounted again) is new to it and goes."""
     path = picture(tmp_path, "gone.jpg")
+    content = path.read_bytes()
+    st = path.stat()
     queue(outbox, path, "eventpics")
     path.unlink()
     uploader, recorder = recording(outbox, FakeGallery("eventpics"))
     try:
-        wait_for(lambda: totals(outbox)["failed"] == 1)
+        wait_for(lambda: recorder.outcomes() == ["gone"])
     finally:
         uploader.stop(5)
-    assert recorder.outcomes() == ["failed"]
     assert recorder.reports[0].error == f"missing: {path} vanished"
+    assert totals(outbox) == {"waiting": 0, "uploading": 0, "uploaded": 0, "failed": 0}
+    path.write_bytes(content)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert not outbox.is_known(path, st.st_size, st.st_mtime_ns)
 
 
 def test_a_paused_uploader_claims_nothing_and_resumes_at_once(
