@@ -204,8 +204,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> Config:
-    config = load_config(find_config(args.config))
+def _load(args: argparse.Namespace, *, listing: bool = False) -> Config:
+    config = load_config(find_config(args.config), listing=listing)
     # Now that the keys are known, make sure no log line can ever show one.
     setup_logging(args.level, secrets=_secrets(config))
     return config
@@ -393,7 +393,8 @@ def _destinations_for(config: Config, only: str | None) -> list[str]:
 def _events(args: argparse.Namespace) -> int:
     from boothsync.destinations import create
 
-    config = _load(args)
+    # Listing is how the event ids are found: only the key is needed for it.
+    config = _load(args, listing=True)
     failed = False
     for name in _destinations_for(config, args.destination):
         destination = create(config.destinations[name], context=_context(config))

@@ -19,6 +19,8 @@ import pytest
 from boothsync import __version__
 from boothsync.demo import write_sample_jpeg
 from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
+from boothsync.receiver_picpeak import DEMO_TOKEN as PICPEAK_TOKEN
+from boothsync.receiver_picpeak import PicPeakServer
 from tests.helpers import wait_for
 
 BOOTHSYNC = [sys.executable, "-m", "boothsync"]
@@ -285,6 +287,62 @@ def test_events_lists_events_and_albums(tmp_path: Path, receiver: Receiver) -> N
     assert 'link_id = "demo"' in result.stdout
     assert 'album_id = "a1"  Ceremony' in result.stdout
     assert 'album_id = "a2"  Party' in result.stdout
+
+
+@pytest.mark.parametrize("link", ["", 'link_id = ""', 'link_id = "  "'])
+def test_events_needs_only_the_key(tmp_path: Path, receiver: Receiver, link: str) -> None:
+    """`boothsync events` is how the link_id is found: a config with only the key (no
+    link_id, or an empty one, and no [[watch]] yet) lists the events, where `check` still
+    names the missing link_id."""
+    config = tmp_path / "boothsync.toml"
+    config.write_text(
+        f"""
+[destinations.eventpics]
+type = "eventpics"
+api_key = "{DEMO_API_KEY}"
+{link}
+base_url = "{receiver.base_url}"
+""",
+        encoding="utf-8",
+    )
+    result = boothsync("events", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    assert 'link_id = "demo"' in result.stdout
+    assert 'album_id = "a1"  Ceremony' in result.stdout
+    refused = boothsync("check", "-c", str(config))
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+
+
+def test_events_needs_only_the_token_for_picpeak_and_says_what_picsui_needs(
+    tmp_path: Path,
+) -> None:
+    """A PicPeak table with only its token and server lists the events with their event_id;
+    a Picsui table without event_id (Picsui has no list of a key's events) is one line
+    naming event_id, exit 1, while the other destinations are still listed."""
+    with PicPeakServer(tmp_path / "picpeak", events={12: "Gala"}) as picpeak:
+        config = tmp_path / "boothsync.toml"
+        config.write_text(
+            f"""
+[destinations.picpeak]
+type = "picpeak"
+api_token = "{PICPEAK_TOKEN}"
+event_id = 0
+base_url = "{picpeak.base_url}"
+
+[destinations.picsui]
+type = "picsui"
+api_key = "some-key"
+base_url = "http://127.0.0.1:9/v1"
+""",
+            encoding="utf-8",
+        )
+        result = boothsync("events", "-c", str(config))
+    assert result.returncode == 1
+    assert "Gala\n    event_id = 12" in result.stdout
+    assert result.stderr.count("\n") == 1
+    assert "picsui" in result.stderr and "event_id in [destinations.picsui]" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_check_passes_for_a_good_config(tmp_path: Path, receiver: Receiver) -> None:
