@@ -551,6 +551,34 @@ def test_a_fixed_key_is_used_as_soon_as_the_config_is_saved(
     assert "wrong-key-1234" not in daemon.output
 
 
+def test_status_shows_a_wrong_key_at_start_and_after_a_reload_without_a_picture(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """`status` says `online` soon after the start, and `unauthorized` (naming api_key) soon
+    after a wrong key is saved, though no picture came: each start and reload checks every
+    destination once."""
+    config = write_config(tmp_path, receiver.base_url)
+    daemon = Daemon("run", "-c", str(config))
+    try:
+        wait_for(
+            lambda: status(config)["destinations"]["eventpics"]["health"] == "online", timeout=30
+        )
+        config.write_text(config.read_text().replace(DEMO_API_KEY, "wrong-key-1234"))
+        entry = wait_for(
+            lambda: (
+                (e := status(config)["destinations"]["eventpics"])["health"] == "unauthorized" and e
+            ),
+            timeout=30,
+        )
+        assert "api_key" in entry["detail"]
+        assert status(config)["totals"] == dict.fromkeys(
+            ("waiting", "uploading", "uploaded", "failed"), 0
+        )
+    finally:
+        assert daemon.stop() == 0
+    assert "wrong-key-1234" not in daemon.output
+
+
 def test_a_broken_config_edit_is_reported_and_uploads_go_on(
     tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -388,6 +388,11 @@ class PicsuiDestination(HttpDestination):
             )
         ]
 
+    def verify(self, album_ids: Collection[str] = ()) -> None:
+        """The key is accepted and the event exists: one look at the event (Picsui has no
+        albums)."""
+        self.events()
+
     def check(self, album_ids: Collection[str] = ()) -> list[CheckItem]:
         """Reach the API, then confirm the key and the event."""
         event_id = self._config.event_id
