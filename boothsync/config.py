@@ -839,8 +839,8 @@ def find_config(
             return candidate
     looked = ", ".join(str(candidate) for candidate in candidates)
     raise ConfigError(
-        f"no config file found (looked for ${CONFIG_ENV}, {looked}); pass -c FILE "
-        "or copy boothsync.toml.example"
+        f"no config file found (looked for ${CONFIG_ENV}, {looked}); run `boothsync init` "
+        "to write one, or pass -c FILE"
     )
 
 
@@ -889,14 +889,19 @@ def parse_config(
     *,
     source: Path | None,
     environ: Mapping[str, str] | None = None,
+    listing: bool = False,
 ) -> Config:
     """Check a config given as a mapping (what tomllib returns, or one built in code).
 
     Relative paths are resolved against ``source``'s folder, or the current folder when None.
+    ``listing`` as for :func:`load_config`.
     """
     base = Path(os.path.abspath(source)).parent if source is not None else Path.cwd()
     ctx = _Context(
-        file=str(source) if source is not None else None, base=base, environ=_env(environ)
+        file=str(source) if source is not None else None,
+        base=base,
+        environ=_env(environ),
+        listing=listing,
     )
     return _parse(data, ctx, source)
 

@@ -690,3 +690,157 @@ def test_a_pause_survives_a_config_reload(tmp_path: Path, receiver: Receiver) ->
         assert status(config)["paused"] is True
     finally:
         assert daemon.stop() == 0
+
+
+# -- boothsync init ---------------------------------------------------------------------------
+
+
+def test_init_with_flags_writes_a_minimal_private_config_that_checks(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """`boothsync init` with flags (a script) writes only what was chosen, readable by this
+    account only, checks it and exits 0; the key shows in no output."""
+    (tmp_path / "hot").mkdir()
+    config = tmp_path / "boothsync.toml"
+    result = boothsync(
+        "init", "-c", str(config), "--folder", str(tmp_path / "hot"), "--api-key",
+        DEMO_API_KEY, "--base-url", receiver.base_url, "--link-id", "demo", "--album-id", "a2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all good" in result.stdout and "[FAIL]" not in result.stdout
+    assert DEMO_API_KEY not in result.stdout + result.stderr
+    text = config.read_text(encoding="utf-8")
+    assert "[destinations.eventpics]" in text and 'album_id = "a2"' in text
+    assert "picsui" not in text and "picpeak" not in text and "folder" not in text
+    if os.name == "posix":
+        assert config.stat().st_mode & 0o777 == 0o600
+    checked = boothsync("check", "-c", str(config))
+    assert checked.returncode == 0, checked.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--api-key", "wrong-key"], "--api-key"),
+        (["--api-key", DEMO_API_KEY, "--link-id", "nope"], "--link-id"),
+        (["--api-key", DEMO_API_KEY, "--link-id", "demo", "--album-id", "zz"], "--album-id"),
+    ],
+)
+def test_init_with_a_wrong_flag_is_one_line_and_writes_nothing(
+    tmp_path: Path, receiver: Receiver, flags: list[str], named: str
+) -> None:
+    """A key, link or album the gallery does not know, given as a flag, is one line naming
+    the flag, a non-zero exit, and no file."""
+    (tmp_path / "hot").mkdir()
+    config = tmp_path / "boothsync.toml"
+    result = boothsync(
+        "init", "-c", str(config), "--folder", str(tmp_path / "hot"),
+        "--base-url", receiver.base_url, *flags,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and named in result.stderr
+    assert "wrong-key" not in result.stderr
+    assert not config.exists()
+
+
+def test_init_asks_and_a_wrong_key_at_the_prompt_is_asked_again(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """At the prompts, a missing folder and a wrong key are one line each and the question
+    again; the events and albums are listed to pick by number; what was picked is written."""
+    (tmp_path / "hot").mkdir()
+    config = tmp_path / "boothsync.toml"
+    answers = f"{tmp_path / 'nothere'}\n{tmp_path / 'hot'}\neventpics\nwrong-key\n"
+    answers += f"{DEMO_API_KEY}\n1\n3\n"
+    result = subprocess.run(
+        [*BOOTHSYNC, "init", "-c", str(config), "--base-url", receiver.base_url],
+        input=answers, capture_output=True, text=True, timeout=60, env=env(), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("does not exist") == 1
+    assert result.stdout.count("rejected this api key (401): type it again") == 1
+    assert "Demo Wedding" in result.stdout and "Party" in result.stdout
+    assert DEMO_API_KEY not in result.stdout and "wrong-key" not in result.stdout
+    text = config.read_text(encoding="utf-8")
+    assert 'link_id = "demo"' in text and 'album_id = "a2"' in text
+
+
+def test_init_reads_the_key_without_echo_on_a_terminal(tmp_path: Path, receiver: Receiver) -> None:
+    """On a terminal the key is typed without echo: it never appears on the screen."""
+    pty = pytest.importorskip("pty")
+    (tmp_path / "hot").mkdir()
+    config = tmp_path / "boothsync.toml"
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [*BOOTHSYNC, "init", "-c", str(config), "--folder", str(tmp_path / "hot"),
+         "--type", "eventpics", "--base-url", receiver.base_url],
+        stdin=terminal, stdout=terminal, stderr=terminal, env=env(), start_new_session=True,
+    )  # fmt: skip
+    os.close(terminal)
+    screen = bytearray()
+
+    def read_until(text: bytes) -> bool:
+        import select
+
+        while select.select([controller], [], [], 0.05)[0]:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                return text in screen
+            if not chunk:
+                break
+            screen.extend(chunk)
+        return text in screen
+
+    try:
+        wait_for(lambda: read_until(b"(not shown): "), timeout=30)
+        os.write(controller, DEMO_API_KEY.encode() + b"\n")
+        wait_for(lambda: read_until(b"number [1]: "), timeout=30)
+        os.write(controller, b"1\n")
+        wait_for(lambda: read_until(b"Album: number [1]: "), timeout=30)
+        os.write(controller, b"2\n")
+        wait_for(lambda: read_until(b"all good"), timeout=30)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+    assert DEMO_API_KEY.encode() not in screen
+    assert 'album_id = "a1"' in config.read_text(encoding="utf-8")
+
+
+def test_init_refuses_to_replace_a_config_and_fails_cleanly_without_answers(
+    tmp_path: Path,
+) -> None:
+    """An existing config is never overwritten without --force; input that ends before an
+    answer is one line naming the flag that gives it, exit 2."""
+    config = tmp_path / "boothsync.toml"
+    config.write_text("# mine\n", encoding="utf-8")
+    kept = boothsync("init", "-c", str(config))
+    assert kept.returncode == 2 and "--force" in kept.stderr
+    assert config.read_text(encoding="utf-8") == "# mine\n"
+    fresh = tmp_path / "new.toml"
+    ended = subprocess.run(
+        [*BOOTHSYNC, "init", "-c", str(fresh)],
+        input="", capture_output=True, text=True, timeout=60, env=env(), check=False,
+    )  # fmt: skip
+    assert ended.returncode == 2
+    assert ended.stderr.count("\n") == 1 and "--folder" in ended.stderr
+    assert not fresh.exists()
+
+
+def test_init_example_prints_the_reference_and_no_config_points_at_init(tmp_path: Path) -> None:
+    """`boothsync init --example` prints the full reference config (also where the source
+    folder is not at hand: it ships in the package, the same file); with no config at all
+    the message points at `boothsync init`, not at a file the operator may not have."""
+    root = Path(__file__).resolve().parents[1]
+    reference = (root / "boothsync.toml.example").read_text(encoding="utf-8")
+    packaged = (root / "boothsync" / "boothsync.toml.example").read_text(encoding="utf-8")
+    assert packaged == reference, "copy boothsync.toml.example into boothsync/ after editing it"
+    printed = boothsync("init", "--example", cwd=tmp_path)
+    assert printed.returncode == 0
+    assert printed.stdout == reference
+    missing = boothsync("status", cwd=tmp_path, XDG_CONFIG_HOME=str(tmp_path / "none"))
+    assert missing.returncode == 2
+    assert "boothsync init" in missing.stderr and "toml.example" not in missing.stderr
