@@ -36,7 +36,7 @@ from boothsync.daemon import (
 from boothsync.errors import BoothsyncError, ConfigError
 from boothsync.names import printable
 from boothsync.outbox import Event, Outbox
-from boothsync.paths import outbox_path
+from boothsync.paths import CONFIG_FILE_NAME, outbox_path
 
 __all__ = ["main"]
 
@@ -173,6 +173,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=_check)
 
+    init = commands.add_parser(
+        "init",
+        parents=[common],
+        help="write the first config: asks for the folder, the gallery and its key",
+        description="Writes a config with the watched folder and one gallery, picked from "
+        "the events and albums its key reaches, then checks it. Flags answer the questions "
+        "(for scripts); what they leave out is asked.",
+    )
+    init.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        metavar="FILE",
+        default=Path(CONFIG_FILE_NAME),
+        help="where to write it (default: %(default)s in this folder)",
+    )
+    init.add_argument("--folder", help="the folder the booth software saves pictures into")
+    init.add_argument("--type", help="the gallery: eventpics, picsui, picpeak or folder")
+    init.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the gallery's API key or token (else asked, without echo)",
+    )
+    init.add_argument("--link-id", metavar="ID", help="EventPics: the event's link_id")
+    init.add_argument("--album-id", metavar="ID", help="EventPics: the album")
+    init.add_argument("--event-id", metavar="ID", help="Picsui, PicPeak: the event")
+    init.add_argument("--base-url", metavar="URL", help="the API's address (PicPeak: your server)")
+    init.add_argument("--path", metavar="FOLDER", help="type folder: the folder to copy into")
+    init.add_argument("--force", action="store_true", help="replace an existing config file")
+    init.add_argument(
+        "--example",
+        action="store_true",
+        help="print the full reference config, every key explained, and write nothing",
+    )
+    init.set_defaults(handler=_init)
+
     receiver = commands.add_parser(
         "receiver", parents=[common], help="run the local EventPics-compatible receiver"
     )
@@ -233,8 +269,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> Config:
-    config = load_config(find_config(args.config))
+def _load(args: argparse.Namespace, *, listing: bool = False) -> Config:
+    config = load_config(find_config(args.config), listing=listing)
     # Now that the keys are known, make sure no log line can ever show one.
     setup_logging(args.level, secrets=_secrets(config))
     return config
@@ -571,7 +607,8 @@ def _destinations_for(config: Config, only: str | None) -> list[str]:
 def _events(args: argparse.Namespace) -> int:
     from boothsync.destinations import create
 
-    config = _load(args)
+    # Listing is how the event ids are found: only the key is needed for it.
+    config = _load(args, listing=True)
     failed = False
     for name in _destinations_for(config, args.destination):
         destination = create(config.destinations[name], context=_context(config))
@@ -603,9 +640,12 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    return _check_config(_load(args))
+
+
+def _check_config(config: Config) -> int:
     from boothsync.destinations import create
 
-    config = _load(args)
     lines: list[tuple[bool, str, str]] = [(True, "config is valid", str(config.source or ""))]
     for watch in config.watches:
         exists = watch.path.is_dir()
@@ -625,6 +665,38 @@ def _check(args: argparse.Namespace) -> int:
         print(f"[{'ok' if ok else 'FAIL'}] {label}" + (f": {detail}" if detail else ""))
     print("all good" if not problems else f"{problems} problem(s)")
     return EXIT_OK if not problems else EXIT_FAILED
+
+
+def _init(args: argparse.Namespace) -> int:
+    from boothsync.first_config import Answers, Prompter, example_text, write_first_config
+
+    if args.example:
+        print(example_text(), end="")
+        return EXIT_OK
+    target: Path = args.config.expanduser()
+    if target.exists() and not args.force:
+        raise ConfigError(
+            "already exists; `boothsync check -c FILE` checks it, --force replaces it",
+            file=str(target),
+        )
+    answers = Answers(
+        folder=args.folder,
+        type=args.type,
+        api_key=args.api_key,
+        base_url=args.base_url,
+        link_id=args.link_id,
+        album_id=args.album_id,
+        event_id=args.event_id,
+        path=args.path,
+    )
+    written = write_first_config(target, answers, Prompter(sys.stdin, sys.stdout))
+    config = _load(argparse.Namespace(config=written, level=args.level))
+    private = " (readable only by you)" if os.name == "posix" else ""
+    print(f"wrote {written}{private}; checking it:")
+    result = _check_config(config)
+    if result == EXIT_OK:
+        print(f"next: boothsync run -c {written}")
+    return result
 
 
 def _writable(folder: Path) -> tuple[bool, str, str]:

@@ -25,7 +25,7 @@ import re
 import socket
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path, PurePath
 from types import MappingProxyType
@@ -847,8 +847,8 @@ def find_config(
             return candidate
     looked = ", ".join(str(candidate) for candidate in candidates)
     raise ConfigError(
-        f"no config file found (looked for ${CONFIG_ENV}, {looked}); pass -c FILE "
-        "or copy boothsync.toml.example"
+        f"no config file found (looked for ${CONFIG_ENV}, {looked}); run `boothsync init` "
+        "to write one, or pass -c FILE"
     )
 
 
@@ -858,8 +858,15 @@ def _existing(path: Path, problem: str) -> Path:
     raise ConfigError(problem if not path.exists() else "not a file", file=str(path))
 
 
-def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, parse and check one config file. Raises ConfigError naming the file and the key."""
+def load_config(
+    path: Path | str, *, environ: Mapping[str, str] | None = None, listing: bool = False
+) -> Config:
+    """Read, parse and check one config file. Raises ConfigError naming the file and the key.
+
+    ``listing``: read it for ``boothsync events``, which is how the event ids are found, so a
+    destination's event (``link_id``, ``event_id``) may be missing or empty ("" or 0 then),
+    and so may the ``[[watch]]`` tables: only the key is needed to list what it can reach.
+    """
     shown = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -875,7 +882,8 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
             f"not valid TOML: {exc}{_toml_hint(text, str(exc))}", file=shown
         ) from None
     source = Path(os.path.abspath(path))
-    return _parse(data, _Context(file=shown, base=source.parent, environ=_env(environ)), source)
+    ctx = _Context(file=shown, base=source.parent, environ=_env(environ), listing=listing)
+    return _parse(data, ctx, source)
 
 
 # UTF-32's little-endian mark starts with UTF-16's, so it is looked for first.
@@ -964,14 +972,19 @@ def parse_config(
     *,
     source: Path | None,
     environ: Mapping[str, str] | None = None,
+    listing: bool = False,
 ) -> Config:
     """Check a config given as a mapping (what tomllib returns, or one built in code).
 
     Relative paths are resolved against ``source``'s folder, or the current folder when None.
+    ``listing`` as for :func:`load_config`.
     """
     base = Path(os.path.abspath(source)).parent if source is not None else Path.cwd()
     ctx = _Context(
-        file=str(source) if source is not None else None, base=base, environ=_env(environ)
+        file=str(source) if source is not None else None,
+        base=base,
+        environ=_env(environ),
+        listing=listing,
     )
     return _parse(data, ctx, source)
 
@@ -985,6 +998,7 @@ class _Context:
     file: str | None
     base: Path  # the folder relative paths are resolved against
     environ: Mapping[str, str]
+    listing: bool = False  # for `boothsync events`: the event ids and watches may be missing
 
     def error(self, message: str, key: str | None) -> ConfigError:
         return ConfigError(message, file=self.file, key=key or None)
@@ -1000,7 +1014,10 @@ def _parse(data: Mapping[str, Any], ctx: _Context, source: Path | None) -> Confi
             raise ctx.error(_unknown_key(name, _TOP_LEVEL), _join("", name))
     booth = _booth(top.get("booth", {}), ctx)
     destinations = _destinations(top.get("destinations", {}), ctx)
-    watches = _watches(top.get("watch", _MISSING), destinations, ctx)
+    if ctx.listing and not top.get("watch"):
+        watches: tuple[WatchConfig, ...] = ()
+    else:
+        watches = _watches(top.get("watch", _MISSING), destinations, ctx)
     upload = UploadConfig(**_read_table(top.get("upload", {}), UPLOAD_OPTIONS, "upload", ctx))
     state = StateConfig(**_read_table(top.get("state", {}), STATE_OPTIONS, "state", ctx))
     triggers = TriggersConfig(
@@ -1046,12 +1063,40 @@ def _destinations(raw: object, ctx: _Context) -> dict[str, DestinationConfig]:
             hint = f'; did you mean "{close[0]}"?' if close else f" (known: {known})"
             raise ctx.error(f"unknown destination type {_show(type_name)}{hint}", f"{key}.type")
         options, cls = DESTINATION_TYPES[type_name]
+        if ctx.listing:
+            table, options = _without_event(table, options)
         result[name] = cls(name=name, **_read_table(table, options, key, ctx))
     if not result:
         raise ctx.error(
             "no destination configured; add a [destinations.NAME] table with a type", "destinations"
         )
     return result
+
+
+#: The keys that name a destination's event: what ``boothsync events`` lists.
+_EVENT_KEYS: Final = ("link_id", "event_id")
+
+
+def _without_event(
+    table: Mapping[str, Any], options: Sequence[Option]
+) -> tuple[Mapping[str, Any], tuple[Option, ...]]:
+    """A destination's table and options as ``boothsync events`` reads them: the event key
+    may be missing or empty (its value is then "" or 0, which no gallery has)."""
+    relaxed = tuple(
+        replace(o, required=False, default=0 if o.kind == "int" else "", check=None)
+        if o.name in _EVENT_KEYS
+        else o
+        for o in options
+    )
+    kept = {k: v for k, v in table.items() if not (k in _EVENT_KEYS and _unset(v))}
+    return kept, relaxed
+
+
+def _unset(value: object) -> bool:
+    """An event key left empty: "" (or blanks), or the number 0."""
+    if isinstance(value, str):
+        return not value.strip()
+    return type(value) is int and value == 0
 
 
 def _watches(

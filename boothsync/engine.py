@@ -176,6 +176,8 @@ class Engine:
                 if cfg.max_edge
             },
             refuse=self._refused_source,
+            # A wrong key, event or album shows within seconds of a start or a reload.
+            check_at_start=_albums_by_destination(self.config),
         )
         paused = self._restored_pause(outbox)
         if paused:
@@ -575,6 +577,18 @@ class Engine:
 
 
 _DONE = {"move": "moved", "delete": "deleted"}
+
+
+def _albums_by_destination(config: Config) -> dict[str, list[str]]:
+    """Every destination with the album ids its watches send pictures to (``album_id``, and
+    the albums of subfolders), for the check at start."""
+    albums: dict[str, list[str]] = {name: [] for name in config.destinations}
+    for watch in config.watches:
+        for name in watch.destinations:
+            for album in (watch.album_id, *watch.albums.values()):
+                if album and name in albums and album not in albums[name]:
+                    albums[name].append(album)
+    return albums
 
 
 def _move_dir(watch: WatchConfig) -> Path:

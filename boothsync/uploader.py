@@ -20,6 +20,12 @@ backoff, and when the probe answers every waiting file of it is due at once.
 Other destinations go on meanwhile. Quick retries inside one attempt draw on a
 client-wide :class:`~boothsync.retry.RetryBudget`.
 
+With ``check_at_start``, each destination is checked once as the workers start, on a
+thread of its own so no upload waits for it: the request ``boothsync check`` makes (or its
+probe). A clear answer that the key, the event or an album is wrong pauses it as a rejected
+upload would; no answer at all is an outage as for an upload; a fine answer makes it online.
+So a wrong setting shows within seconds, not with the first picture.
+
 ``concurrency`` workers upload at once; as many spare workers wait for a gallery that
 keeps every upload in flight standing still (no byte moved for :data:`_HEDGE_AFTER`),
 and then start on the next pictures one by one, so a stalled answer delays only its
@@ -54,7 +60,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -66,7 +72,7 @@ import xxhash
 
 from boothsync.bandwidth import Bandwidth
 from boothsync.capture import Capture, CaptureOptions, capture_time, content_type
-from boothsync.destinations.base import Destination, TimeBounded, UploadItem
+from boothsync.destinations.base import Destination, TimeBounded, UploadItem, Verifiable
 from boothsync.errors import (
     DestinationUnavailable,
     FileRejected,
@@ -254,8 +260,12 @@ class Uploader:
         stuck_grace: float = _STUCK_GRACE,
         spares: int | None = None,
         hedge_after: float = _HEDGE_AFTER,
+        check_at_start: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         self._outbox = outbox
+        # Destinations to check once at start, each with the album ids its pictures go to.
+        self._check_at_start = dict(check_at_start or {})
+        self._checks: list[threading.Thread] = []
         self._busy = _Busy(stuck_grace)
         self._sending = _Sending()
         # Says why a job's file must not be sent at all (a link leading outside the watched
@@ -323,6 +333,17 @@ class Uploader:
         prober = threading.Thread(target=self._probe_loop, name="uploader-probe", daemon=True)
         prober.start()
         self._threads.append(prober)
+        for name, albums in self._check_at_start.items():
+            if name not in self._destinations:
+                continue
+            check = threading.Thread(
+                target=self._check_once,
+                args=(name, tuple(albums)),
+                name=f"uploader-check-{name}",
+                daemon=True,
+            )
+            check.start()
+            self._checks.append(check)
 
     def wake(self) -> None:
         """New jobs are in the queue: idle workers look now instead of at their next check."""
@@ -358,6 +379,10 @@ class Uploader:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in self._threads if t.is_alive()]
+        for check in self._checks:
+            # A check still waiting for its answer is no upload: what is left of the time,
+            # then it is left behind (a daemon; its result is dropped once stopping).
+            check.join(max(0.0, deadline - time.monotonic()))
         if alive:
             log.warning(
                 "uploads still running after %.0f s; they resume at the next start", timeout
@@ -824,6 +849,45 @@ class Uploader:
         except Exception:
             log.exception("probing %s failed unexpectedly", name)
         return True
+
+    def _check_once(self, name: str, albums: tuple[str, ...]) -> None:
+        """The check at start: one cheap request tells whether the key, the event and the
+        albums are right, before a picture is the test. Only a clear answer that they are
+        wrong pauses the destination; a network that does not answer is an outage, as for
+        an upload; a server in trouble changes nothing (the first upload tells)."""
+        destination = self._destinations[name]
+        try:
+            if isinstance(destination, Verifiable):
+                destination.verify(albums)
+            else:
+                destination.probe()
+        except DestinationUnavailable as exc:
+            if not self._stopping.is_set():
+                self._pause(name, exc)
+        except NetworkError as exc:
+            if not self._stopping.is_set() and not self._reachable(name):
+                self._go_offline(name, str(exc) or type(exc).__name__)
+        except UploadError as exc:
+            log.info("%s could not be checked at start (%s); its first upload will tell", name, exc)
+        except Exception:
+            # A client closed under a check by a stop says nothing about the destination.
+            if not self._stopping.is_set():
+                log.exception("checking %s at start failed unexpectedly", name)
+        else:
+            with self._health_lock:
+                current = self._health.get(name)
+                # An upload that finished first knows better than this check.
+                if current is None or current.health is not Health.UNKNOWN:
+                    return
+                online = DestinationHealth(Health.ONLINE)
+                self._health[name] = online
+            said = (
+                "accepts the key and knows the event"
+                if isinstance(destination, Verifiable)
+                else "is reachable"
+            )
+            log.info("%s checked at start: it %s", name, said)
+            self._store_health(name, online)
 
     def _go_offline(self, name: str, message: str) -> None:
         now = time.monotonic()

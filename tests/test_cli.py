@@ -20,6 +20,8 @@ import pytest
 from boothsync import __version__
 from boothsync.demo import write_sample_jpeg
 from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
+from boothsync.receiver_picpeak import DEMO_TOKEN as PICPEAK_TOKEN
+from boothsync.receiver_picpeak import PicPeakServer
 from tests.helpers import wait_for
 
 BOOTHSYNC = [sys.executable, "-m", "boothsync"]
@@ -289,6 +291,62 @@ def test_events_lists_events_and_albums(tmp_path: Path, receiver: Receiver) -> N
     assert 'album_id = "a2"  Party' in result.stdout
 
 
+@pytest.mark.parametrize("link", ["", 'link_id = ""', 'link_id = "  "'])
+def test_events_needs_only_the_key(tmp_path: Path, receiver: Receiver, link: str) -> None:
+    """`boothsync events` is how the link_id is found: a config with only the key (no
+    link_id, or an empty one, and no [[watch]] yet) lists the events, where `check` still
+    names the missing link_id."""
+    config = tmp_path / "boothsync.toml"
+    config.write_text(
+        f"""
+[destinations.eventpics]
+type = "eventpics"
+api_key = "{DEMO_API_KEY}"
+{link}
+base_url = "{receiver.base_url}"
+""",
+        encoding="utf-8",
+    )
+    result = boothsync("events", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    assert 'link_id = "demo"' in result.stdout
+    assert 'album_id = "a1"  Ceremony' in result.stdout
+    refused = boothsync("check", "-c", str(config))
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+
+
+def test_events_needs_only_the_token_for_picpeak_and_says_what_picsui_needs(
+    tmp_path: Path,
+) -> None:
+    """A PicPeak table with only its token and server lists the events with their event_id;
+    a Picsui table without event_id (Picsui has no list of a key's events) is one line
+    naming event_id, exit 1, while the other destinations are still listed."""
+    with PicPeakServer(tmp_path / "picpeak", events={12: "Gala"}) as picpeak:
+        config = tmp_path / "boothsync.toml"
+        config.write_text(
+            f"""
+[destinations.picpeak]
+type = "picpeak"
+api_token = "{PICPEAK_TOKEN}"
+event_id = 0
+base_url = "{picpeak.base_url}"
+
+[destinations.picsui]
+type = "picsui"
+api_key = "some-key"
+base_url = "http://127.0.0.1:9/v1"
+""",
+            encoding="utf-8",
+        )
+        result = boothsync("events", "-c", str(config))
+    assert result.returncode == 1
+    assert "Gala\n    event_id = 12" in result.stdout
+    assert result.stderr.count("\n") == 1
+    assert "picsui" in result.stderr and "event_id in [destinations.picsui]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_check_passes_for_a_good_config(tmp_path: Path, receiver: Receiver) -> None:
     """`boothsync check` confirms config, folder, key, link and album, and exits 0."""
     config = write_config(tmp_path, receiver.base_url)
@@ -508,6 +566,34 @@ def test_a_fixed_key_is_used_as_soon_as_the_config_is_saved(
     finally:
         assert daemon.stop() == 0
     assert "the config changed" in daemon.output
+    assert "wrong-key-1234" not in daemon.output
+
+
+def test_status_shows_a_wrong_key_at_start_and_after_a_reload_without_a_picture(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """`status` says `online` soon after the start, and `unauthorized` (naming api_key) soon
+    after a wrong key is saved, though no picture came: each start and reload checks every
+    destination once."""
+    config = write_config(tmp_path, receiver.base_url)
+    daemon = Daemon("run", "-c", str(config))
+    try:
+        wait_for(
+            lambda: status(config)["destinations"]["eventpics"]["health"] == "online", timeout=30
+        )
+        config.write_text(config.read_text().replace(DEMO_API_KEY, "wrong-key-1234"))
+        entry = wait_for(
+            lambda: (
+                (e := status(config)["destinations"]["eventpics"])["health"] == "unauthorized" and e
+            ),
+            timeout=30,
+        )
+        assert "api_key" in entry["detail"]
+        assert status(config)["totals"] == dict.fromkeys(
+            ("waiting", "uploading", "uploaded", "failed"), 0
+        )
+    finally:
+        assert daemon.stop() == 0
     assert "wrong-key-1234" not in daemon.output
 
 
@@ -774,3 +860,157 @@ def test_ctrl_c_before_a_command_is_done_is_130_and_one_line(tmp_path: Path) -> 
             _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
     assert err.strip().splitlines() == ["boothsync events: interrupted"]
+
+
+# -- boothsync init ---------------------------------------------------------------------------
+
+
+def test_init_with_flags_writes_a_minimal_private_config_that_checks(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """`boothsync init` with flags (a script) writes only what was chosen, readable by this
+    account only, checks it and exits 0; the key shows in no output."""
+    (tmp_path / "hot").mkdir()
+    config = tmp_path / "boothsync.toml"
+    result = boothsync(
+        "init", "-c", str(config), "--folder", str(tmp_path / "hot"), "--api-key",
+        DEMO_API_KEY, "--base-url", receiver.base_url, "--link-id", "demo", "--album-id", "a2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all good" in result.stdout and "[FAIL]" not in result.stdout
+    assert DEMO_API_KEY not in result.stdout + result.stderr
+    text = config.read_text(encoding="utf-8")
+    assert "[destinations.eventpics]" in text and 'album_id = "a2"' in text
+    assert "picsui" not in text and "picpeak" not in text and "folder" not in text
+    if os.name == "posix":
+        assert config.stat().st_mode & 0o777 == 0o600
+    checked = boothsync("check", "-c", str(config))
+    assert checked.returncode == 0, checked.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--api-key", "wrong-key"], "--api-key"),
+        (["--api-key", DEMO_API_KEY, "--link-id", "nope"], "--link-id"),
+        (["--api-key", DEMO_API_KEY, "--link-id", "demo", "--album-id", "zz"], "--album-id"),
+    ],
+)
+def test_init_with_a_wrong_flag_is_one_line_and_writes_nothing(
+    tmp_path: Path, receiver: Receiver, flags: list[str], named: str
+) -> None:
+    """A key, link or album the gallery does not know, given as a flag, is one line naming
+    the flag, a non-zero exit, and no file."""
+    (tmp_path / "hot").mkdir()
+    config = tmp_path / "boothsync.toml"
+    result = boothsync(
+        "init", "-c", str(config), "--folder", str(tmp_path / "hot"),
+        "--base-url", receiver.base_url, *flags,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and named in result.stderr
+    assert "wrong-key" not in result.stderr
+    assert not config.exists()
+
+
+def test_init_asks_and_a_wrong_key_at_the_prompt_is_asked_again(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """At the prompts, a missing folder and a wrong key are one line each and the question
+    again; the events and albums are listed to pick by number; what was picked is written."""
+    (tmp_path / "hot").mkdir()
+    config = tmp_path / "boothsync.toml"
+    answers = f"{tmp_path / 'nothere'}\n{tmp_path / 'hot'}\neventpics\nwrong-key\n"
+    answers += f"{DEMO_API_KEY}\n1\n3\n"
+    result = subprocess.run(
+        [*BOOTHSYNC, "init", "-c", str(config), "--base-url", receiver.base_url],
+        input=answers, capture_output=True, text=True, timeout=60, env=env(), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("does not exist") == 1
+    assert result.stdout.count("rejected this api key (401): type it again") == 1
+    assert "Demo Wedding" in result.stdout and "Party" in result.stdout
+    assert DEMO_API_KEY not in result.stdout and "wrong-key" not in result.stdout
+    text = config.read_text(encoding="utf-8")
+    assert 'link_id = "demo"' in text and 'album_id = "a2"' in text
+
+
+def test_init_reads_the_key_without_echo_on_a_terminal(tmp_path: Path, receiver: Receiver) -> None:
+    """On a terminal the key is typed without echo: it never appears on the screen."""
+    pty = pytest.importorskip("pty")
+    (tmp_path / "hot").mkdir()
+    config = tmp_path / "boothsync.toml"
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [*BOOTHSYNC, "init", "-c", str(config), "--folder", str(tmp_path / "hot"),
+         "--type", "eventpics", "--base-url", receiver.base_url],
+        stdin=terminal, stdout=terminal, stderr=terminal, env=env(), start_new_session=True,
+    )  # fmt: skip
+    os.close(terminal)
+    screen = bytearray()
+
+    def read_until(text: bytes) -> bool:
+        import select
+
+        while select.select([controller], [], [], 0.05)[0]:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                return text in screen
+            if not chunk:
+                break
+            screen.extend(chunk)
+        return text in screen
+
+    try:
+        wait_for(lambda: read_until(b"(not shown): "), timeout=30)
+        os.write(controller, DEMO_API_KEY.encode() + b"\n")
+        wait_for(lambda: read_until(b"number [1]: "), timeout=30)
+        os.write(controller, b"1\n")
+        wait_for(lambda: read_until(b"Album: number [1]: "), timeout=30)
+        os.write(controller, b"2\n")
+        wait_for(lambda: read_until(b"all good"), timeout=30)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+    assert DEMO_API_KEY.encode() not in screen
+    assert 'album_id = "a1"' in config.read_text(encoding="utf-8")
+
+
+def test_init_refuses_to_replace_a_config_and_fails_cleanly_without_answers(
+    tmp_path: Path,
+) -> None:
+    """An existing config is never overwritten without --force; input that ends before an
+    answer is one line naming the flag that gives it, exit 2."""
+    config = tmp_path / "boothsync.toml"
+    config.write_text("# mine\n", encoding="utf-8")
+    kept = boothsync("init", "-c", str(config))
+    assert kept.returncode == 2 and "--force" in kept.stderr
+    assert config.read_text(encoding="utf-8") == "# mine\n"
+    fresh = tmp_path / "new.toml"
+    ended = subprocess.run(
+        [*BOOTHSYNC, "init", "-c", str(fresh)],
+        input="", capture_output=True, text=True, timeout=60, env=env(), check=False,
+    )  # fmt: skip
+    assert ended.returncode == 2
+    assert ended.stderr.count("\n") == 1 and "--folder" in ended.stderr
+    assert not fresh.exists()
+
+
+def test_init_example_prints_the_reference_and_no_config_points_at_init(tmp_path: Path) -> None:
+    """`boothsync init --example` prints the full reference config (also where the source
+    folder is not at hand: it ships in the package, the same file); with no config at all
+    the message points at `boothsync init`, not at a file the operator may not have."""
+    root = Path(__file__).resolve().parents[1]
+    reference = (root / "boothsync.toml.example").read_text(encoding="utf-8")
+    packaged = (root / "boothsync" / "boothsync.toml.example").read_text(encoding="utf-8")
+    assert packaged == reference, "copy boothsync.toml.example into boothsync/ after editing it"
+    printed = boothsync("init", "--example", cwd=tmp_path)
+    assert printed.returncode == 0
+    assert printed.stdout == reference
+    missing = boothsync("status", cwd=tmp_path, XDG_CONFIG_HOME=str(tmp_path / "none"))
+    assert missing.returncode == 2
+    assert "boothsync init" in missing.stderr and "toml.example" not in missing.stderr

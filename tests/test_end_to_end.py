@@ -163,8 +163,79 @@ def test_a_rejected_key_pauses_the_destination_without_failing_files(
     snap = engine.snapshot()
     assert snap.stats.totals["failed"] == 0
     assert "api_key" in snap.health["eventpics"].detail
-    # One request found the key wrong; the rest waited instead of burning through the queue.
-    assert receiver.counts()["getuploadurl"].get(401, 0) <= 2
+    # At most one request found the key wrong (the check at start may have been first); the
+    # rest waited instead of burning through the queue.
+    assert receiver.counts().get("getuploadurl", {}).get(401, 0) <= 2
+
+
+@pytest.mark.parametrize(
+    ("wrong", "named"),
+    [
+        ({"api_key": "wrong-key"}, "api_key"),
+        ({"link_id": "no-such-link"}, "link_id"),
+        ({"watch_album": "zz"}, "album 'zz'"),
+    ],
+)
+def test_a_wrong_key_link_or_album_is_known_at_start_before_any_picture(
+    tmp_path: Path, receiver: Receiver, engine_for: Any, wrong: dict[str, str], named: str
+) -> None:
+    """The engine checks each destination once as it starts (the listing `check` reads): a
+    key, link or album the gallery does not know is `unauthorized` within seconds, with the
+    config key to fix, before a guest's picture is the test; nothing fails meanwhile."""
+    config = make_config(tmp_path, receiver, api_key=wrong.get("api_key", DEMO_API_KEY))
+    if "link_id" in wrong:
+        destination = replace(config.destinations["eventpics"], link_id=wrong["link_id"])
+        config = replace(config, destinations={"eventpics": destination})
+    if "watch_album" in wrong:
+        watch = replace(config.watches[0], album_id=wrong["watch_album"])
+        config = replace(config, watches=(watch,))
+    engine = engine_for(config)
+
+    def red() -> str | None:
+        health = engine.outbox.health().get("eventpics")
+        return health[1] if health and health[0] == "unauthorized" else None
+
+    detail = wait_for(red, timeout=10)
+    assert named in detail
+    assert engine.health()["eventpics"].health is Health.UNAUTHORIZED
+    assert engine.snapshot().stats.totals["failed"] == 0
+
+
+def test_a_good_config_is_online_at_start_and_the_check_holds_back_no_upload(
+    tmp_path: Path, engine_for: Any
+) -> None:
+    """A config that is right shows `online` at start without a picture; while the gallery
+    is slow to answer that check, pictures upload as usual."""
+    with Receiver(tmp_path / "quick") as quick:
+        engine = engine_for(make_config(tmp_path / "quick", quick))
+        wait_for(lambda: engine.outbox.health().get("eventpics", ("",))[0] == "online", timeout=10)
+        assert engine.health()["eventpics"].health is Health.ONLINE
+        assert quick.received() == []
+    # The listing trickles a byte every half second (its answer would take minutes): the
+    # picture goes within seconds all the same.
+    with Receiver(tmp_path / "slow", faults=Faults(trickle={"geteventsandalbums": 0.5})) as slow:
+        engine = engine_for(make_config(tmp_path / "slow", slow))
+        picture(engine.config.watches[0].path, "first.jpg", datetime(2026, 5, 1, 12, 0))
+        wait_for(lambda: [r.file_name for r in slow.received()] == ["first.jpg"], timeout=10)
+
+
+def test_a_network_failure_at_start_is_no_wrong_key(
+    tmp_path: Path, receiver: Receiver, engine_for: Any
+) -> None:
+    """A gallery that cannot be reached at start is `offline` (probed, pictures wait), one in
+    trouble (503) stays `unknown`: only a clear answer about the key, link or album is red."""
+    receiver.faults.fail_next = [("geteventsandalbums", 503)]
+    engine = engine_for(make_config(tmp_path, receiver))
+    wait_for(lambda: receiver.counts().get("geteventsandalbums", {}).get(503), timeout=10)
+    picture(engine.config.watches[0].path, "after.jpg", datetime(2026, 5, 1, 12, 0))
+    wait_for(lambda: engine.snapshot().stats.totals["uploaded"] == 1, timeout=10)
+    assert engine.health()["eventpics"].health is Health.ONLINE
+
+    (tmp_path / "closed").mkdir()
+    closed = engine_config(tmp_path / "closed", "http://127.0.0.1:9", album_id="a1")
+    offline = engine_for(closed)
+    wait_for(lambda: offline.health()["eventpics"].health is Health.OFFLINE, timeout=10)
+    assert "127.0.0.1:9" in offline.health()["eventpics"].detail
 
 
 def test_a_file_the_gallery_refuses_fails_alone(

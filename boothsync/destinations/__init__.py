@@ -15,6 +15,7 @@ from boothsync.destinations.base import (
     DestinationContext,
     GalleryEvent,
     UploadItem,
+    Verifiable,
 )
 from boothsync.destinations.eventpics import EventPicsDestination
 from boothsync.destinations.folder import FolderDestination
@@ -29,6 +30,7 @@ __all__ = [
     "DestinationContext",
     "GalleryEvent",
     "UploadItem",
+    "Verifiable",
     "create",
 ]
 

@@ -27,6 +27,7 @@ __all__ = [
     "GalleryEvent",
     "TimeBounded",
     "UploadItem",
+    "Verifiable",
 ]
 
 _CHUNK = 256 * 1024
@@ -214,3 +215,18 @@ class TimeBounded(Protocol):
     def upload_deadline(self, size: int) -> float:
         """Seconds one ``upload()`` of a ``size``-byte file may take, every request of it
         together, not counting waits for the shared bandwidth limit."""
+
+
+@runtime_checkable
+class Verifiable(Protocol):
+    """A destination that can confirm its settings with the one cheap request ``check``
+    makes (a gallery's events listing, or its event), so that a wrong key, event or album is
+    known at start, before a guest's picture finds it out."""
+
+    def verify(self, album_ids: Collection[str] = ()) -> None:
+        """Return if the gallery accepts the key and knows the event and every album.
+
+        Raise :class:`~boothsync.errors.DestinationUnavailable` (Unauthorized, UnknownTarget)
+        only when the gallery's answer says so clearly; no answer is a
+        :class:`~boothsync.errors.NetworkError`, a server in trouble a RetryableError.
+        """

@@ -104,6 +104,26 @@ class EventPicsDestination(HttpDestination):
         )
         return _parse_events(self.json(response, "geteventsandalbums"))
 
+    def verify(self, album_ids: Collection[str] = ()) -> None:
+        """The key is accepted (one listing), the link is among its events and every album
+        (the table's and ``album_ids``) in that event."""
+        events = self.events()
+        link_id = self._config.link_id
+        event = next((e for e in events if e.link_id == link_id), None)
+        if event is None:
+            raise UnknownTarget(
+                f"EventPics has no event with link_id {link_id!r} for this key: check link_id "
+                f"in {self.section}; `boothsync events` lists them"
+            )
+        albums = {a.id for a in event.albums}
+        for album_id in dict.fromkeys([self._config.album_id, *album_ids]):
+            if album_id and album_id not in albums:
+                raise UnknownTarget(
+                    f"EventPics event {event.title!r} has no album {album_id!r}: check "
+                    f"album_id in {self.section} and the [[watch]] tables; `boothsync events` "
+                    "lists them"
+                )
+
     def check(self, album_ids: Collection[str] = ()) -> list[CheckItem]:
         """Reach the API, then confirm the key, the link and every album named in the config."""
         wanted = [a for a in dict.fromkeys([self._config.album_id, *album_ids]) if a]

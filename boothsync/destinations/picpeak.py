@@ -137,6 +137,18 @@ class PicPeakDestination(HttpDestination):
                 break
         return events
 
+    def verify(self, album_ids: Collection[str] = ()) -> None:
+        """The token may list events and the event is among them (PicPeak has no albums)."""
+        events = self.events()
+        event_id = str(self._config.event_id)
+        # A listing cut off at its last page proves nothing about the events past it.
+        complete = len(events) < _PAGE_SIZE * _MAX_PAGES
+        if complete and not any(e.link_id == event_id for e in events):
+            raise UnknownTarget(
+                f"PicPeak has no event {event_id} for this token: check event_id in "
+                f"{self.section}; `boothsync events` lists them"
+            )
+
     def check(self, album_ids: Collection[str] = ()) -> list[CheckItem]:
         """Reach the API, then confirm the token and that the event is among its events."""
         try:

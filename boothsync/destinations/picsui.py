@@ -364,6 +364,12 @@ class PicsuiDestination(HttpDestination):
             ) from None
 
     def events(self) -> list[GalleryEvent]:
+        if not self._config.event_id:
+            # Picsui's API describes one event by its id; it has no list of a key's events.
+            raise UnknownTarget(
+                f"Picsui cannot list the events of a key: set event_id in {self.section} to "
+                "your event's id (Picsui shows it with the event), then this shows its name"
+            )
         response = self.send("list", "GET", self._event_url, what="the event")
         data = self.json(response, "the event")
         if isinstance(data, Mapping):
@@ -381,6 +387,11 @@ class PicsuiDestination(HttpDestination):
                 id_key="event_id",
             )
         ]
+
+    def verify(self, album_ids: Collection[str] = ()) -> None:
+        """The key is accepted and the event exists: one look at the event (Picsui has no
+        albums)."""
+        self.events()
 
     def check(self, album_ids: Collection[str] = ()) -> list[CheckItem]:
         """Reach the API, then confirm the key and the event."""
