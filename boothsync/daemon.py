@@ -737,6 +737,13 @@ class Service:
             self._revived_at = now
             self._restart(self.config)
 
+    def _rejecting(self) -> list[str]:
+        """The destinations that rejected the key, the link or an album (unauthorized)."""
+        from boothsync.uploader import Health
+
+        health = self.engine.health()
+        return sorted(name for name, h in health.items() if h.health is Health.UNAUTHORIZED)
+
     def _status_line(self) -> str:
         """What ``systemctl status`` shows: "120 uploaded, 3 waiting, online"."""
         engine = self.engine
@@ -763,10 +770,20 @@ class Service:
             return
         if fresh == self.config:
             # Saved without a change, or only comments and spacing changed: restarting would
-            # only hold up the uploads in flight.
-            log.info("the config was read again: nothing in it changed")
-            return
-        log.info("the config changed; restarting with it")
+            # only hold up the uploads in flight. Unless a gallery rejected the key or the link:
+            # it may have been put right at the gallery's end, and a reload is how the operator
+            # asks again now rather than at the next try minutes later.
+            rejected = self._rejecting()
+            if not rejected:
+                log.info("the config was read again: nothing in it changed")
+                return
+            log.info(
+                "the config was read again: nothing in it changed; starting again to ask %s "
+                "once more",
+                " and ".join(rejected),
+            )
+        else:
+            log.info("the config changed; restarting with it")
         self._notify.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         self._restart(fresh)
 

@@ -35,7 +35,7 @@ from boothsync.demo import write_sample_jpeg
 from boothsync.errors import AlreadyRunning
 from boothsync.receiver import Faults, Receiver
 from tests.helpers import wait_for
-from tests.test_cli import BOOTHSYNC, Daemon, env, write_config
+from tests.test_cli import BOOTHSYNC, Daemon, env, status, write_config
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="systemd is Linux only")
 
@@ -347,6 +347,32 @@ def test_a_reload_without_a_change_restarts_nothing(
     assert code == 0, daemon.output
     assert receiver.received()[0].album_id == "a2"
     assert daemon.output.count(unchanged) == 2
+
+
+def test_a_reload_without_a_change_asks_a_gallery_that_rejected_the_key_again(
+    tmp_path: Path, receiver: Receiver, notify_socket: NotifySocket
+) -> None:
+    """An unchanged config reread while a gallery rejects the key (put right at the gallery's
+    end since) asks it again at once: the destination is online and uploads go, without a
+    wait for its next try minutes later."""
+    receiver.faults.fail_next.append(("geteventsandalbums", 401))
+    config = write_config(tmp_path, receiver.base_url)
+    daemon = Daemon("run", "-c", str(config), NOTIFY_SOCKET=notify_socket.address)
+    try:
+        wait_for(
+            lambda: status(config)["destinations"]["eventpics"]["health"] == "unauthorized",
+            timeout=30,
+        )
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "to ask eventpics once more" in daemon.output, timeout=30)
+        wait_for(
+            lambda: status(config)["destinations"]["eventpics"]["health"] == "online", timeout=30
+        )
+        picture(tmp_path / "hot", "after-the-fix.jpg")
+        wait_for(lambda: len(receiver.received()) == 1, timeout=30)
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.output
 
 
 def test_a_broken_config_on_sighup_keeps_the_old_one(
