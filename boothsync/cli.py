@@ -73,7 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         setup_logging(args.level)
         result: int = args.handler(args)
+        sys.stdout.flush()
         return result
+    except BrokenPipeError:
+        # Whatever read the output stopped reading (`boothsync status --json | head`): there is
+        # nobody left to tell. Python's own flush at exit would fail again, loudly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except ConfigError as exc:
         print(f"boothsync: {exc}", file=sys.stderr)
         return EXIT_CONFIG

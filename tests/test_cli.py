@@ -727,6 +727,23 @@ def test_commands_without_a_running_boothsync_say_so(tmp_path: Path, command: st
     assert not (tmp_path / "state").exists()
 
 
+def test_output_read_by_nobody_ends_quietly(tmp_path: Path, receiver: Receiver) -> None:
+    """`boothsync status --json | head -0`: when the reader of the output is gone, the command
+    ends with exit code 1 and no traceback."""
+    config = write_config(tmp_path, receiver.base_url)
+    process = subprocess.Popen(
+        [*BOOTHSYNC, "status", "--json", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env(),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the only reader: every write to the pipe now fails
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1
+    assert err == ""
+
+
 def test_status_says_whether_boothsync_runs(tmp_path: Path, receiver: Receiver) -> None:
     """`status` says, in words and in JSON, that boothsync never ran, that it runs (with its
     pid), that it stopped (and when), and that it ended without a clean stop."""
