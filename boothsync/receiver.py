@@ -780,7 +780,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._internal_error(endpoint, exc)
 
     def _route(self, method: str, path: str) -> tuple[str | None, Callable[[], None]]:
-        """(counts key, or None for /_control and the page, action) for a request."""
+        """(counts key or None for /_control, action) for a request."""
         if method == "POST" and path == "/getuploadurl":
             return "getuploadurl", self._get_upload_url
         if method == "PUT" and path.startswith(_UPLOAD_PREFIX):
@@ -789,7 +789,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if method == "GET" and path == "/geteventsandalbums":
             return "geteventsandalbums", self._events
         if method in ("GET", "HEAD") and path == "/":
-            return None, self._page
+            # Counted (and slowed by stalls and trickles) as before it had a page: a client's
+            # reachability probe asks for its base URL, which is this.
+            return OTHER, self._page
         if method == "POST" and path == "/_control/faults":
             return None, self._control_faults
         if method == "GET" and path == "/_control/received":
@@ -946,7 +948,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             ("X-Content-Type-Options", "nosniff"),
             ("Cache-Control", "no-store"),
         ]
-        self._reply(None, 200, body, "text/html; charset=utf-8", headers)
+        self._reply(OTHER, 200, body, "text/html; charset=utf-8", headers)
 
     def _not_found(self) -> None:
         self._reply_json(OTHER, 404, {"error": f"no such endpoint: {self.command} {self.path}"})

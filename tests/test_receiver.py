@@ -534,10 +534,7 @@ def test_the_page_at_root_lists_what_arrived(receiver: Receiver, client: httpx.C
     assert "IMG_0002.jpg not sent no album demo" in text
     assert text.index("IMG_0002.jpg") < text.index("IMG_0001.jpg")
     assert client.head("/").status_code == 200
-    # The page is for people: it counts as no endpoint and no fault applies to it.
-    receiver.faults.error_rate = 1.0
-    assert client.get("/").status_code == 200
-    assert "other" not in receiver.counts()
+    assert receiver.counts() == {"getuploadurl": {200: 2}, "put": {200: 2}, "other": {200: 3}}
 
 
 def test_the_page_escapes_hostile_names(receiver: Receiver, client: httpx.Client) -> None:
