@@ -251,7 +251,8 @@ def _parser() -> argparse.ArgumentParser:
     install.add_argument(
         "--run-as",
         metavar="ACCOUNT",
-        help="the system service's account (default: $SUDO_USER, else the current one)",
+        help="the system service's account (default: $SUDO_USER, else the current one; root only "
+        "when named)",
     )
     install.set_defaults(handler=_service_install)
     uninstall = actions.add_parser(
@@ -723,6 +724,10 @@ def _service_install(args: argparse.Namespace) -> int:
     config = _load(args)
     if args.print_only:
         print(service.render(config, user=args.user, run_as=args.run_as), end="")
+        # On stderr, so that the unit alone can be redirected into a file.
+        note = service.state_note(config, user=args.user)
+        if note is not None:
+            print(note, file=sys.stderr)
         return EXIT_OK
     service.install(config, user=args.user, folder=args.unit_dir, run_as=args.run_as)
     return EXIT_OK

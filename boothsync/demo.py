@@ -114,7 +114,7 @@ def run_demo(
         gallery = config.destinations["eventpics"]
         album = gallery.album_id if isinstance(gallery, EventPicsConfig) else None
         engine = Engine(config, on_report=lambda r: say(describe(r, tz, album)))
-        say(f"Receiver (EventPics-compatible) on {receiver.base_url}")
+        say(f"Receiver (EventPics-compatible) on {receiver.base_url} (open it to see what arrived)")
         say(f"Hot folder: {config.watches[0].path}")
         say(f"Received files: {received} (each with a .json record)")
         engine.start()

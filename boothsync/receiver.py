@@ -5,7 +5,9 @@ service and its storage answer: ``POST /getuploadurl`` hands out presigned
 upload URLs, ``PUT /upload/<token>`` stores the bytes, ``GET
 /geteventsandalbums`` lists a key's events. Every stored file lands at
 ``directory/<linkId>/<albumId or _no-album>/<fileName>`` with a
-``<name>.json`` sidecar beside it. Faults (forced answers, error and reset
+``<name>.json`` sidecar beside it. ``GET /`` is a small page for a person
+with a browser, listing what arrived (every name escaped: it comes from
+whoever sent it). Faults (forced answers, error and reset
 rates, delays, short-lived URLs, huge or trickling answers, redirects, upload
 URLs in clear text, error bodies that quote the key) are injected from
 :class:`Faults`, which tests change while the server runs. Given an SSL context
@@ -23,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import html
 import http.server
 import json
 import logging
@@ -38,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from http import HTTPStatus
 from pathlib import Path, PurePath
 from typing import Any, Final, cast
@@ -82,6 +86,9 @@ _NO_ALBUM = "_no-album"
 _UPLOAD_PREFIX = "/upload/"
 # A client that stops talking holds a thread; stop() cuts idle ones at once anyway.
 _IDLE_SECONDS = 60.0
+# The page at GET / lists this many uploads, newest first, and refreshes itself this often.
+_PAGE_ROWS = 200
+_PAGE_REFRESH_SECONDS = 5
 _HOST_HEADER = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _S3_CODES: Final = {
     400: "BadRequest",
@@ -302,6 +309,67 @@ class Receiver(LocalServer):
         with self._lock:
             return {endpoint: dict(statuses) for endpoint, statuses in self._counts.items()}
 
+    def page(self) -> str:
+        """The HTML page at ``GET /``: what arrived, newest first, every text escaped."""
+        with self._lock:
+            received = list(self._received)
+            albums = {
+                (event.link_id, album.id): album.title
+                for events in self._keys.values()
+                for event in events
+                for album in event.albums
+            }
+        rows = []
+        for record in reversed(received[-_PAGE_ROWS:]):
+            name = record.file_name
+            if record.path.name != name:
+                name += f" (stored as {record.path.name})"
+            if record.album_id is None:
+                album = "no album"
+            else:
+                title = albums.get((record.link_id, record.album_id))
+                album = record.album_id + (f" ({title})" if title else "")
+            cells = (
+                name,
+                _page_time_ms(record.taken_at),
+                album,
+                record.link_id,
+                f"{record.size:,} byte{'s' if record.size != 1 else ''}",
+                _page_time_ms(int(record.received_at * 1000)),
+            )
+            rows.append("<tr>" + "".join(f"<td>{_text(cell)}</td>" for cell in cells) + "</tr>")
+        count = len(received)
+        if count == 0:
+            summary = "Nothing received yet."
+        elif count > _PAGE_ROWS:
+            summary = f"{count} files received; the newest {_PAGE_ROWS} are listed."
+        else:
+            summary = f"{count} file{'s' if count != 1 else ''} received, newest first."
+        table = ""
+        if rows:
+            heads = ("file", "takenAt", "album", "event", "size", "received")
+            table = (
+                "<table><thead><tr>"
+                + "".join(f"<th>{head}</th>" for head in heads)
+                + "</tr></thead><tbody>\n"
+                + "\n".join(rows)
+                + "\n</tbody></table>"
+            )
+        return (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="refresh" content="{_PAGE_REFRESH_SECONDS}">'
+            "<title>boothsync receiver</title><style>"
+            "body{font-family:sans-serif;margin:2em}"
+            "table{border-collapse:collapse}"
+            "th,td{border-bottom:1px solid #ccc;padding:.3em .8em;text-align:left}"
+            "</style></head><body>\n"
+            "<h1>EventPics-compatible receiver</h1>\n"
+            f"<p>{_text(summary)} Files are stored in <code>{_text(str(self.directory))}"
+            "</code>, each with a <code>.json</code> record. This page shows the uploads since "
+            "the receiver started and refreshes itself.</p>\n"
+            f"{table}\n</body></html>\n"
+        )
+
     @property
     def url_reuses(self) -> int:
         """PUTs to an upload URL that had already taken a successful PUT."""
@@ -438,6 +506,23 @@ class Receiver(LocalServer):
             self._received.append(record)
         logger.debug("receiver stored %s (%d bytes)", final, size)
         return record
+
+
+def _text(value: str) -> str:
+    """``value`` safe inside HTML text or a quoted attribute."""
+    return html.escape(value, quote=True)
+
+
+def _page_time_ms(ms: int | None) -> str:
+    """Unix milliseconds as local time with its offset; "not sent" for None, the number itself
+    when it is no time a calendar has (a client may send anything)."""
+    if ms is None:
+        return "not sent"
+    try:
+        moment = datetime.fromtimestamp(ms / 1000).astimezone()
+    except (OverflowError, OSError, ValueError):
+        return f"{ms} (not a time)"
+    return moment.isoformat(sep=" ", timespec="milliseconds")
 
 
 def _free_name(folder: Path, name: str) -> Path:
@@ -703,6 +788,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return "put", lambda: self._put(token)
         if method == "GET" and path == "/geteventsandalbums":
             return "geteventsandalbums", self._events
+        if method in ("GET", "HEAD") and path == "/":
+            # Counted (and slowed by stalls and trickles) as before it had a page: a client's
+            # reachability probe asks for its base URL, which is this.
+            return OTHER, self._page
         if method == "POST" and path == "/_control/faults":
             return None, self._control_faults
         if method == "GET" and path == "/_control/received":
@@ -850,6 +939,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             for endpoint, statuses in self._receiver.counts().items()
         }
         self._reply_json(None, 200, {"counts": counts, "urlReuses": self._receiver.url_reuses})
+
+    def _page(self) -> None:
+        body = self._receiver.page().encode("utf-8")
+        headers = [
+            # Belt and braces behind the escaping: no script, no outside resource ever runs.
+            ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Cache-Control", "no-store"),
+        ]
+        self._reply(OTHER, 200, body, "text/html; charset=utf-8", headers)
 
     def _not_found(self) -> None:
         self._reply_json(OTHER, 404, {"error": f"no such endpoint: {self.command} {self.path}"})

@@ -28,6 +28,7 @@ from boothsync.paths import log_dir, state_dir
 
 __all__ = [
     "DEFAULT_FILES",
+    "PRIVATE_TMP_DIRS",
     "SERVICE_STATE_DIR",
     "STOP_TIMEOUT_SECONDS",
     "SYSTEM_UNIT_DIR",
@@ -40,6 +41,7 @@ __all__ = [
     "render_unit",
     "render_winsw",
     "service_account",
+    "state_note",
     "uninstall",
     "unit_dir",
     "writable_paths",
@@ -62,6 +64,10 @@ WINSW_RELEASES = "https://github.com/winsw/winsw/releases"
 
 DEFAULT_FILES = ("boothsync.service", "boothsync-user.service", "windows/boothsync.xml")
 """The files of the ``service/`` folder, relative to it."""
+
+# PrivateTmp=yes gives the system service its own empty /tmp and /var/tmp: whatever the
+# operator keeps there is out of its sight.
+PRIVATE_TMP_DIRS = (Path("/tmp"), Path("/var/tmp"))
 
 # The static units run boothsync through env: systemd needs an executable that exists.
 _ENV_BOOTHSYNC = ("/usr/bin/env", "boothsync")
@@ -367,7 +373,87 @@ def executable_command(*, platform: str = sys.platform) -> list[str]:
 def service_account(run_as: str | None, *, environ: Mapping[str, str] | None = None) -> str:
     """The account of the system service: ``--run-as``, else ``$SUDO_USER``, else the current."""
     env = os.environ if environ is None else environ
-    return run_as or env.get("SUDO_USER") or getpass.getuser()
+    return run_as or env.get("SUDO_USER") or _current_account()
+
+
+def _current_account() -> str:
+    """The account this command runs as, by its user id: a shell from `su` keeps the $USER of
+    the account before, which would hide that the service is about to run as root."""
+    if sys.platform != "win32":
+        import pwd
+
+        try:
+            return pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:  # a user id without an entry (some containers)
+            pass
+    return getpass.getuser()
+
+
+def _check_account(account: str, *, run_as: str | None, environ: Mapping[str, str]) -> None:
+    """Refuse an account that does not exist, and root unless ``--run-as root`` asked for it.
+
+    systemd would only find out at the service's first start (status=217/USER), long after
+    the install said all was well.
+    """
+    if account == "root" and run_as != "root":
+        raise ConfigError(
+            "the service would run as root, the account that ran this install: add "
+            "--run-as ACCOUNT with the booth's account (the one that owns the pictures), or "
+            "--run-as root if it really must run as root"
+        )
+    if sys.platform == "win32":
+        return
+    import pwd
+
+    try:
+        pwd.getpwnam(account)
+    except KeyError:
+        source = "--run-as" if run_as else "$SUDO_USER" if environ.get("SUDO_USER") else None
+        raise ConfigError(
+            f"there is no account {account!r} on this system: name an existing one "
+            "(the booth's login; `id -un` in its terminal shows it)",
+            key=source,
+        ) from None
+
+
+def _check_private_tmp(config: Config, command: Sequence[str]) -> None:
+    """Refuse a system service that would need something kept in /tmp or /var/tmp.
+
+    Its unit has PrivateTmp=yes, so it would not find its program or config there (it would
+    fail at every start) nor a watch folder (it would wait for it forever); those folders are
+    also emptied at boot.
+    """
+    places: list[tuple[str, Path]] = [
+        ("the program", Path(command[0])),
+        ("the config", _config_file(config)),
+    ]
+    places += [("the watch folder", watch.path) for watch in config.watches]
+    places += [("the folder", path) for path in writable_paths(config)]
+    if config.triggers.sparkbooth_status is not None:
+        places.append(("the Sparkbooth status file", config.triggers.sparkbooth_status))
+    hidden: dict[Path, str] = {}
+    for what, path in places:
+        if _in_private_tmp(path):
+            hidden.setdefault(path, what)
+    if not hidden:
+        return
+    listed = ", ".join(f"{what} {path}" for path, what in hidden.items())
+    them = "it" if len(hidden) == 1 else "them"
+    raise ConfigError(
+        f"{listed}: the service cannot see /tmp or /var/tmp (its unit has PrivateTmp=yes, "
+        f"and both are emptied at boot): move {them} elsewhere (such as /home/pi or "
+        f"/opt/boothsync) and install again"
+    )
+
+
+def _in_private_tmp(path: Path) -> bool:
+    """Whether ``path``, as written or with its links followed, lies in /tmp or /var/tmp."""
+    spelled = Path(os.path.abspath(path))
+    for candidate in (spelled, spelled.resolve()):
+        for private in PRIVATE_TMP_DIRS:
+            if candidate == private or private in candidate.parents:
+                return True
+    return False
 
 
 def render(
@@ -393,11 +479,11 @@ def render(
     command = [*executable_command(platform=platform), "run", "-c", str(config_file)]
     if user:
         return render_unit(command, user=True)
-    return render_unit(
-        command,
-        account=service_account(run_as, environ=environ),
-        writable=writable_paths(config),
-    )
+    env = os.environ if environ is None else environ
+    account = service_account(run_as, environ=env)
+    _check_account(account, run_as=run_as, environ=env)
+    _check_private_tmp(config, command)
+    return render_unit(command, account=account, writable=writable_paths(config))
 
 
 def _config_file(config: Config) -> Path:
@@ -457,31 +543,35 @@ def install(
     when = "at every login" if user else "at every boot"
     say(f"enabled and started {UNIT_NAME}; it starts {when}")
     say(f"follow the logs: {_journal(user)}")
-    _state_note(config, user=user, say=say)
+    note = state_note(config, user=user, platform=platform)
+    if note is not None:
+        say(note)
 
 
-def _state_note(config: Config, *, user: bool, say: Say) -> None:
-    """Say so when `boothsync status` and the tray would look at another queue than the
-    service's: under systemd, StateDirectory= wins over ``[state] dir``."""
+def state_note(config: Config, *, user: bool = False, platform: str = sys.platform) -> str | None:
+    """The line to say when `boothsync status` and the tray would look at another queue than
+    the systemd service's (StateDirectory= wins over ``[state] dir``); None when they agree."""
+    if platform == "win32":
+        return None
     if user:
         if config.state.dir is None:
-            return
+            return None
         queue = Path(platformdirs.user_state_dir("boothsync", appauthor=False))
         if config.state.dir == queue:
-            return
-        say(
+            return None
+        return (
             f"note: the user service keeps its queue in {queue} (systemd's StateDirectory= "
             f"wins over [state] dir under the service); remove [state] dir from "
             f"{_config_file(config)} so `boothsync status` and the tray see the service's queue"
         )
-        return
-    if config.state.dir != SERVICE_STATE_DIR:
-        say(
-            f"note: the service keeps its queue in {SERVICE_STATE_DIR} (systemd's "
-            f"StateDirectory= wins over [state] dir under the service); set "
-            f'[state] dir = "{SERVICE_STATE_DIR}" in '
-            f"{_config_file(config)} so `boothsync status` and the tray see the service's queue"
-        )
+    if config.state.dir == SERVICE_STATE_DIR:
+        return None
+    return (
+        f"note: the service keeps its queue in {SERVICE_STATE_DIR} (systemd's "
+        f"StateDirectory= wins over [state] dir under the service); set "
+        f'[state] dir = "{SERVICE_STATE_DIR}" in '
+        f"{_config_file(config)} so `boothsync status` and the tray see the service's queue"
+    )
 
 
 def uninstall(
@@ -584,7 +674,30 @@ def _systemctl(user: bool, *arguments: str) -> None:
             "(`boothsync service install --print` shows the unit)"
         )
     options = ["--user"] if user else []
-    _run([program, *options, *arguments], shown=" ".join(["systemctl", *options, *arguments]))
+    shown = " ".join(["systemctl", *options, *arguments])
+    try:
+        _run([program, *options, *arguments], shown=shown)
+    except _Failed as exc:
+        if _NOT_BOOTED in exc.output:
+            # systemctl's own words end in "Failed to connect to bus: Host is down".
+            raise BoothsyncError(
+                f"{shown}: systemd is not running on this system (it was not started with "
+                "systemd), so it cannot run boothsync as a service: start it with "
+                "`boothsync run -c CONFIG` (or `boothsync tray`) instead"
+            ) from None
+        raise
+
+
+# What systemctl says when the system was not booted with systemd (no manager to talk to).
+_NOT_BOOTED = "not been booted with systemd"
+
+
+class _Failed(BoothsyncError):
+    """A command exited with an error; ``output`` is everything it wrote."""
+
+    def __init__(self, message: str, output: str) -> None:
+        super().__init__(message)
+        self.output = output
 
 
 def _run(command: list[str], *, shown: str) -> None:
@@ -603,8 +716,9 @@ def _run(command: list[str], *, shown: str) -> None:
         raise BoothsyncError(f"{shown}: cannot run it: {exc.strerror or exc}") from None
     if result.returncode != 0:
         last = _last_line(result.stderr) or _last_line(result.stdout)
-        raise BoothsyncError(
-            f"{shown} failed (exit {result.returncode})" + (f": {last}" if last else "")
+        raise _Failed(
+            f"{shown} failed (exit {result.returncode})" + (f": {last}" if last else ""),
+            f"{result.stdout or ''}\n{result.stderr or ''}",
         )
 
 

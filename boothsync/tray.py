@@ -211,6 +211,20 @@ def icon_image(state: State) -> Image.Image:
     return image
 
 
+def square_icon(image: Image.Image, width: int, height: int) -> Image.Image:
+    """``image`` drawn square, as large as fits and centred, in a ``width`` x ``height`` slot.
+
+    A bare X11 tray hands out slots that are not square (24 x 30 in a 32-pixel panel), and
+    stretching the icon to the slot would draw its circle as an oval. The slot's own pixels
+    have no transparency, so the rest is black, as the corners of the icon always were there.
+    """
+    side = max(1, min(width, height))
+    slot = Image.new("RGB", (max(1, width), max(1, height)), (0, 0, 0))
+    scaled = image.convert("RGBA").resize((side, side), Image.Resampling.LANCZOS)
+    slot.paste(scaled, ((slot.width - side) // 2, (slot.height - side) // 2), scaled)
+    return slot
+
+
 def _waiting(stats: Stats) -> int:
     return stats.totals.get("waiting", 0) + stats.totals.get("uploading", 0)
 
@@ -573,7 +587,7 @@ def open_path(
             os.startfile(path)  # type: ignore[attr-defined]  # Windows only
         else:
             # Detached: the viewer must outlive a tray that quits, and never hold its stdio.
-            subprocess.Popen(
+            process = subprocess.Popen(
                 [*command, str(path)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -581,10 +595,22 @@ def open_path(
                 start_new_session=True,
                 close_fds=True,
             )
+            # Somebody must wait for it, or it stays a zombie under the tray once it exits;
+            # xdg-open without a desktop runs the viewer itself and returns when it closes.
+            threading.Thread(
+                target=_reap, args=(process, path), name="tray-opener", daemon=True
+            ).start()
     except OSError as exc:
         log.warning("cannot open %s: %s", path, exc.strerror or exc)
         return False
     return True
+
+
+def _reap(process: subprocess.Popen[bytes], path: Path) -> None:
+    """Collect the opener's exit, and say when it could not open ``path``."""
+    code = process.wait()
+    if code != 0:
+        log.warning("cannot open %s: the opener exited with code %d", path, code)
 
 
 # The Desktop Entry spec's reserved characters: an argument with one of them is quoted.
@@ -904,6 +930,23 @@ def _end_if_stuck(returned: threading.Event, code: int) -> None:
 _REDOCK_AFTER = 2
 
 
+def _square_on_x11(base: type[pystray.Icon]) -> type[pystray.Icon]:
+    """pystray's X11 icon, drawn square in whatever slot the tray gives it."""
+
+    class SquareIcon(base):  # type: ignore[misc]
+        # pystray's xorg backend calls this before every draw with the window's size.
+        def _assert_icon_data(self, width: int, height: int) -> None:
+            drawn: Image.Image | None = getattr(self, "_icon_data", None)
+            if drawn is not None and drawn.size == (width, height):
+                return
+            data = square_icon(self._icon, width, height)
+            # What pystray does too: older python-xlib asks the image for tostring().
+            data.tostring = data.tobytes  # type: ignore[attr-defined]
+            self._icon_data = data
+
+    return SquareIcon
+
+
 def _docked(icon: Any) -> bool | None:
     """Whether the X11 icon sits in a tray (its window was reparented); None elsewhere."""
     window = getattr(icon, "_window", None)
@@ -958,6 +1001,8 @@ def run_tray(
     icon_class: type[pystray.Icon] = pystray.Icon
     if icon_class.__module__ == "pystray._base":
         icon_class = _headless(icon_class)
+    elif icon_class.__module__ == "pystray._xorg":
+        icon_class = _square_on_x11(icon_class)
 
     with contextlib.ExitStack() as held:
         if not attach:

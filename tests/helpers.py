@@ -123,3 +123,18 @@ def queue(outbox: Outbox, path: Path, *destinations: str, album: str | None = No
         watch=str(path.parent),
         destinations=dict.fromkeys(destinations, album),
     )
+
+
+def zombie_children(pid: int) -> list[int]:
+    """The children of ``pid`` that exited and were never waited for (Linux: /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone while we looked
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        state, ppid = text[text.rindex(")") + 2 :].split()[:2]
+        if state == "Z" and int(ppid) == pid:
+            found.append(int(stat.parent.name))
+    return found

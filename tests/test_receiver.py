@@ -9,6 +9,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -482,12 +484,78 @@ def test_hostile_faults_shape_the_answers(receiver: Receiver, client: httpx.Clie
 
 
 def test_unknown_paths_are_404(receiver: Receiver, client: httpx.Client) -> None:
-    """Anything but the protocol's endpoints answers 404."""
-    assert client.get("/").status_code == 404
+    """Anything but the protocol's endpoints (and the page at GET /) answers 404."""
+    assert client.post("/", json={}).status_code == 404
     assert client.get("/getuploadurl").status_code == 404
     assert client.delete("/upload/x").status_code == 404
     assert client.post("/_control/nothing", json={}).status_code == 404
     assert receiver.counts() == {"other": {404: 4}}
+
+
+class _Markup(HTMLParser):
+    """The elements and attributes of a page, and its text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attributes: set[str] = set()
+        self.text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes.update(name for name, _ in attrs)
+
+    def handle_data(self, data: str) -> None:
+        self.text += data + " "
+
+
+def test_the_page_at_root_lists_what_arrived(receiver: Receiver, client: httpx.Client) -> None:
+    """GET / (the URL the demo prints) is an HTML page listing every upload: its name, takenAt
+    as a time, its album with its title, the event; not a JSON error. Before any upload it
+    says that nothing arrived."""
+    empty = client.get("/")
+    assert empty.status_code == 200
+    assert empty.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "Nothing received yet." in empty.text
+
+    first = upload_url(client, fileName="IMG_0001.jpg", albumId="a2", takenAt=1_750_000_000_123)
+    assert client.put(first, content=b"one", headers=JPEG).status_code == 200
+    second = upload_url(client, fileName="IMG_0002.jpg")
+    assert client.put(second, content=b"two", headers=JPEG).status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200
+    markup = _Markup()
+    markup.feed(page.text)
+    taken = datetime.fromtimestamp(1_750_000_000.123).astimezone()
+    text = " ".join(markup.text.split())
+    assert "2 files received, newest first." in text
+    assert "IMG_0001.jpg " + taken.isoformat(sep=" ", timespec="milliseconds") in text
+    assert "a2 (Party) demo" in text
+    assert "IMG_0002.jpg not sent no album demo" in text
+    assert text.index("IMG_0002.jpg") < text.index("IMG_0001.jpg")
+    assert client.head("/").status_code == 200
+    assert receiver.counts() == {"getuploadurl": {200: 2}, "put": {200: 2}, "other": {200: 3}}
+
+
+def test_the_page_escapes_hostile_names(receiver: Receiver, client: httpx.Client) -> None:
+    """A picture's name is whatever the uploader sent: on the page it is text, never markup
+    (no element, no attribute, no script of its own), and a script policy forbids any."""
+    hostile = "<img src=x onerror=alert(1)>&amp;\"'<b onclick=x><script>alert(2).jpg"
+    url = upload_url(client, fileName=hostile, albumId="a1")
+    assert client.put(url, content=b"x", headers=JPEG).status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "<img" not in page.text and "<script" not in page.text
+    markup = _Markup()
+    markup.feed(page.text)
+    assert set(markup.tags) <= {
+        "html", "head", "meta", "title", "style", "body", "h1", "p", "code",
+        "table", "thead", "tbody", "tr", "th", "td",
+    }  # fmt: skip
+    assert markup.attributes <= {"lang", "charset", "http-equiv", "content"}
+    assert hostile in markup.text
+    assert "script-src" not in page.headers["Content-Security-Policy"]
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
 
 
 def test_unexpected_error_is_500_and_the_receiver_goes_on(

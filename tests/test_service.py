@@ -8,7 +8,9 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +67,34 @@ def winsw_seconds(duration: str) -> float:
 def booth_config(folder: Path, *, extra: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return write_config(folder, BASE_URL, extra=extra)
+
+
+def booth_account() -> str:
+    """An account that exists here and is not root, as the booth's own account is."""
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    if me != "root":
+        return me
+    return next(entry.pw_name for entry in pwd.getpwall() if entry.pw_uid != 0)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    """A fresh folder outside /tmp and /var/tmp, as a booth's /home/pi is.
+
+    The system service does not see /tmp (PrivateTmp=yes), where pytest's tmp_path lives.
+    """
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=".boothsync-test-", dir=Path.home()))
+    except OSError as exc:
+        pytest.skip(f"no writable folder outside /tmp for the booth: {exc}")
+    try:
+        if any(p == folder or p in folder.parents for p in (Path("/tmp"), Path("/var/tmp"))):
+            pytest.skip("the home folder is inside /tmp")
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass
@@ -201,15 +231,16 @@ def test_stop_timeout_leaves_room_for_the_graceful_stop() -> None:
 
 
 @needs_systemd_analyze
-def test_unit_for_this_installation_verifies(tmp_path: Path) -> None:
+def test_unit_for_this_installation_verifies(tmp_path: Path, home: Path) -> None:
     """A unit rendered for this venv's boothsync and an awkward config folder passes verify.
 
     The folder name has a space, a % and a $; the watch moves its uploads, so the watch folder
     and move_to are ReadWritePaths; --run-as gives User=.
     """
-    folder = tmp_path / "booth 100% $dir"
+    folder = home / "booth 100% $dir"
     config = booth_config(folder, extra='after_upload = "move"')
-    result = boothsync("service", "install", "--print", "-c", str(config), "--run-as", "pi")
+    account = booth_account()
+    result = boothsync("service", "install", "--print", "-c", str(config), "--run-as", account)
     assert result.returncode == 0, result.stderr
     text = result.stdout
     unit = tmp_path / "units" / "boothsync.service"
@@ -225,7 +256,7 @@ def test_unit_for_this_installation_verifies(tmp_path: Path) -> None:
     assert setting(text, "ExecStart") == [f'{executable} run -c "{resolved}"']
     hot = str((folder / "hot").resolve()).replace("%", "%%")
     assert setting(text, "ReadWritePaths") == [f'"-{hot}"', f'"-{hot}/uploaded"']
-    assert setting(text, "User") == ["pi"]
+    assert setting(text, "User") == [account]
     assert "Written by `boothsync service install`" in text
 
 
@@ -286,18 +317,109 @@ path = "{(tmp_path / "backup").as_posix()}"
     assert service.writable_paths(config) == [tmp_path / "b", tmp_path / "c", tmp_path / "backup"]
 
 
-def test_user_line_comes_from_run_as_then_sudo_user(tmp_path: Path) -> None:
+def test_user_line_comes_from_run_as_then_sudo_user(home: Path) -> None:
     """User= is --run-as, else $SUDO_USER; for root there is no User= line at all."""
-    config = booth_config(tmp_path)
-    by_sudo = boothsync("service", "install", "--print", "-c", str(config), SUDO_USER="pi")
-    assert setting(by_sudo.stdout, "User") == ["pi"]
+    import pwd
+
+    config = booth_config(home)
+    account = booth_account()
+    other = next(e.pw_name for e in pwd.getpwall() if e.pw_uid != 0 and e.pw_name != account)
+    by_sudo = boothsync("service", "install", "--print", "-c", str(config), SUDO_USER=account)
+    assert setting(by_sudo.stdout, "User") == [account]
     chosen = boothsync(
-        "service", "install", "--print", "-c", str(config), "--run-as", "booth", SUDO_USER="pi"
+        "service", "install", "--print", "-c", str(config), "--run-as", other, SUDO_USER=account
     )
-    assert setting(chosen.stdout, "User") == ["booth"]
+    assert setting(chosen.stdout, "User") == [other]
     root = boothsync("service", "install", "--print", "-c", str(config), "--run-as", "root")
     assert root.returncode == 0, root.stderr
     assert setting(root.stdout, "User") == []
+
+
+def refusal(result: subprocess.CompletedProcess[str]) -> str:
+    """The one stderr line of a refused install (exit 2, nothing on stdout)."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_an_account_that_does_not_exist_is_refused(home: Path) -> None:
+    """--run-as (or $SUDO_USER) naming no account of this system: one line naming the
+    account and where it came from, exit 2, no unit (systemd would fail at the first start)."""
+    config = booth_config(home)
+    line = refusal(
+        boothsync("service", "install", "--print", "-c", str(config), "--run-as", "nosuchuser")
+    )
+    assert line.startswith("boothsync: --run-as: there is no account 'nosuchuser' on this")
+    assert "name an existing one" in line
+    line = refusal(boothsync("service", "install", "--print", "-c", str(config), SUDO_USER="x-"))
+    assert line.startswith("boothsync: $SUDO_USER: there is no account 'x-' on this system")
+
+
+def test_root_is_refused_unless_asked_for(home: Path, systemctl: FakeSystemctl) -> None:
+    """A service that would run as root without `--run-as root` (root ran the install, not
+    sudo from the booth's account) is refused in one line that names --run-as; no unit is
+    written and no systemctl runs. Explicit `--run-as root` is accepted (no User= line)."""
+    config = booth_config(home)
+    units = home / "units"
+    # sudo from a root shell: $SUDO_USER is root.
+    line = refusal(install(config, units, SUDO_USER="root", **systemctl.environ()))
+    assert "the service would run as root" in line
+    assert "--run-as ACCOUNT" in line and "--run-as root" in line
+    if os.geteuid() == 0:
+        # Root itself, without sudo: the account is the current one, root.
+        line = refusal(install(config, units, SUDO_USER="", **systemctl.environ()))
+        assert "the service would run as root" in line
+    assert not units.exists()
+    assert systemctl.calls() == []
+    chosen = install(config, units, "--run-as", "root", SUDO_USER="root", **systemctl.environ())
+    assert chosen.returncode == 0, chosen.stderr
+    assert setting((units / "boothsync.service").read_text(encoding="utf-8"), "User") == []
+
+
+@pytest.mark.parametrize("place", ["config", "watch", "folder"])
+def test_something_in_tmp_is_refused_for_the_system_service(
+    tmp_path: Path, home: Path, place: str
+) -> None:
+    """The system unit has PrivateTmp=yes: a config, a watch folder or a folder destination
+    under /tmp or /var/tmp would be invisible to the service. The install refuses in one line
+    that names it and says to move it; the user unit (no PrivateTmp) takes the same config."""
+    hidden_name = {"config": "the config", "watch": "the watch folder", "folder": "the folder"}
+    config = booth_config(home)
+    text = config.read_text(encoding="utf-8")
+    if place == "config":
+        config = tmp_path / "boothsync.toml"
+        named = config.resolve()
+    elif place == "watch":
+        named = tmp_path / "hot"
+        named.mkdir()
+        text = text.replace((home / "hot").as_posix(), named.as_posix())
+    else:
+        named = Path("/var/tmp") / "booth-copies"
+        text += f'\n[destinations.backup]\ntype = "folder"\npath = "{named.as_posix()}"\n'
+    config.write_text(text, encoding="utf-8")
+    args = ("service", "install", "--print", "-c", str(config), "--run-as", booth_account())
+    line = refusal(boothsync(*args))
+    assert f"{hidden_name[place]} {named}: the service cannot see /tmp or /var/tmp" in line
+    assert "PrivateTmp=yes" in line
+    assert "move it elsewhere" in line
+    user = boothsync("service", "install", "--user", "--print", "-c", str(config))
+    assert user.returncode == 0, user.stderr
+
+
+def test_print_shows_the_state_note_on_stderr(home: Path) -> None:
+    """--print says the same [state] dir note as a real install, on stderr, so the unit on
+    stdout can still be redirected into a file on its own."""
+    config = booth_config(home)
+    result = boothsync(
+        "service", "install", "--print", "-c", str(config), "--run-as", booth_account()
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("# boothsync as a system service")
+    assert "note:" not in result.stdout
+    assert result.stderr.startswith("note: the service keeps its queue in /var/lib/boothsync")
+    assert f'set [state] dir = "/var/lib/boothsync" in {config.resolve()}' in result.stderr
 
 
 # -- install and uninstall with systemd -------------------------------------------------------
@@ -306,15 +428,17 @@ def test_user_line_comes_from_run_as_then_sudo_user(tmp_path: Path) -> None:
 def install(
     config: Path, units: Path, *flags: str, **environ: str
 ) -> subprocess.CompletedProcess[str]:
-    """``boothsync service install [FLAGS] -c CONFIG --unit-dir UNITS`` with ``environ``."""
+    """``boothsync service install [FLAGS] -c CONFIG --unit-dir UNITS`` with ``environ``,
+    through sudo from the booth's account unless ``environ`` says otherwise."""
+    environ.setdefault("SUDO_USER", booth_account())
     return boothsync(
         "service", "install", *flags, "-c", str(config), "--unit-dir", str(units), **environ
     )
 
 
-def test_install_print_writes_nothing(tmp_path: Path, systemctl: FakeSystemctl) -> None:
+def test_install_print_writes_nothing(tmp_path: Path, home: Path, systemctl: FakeSystemctl) -> None:
     """--print prints the unit, writes no file and calls no systemctl."""
-    config = booth_config(tmp_path)
+    config = booth_config(home)
     units = tmp_path / "units"
     result = install(config, units, "--print", **systemctl.environ())
     assert result.returncode == 0, result.stderr
@@ -326,17 +450,19 @@ def test_install_print_writes_nothing(tmp_path: Path, systemctl: FakeSystemctl) 
 
 @pytest.mark.parametrize("user", [False, True], ids=["system", "user"])
 def test_install_writes_the_unit_and_enables_it(
-    tmp_path: Path, systemctl: FakeSystemctl, user: bool
+    tmp_path: Path, home: Path, systemctl: FakeSystemctl, user: bool
 ) -> None:
     """install writes DIR/boothsync.service, then daemon-reload, enable and restart (so a
     service already running picks up the new unit)."""
-    config = booth_config(tmp_path)
+    config = booth_config(home)
     units = tmp_path / "units"
     flags = ["--user"] if user else []
     result = install(config, units, *flags, **systemctl.environ())
     assert result.returncode == 0, result.stderr
     unit = units / "boothsync.service"
-    printed = boothsync("service", "install", *flags, "--print", "-c", str(config))
+    printed = boothsync(
+        "service", "install", *flags, "--print", "-c", str(config), SUDO_USER=booth_account()
+    )
     assert unit.read_text(encoding="utf-8") == printed.stdout
     prefix = "--user " if user else ""
     assert systemctl.calls() == [
@@ -371,9 +497,12 @@ def test_user_install_goes_to_the_user_unit_folder(
     assert (xdg / "systemd" / "user" / "boothsync.service").is_file()
 
 
-def test_no_note_when_the_state_is_the_services(tmp_path: Path, systemctl: FakeSystemctl) -> None:
-    """With [state] dir = /var/lib/boothsync the install says nothing about the queue."""
-    folder = tmp_path / "booth"
+def test_no_note_when_the_state_is_the_services(
+    tmp_path: Path, home: Path, systemctl: FakeSystemctl
+) -> None:
+    """With [state] dir = /var/lib/boothsync neither the install nor --print says anything
+    about the queue."""
+    folder = home / "booth"
     config = booth_config(folder)
     text = config.read_text(encoding="utf-8")
     state = (folder / "state").as_posix()
@@ -381,11 +510,16 @@ def test_no_note_when_the_state_is_the_services(tmp_path: Path, systemctl: FakeS
     result = install(config, tmp_path / "units", **systemctl.environ())
     assert result.returncode == 0, result.stderr
     assert "note:" not in result.stdout
+    printed = install(config, tmp_path / "units", "--print")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stderr == ""
 
 
-def test_failing_systemctl_is_one_line(tmp_path: Path, systemctl: FakeSystemctl) -> None:
+def test_failing_systemctl_is_one_line(
+    tmp_path: Path, home: Path, systemctl: FakeSystemctl
+) -> None:
     """systemctl failing: exit 1, one stderr line with its last line, no traceback."""
-    config = booth_config(tmp_path)
+    config = booth_config(home)
     result = install(config, tmp_path / "units", **systemctl.environ(fail="enable"))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -395,9 +529,9 @@ def test_failing_systemctl_is_one_line(tmp_path: Path, systemctl: FakeSystemctl)
     assert lines[0].endswith("Failed to connect to bus: No medium found")
 
 
-def test_missing_systemctl_is_one_line(tmp_path: Path) -> None:
+def test_missing_systemctl_is_one_line(tmp_path: Path, home: Path) -> None:
     """No systemctl on PATH: exit 1, one line saying so."""
-    config = booth_config(tmp_path)
+    config = booth_config(home)
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     result = install(config, tmp_path / "units", PATH=str(empty))
@@ -408,11 +542,37 @@ def test_missing_systemctl_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(
+    shutil.which("systemctl") is None or Path("/run/systemd/system").exists(),
+    reason="needs systemctl on a system that was not started with systemd",
+)
+@pytest.mark.parametrize("action", ["install", "uninstall"])
+def test_without_systemd_running_says_so_in_words(tmp_path: Path, home: Path, action: str) -> None:
+    """The real systemctl on a system not started with systemd (a container, WSL without
+    systemd): one line saying that systemd is not running and to use `boothsync run`,
+    instead of systemctl's "Failed to connect to bus: Host is down"."""
+    units = tmp_path / "units"
+    if action == "install":
+        result = install(booth_config(home), units)
+    else:
+        units.mkdir()
+        (units / "boothsync.service").write_text("[Service]\n", encoding="utf-8")
+        result = boothsync("service", "uninstall", "--unit-dir", str(units))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "systemd is not running on this system" in lines[0]
+    assert "boothsync run -c" in lines[0]
+    assert "bus" not in lines[0]
+
+
+@pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere"
 )
-def test_unwritable_unit_folder_asks_for_sudo(tmp_path: Path, systemctl: FakeSystemctl) -> None:
+def test_unwritable_unit_folder_asks_for_sudo(
+    tmp_path: Path, home: Path, systemctl: FakeSystemctl
+) -> None:
     """A unit folder boothsync may not write: one line suggesting sudo or --user."""
-    config = booth_config(tmp_path)
+    config = booth_config(home)
     units = tmp_path / "units"
     units.mkdir(mode=0o555)
     result = install(config, units, **systemctl.environ())
@@ -422,10 +582,10 @@ def test_unwritable_unit_folder_asks_for_sudo(tmp_path: Path, systemctl: FakeSys
 
 
 def test_refused_write_is_one_line_asking_for_sudo(
-    tmp_path: Path, systemctl: FakeSystemctl, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, home: Path, systemctl: FakeSystemctl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The system refusing the write (as for /etc/systemd/system without sudo): one line."""
-    config = load_config(booth_config(tmp_path))
+    config = load_config(booth_config(home))
 
     def refuse(self: Path, *args: object, **kwargs: object) -> int:
         raise PermissionError(13, "Permission denied", str(self))
@@ -433,7 +593,9 @@ def test_refused_write_is_one_line_asking_for_sudo(
     monkeypatch.setenv("PATH", systemctl.environ()["PATH"])
     monkeypatch.setattr(Path, "write_text", refuse)
     with pytest.raises(BoothsyncError) as caught:
-        service.install(config, folder=tmp_path / "units", say=lambda line: None)
+        service.install(
+            config, folder=tmp_path / "units", run_as=booth_account(), say=lambda line: None
+        )
     unit = tmp_path / "units" / "boothsync.service"
     assert str(caught.value) == f"{unit}: permission denied (run it with sudo, or use --user)"
     assert systemctl.calls() == []

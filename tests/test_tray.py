@@ -38,7 +38,7 @@ from boothsync.tray import (
     tray_state,
 )
 from boothsync.uploader import DestinationHealth, Health
-from tests.helpers import queue, wait_for
+from tests.helpers import queue, wait_for, zombie_children
 from tests.test_cli import write_config as cli_config
 
 BOOTHSYNC = [sys.executable, "-m", "boothsync"]
@@ -364,6 +364,20 @@ def test_an_opener_that_is_missing_is_logged_not_raised(
 
     assert not open_path(tmp_path, opener=[str(tmp_path / "no-such-opener")])
     assert "cannot open" in caplog.text
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="zombies are read from Linux's /proc")
+def test_an_opener_that_fails_is_reaped_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An opener that exits (here with code 3, as xdg-open does when no program can open the
+    path) is waited for, so it leaves no zombie behind, and its failure is logged."""
+    from boothsync.tray import open_path
+
+    assert open_path(tmp_path, opener=[sys.executable, "-c", "raise SystemExit(3)"])
+    wait_for(lambda: "the opener exited with code 3" in caplog.text, what="the opener's failure")
+    assert f"cannot open {tmp_path}: the opener exited with code 3" in caplog.text
+    wait_for(lambda: not zombie_children(os.getpid()), what="no zombie opener")
 
 
 def test_platform_openers() -> None:

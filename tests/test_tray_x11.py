@@ -25,7 +25,7 @@ import pytest
 
 from boothsync.demo import write_sample_jpeg
 from boothsync.receiver import Receiver
-from tests.helpers import wait_for
+from tests.helpers import wait_for, zombie_children
 from tests.test_cli import BOOTHSYNC, env, status, write_config
 
 if sys.platform != "linux":
@@ -35,6 +35,8 @@ if sys.platform != "linux":
 import Xlib.display
 import Xlib.error
 import Xlib.protocol.event
+from PIL import Image
+from Xlib import X
 
 TRAY_AVAILABLE = importlib.util.find_spec("boothsync.tray") is not None
 needs_tray = pytest.mark.skipif(not TRAY_AVAILABLE, reason="boothsync tray is not available")
@@ -272,6 +274,14 @@ def deliver_left_click(x11: X11, icon: Any) -> None:
     )
 
 
+def icon_pixels(icon: Any) -> Image.Image:
+    """What the icon's window shows now, as an RGB image."""
+    geometry = icon.get_geometry()
+    reply = icon.get_image(0, 0, geometry.width, geometry.height, X.ZPixmap, 0xFFFFFFFF)
+    size = (geometry.width, geometry.height)
+    return Image.frombytes("RGB", size, reply.data, "raw", "BGRX")
+
+
 def drop_picture(hot: Path, name: str) -> None:
     write_sample_jpeg(hot / name, datetime(2026, 6, 1, 20, 0), "x", (1, 2, 3))
 
@@ -307,8 +317,8 @@ def test_tray_docks_uploads_takes_a_click_and_stops_on_sigterm(
     tmp_path: Path, x11: X11, receiver: Receiver
 ) -> None:
     """`boothsync tray` docks its icon in the system tray, uploads a picture dropped while it
-    runs, opens the watched folder on a left click (its default menu item), and SIGTERM ends
-    it with exit code 0 and no traceback."""
+    runs, opens the watched folder on a left click (its default menu item) and reaps the
+    opener (no zombie stays behind), and SIGTERM ends it with exit code 0 and no traceback."""
     config = write_config(tmp_path, receiver.base_url)
     opened = tmp_path / "opened.txt"
     recording_opener(tmp_path / "bin", opened)
@@ -331,7 +341,42 @@ def test_tray_docks_uploads_takes_a_click_and_stops_on_sigterm(
             what="a click on the icon to open the watched folder",
         )
         assert opened.read_text(encoding="utf-8").splitlines() == [str(tmp_path / "hot")]
+        pid = running.process.pid
+        wait_for(lambda: not zombie_children(pid), timeout=10, what="the opener to be reaped")
 
         code = running.stop(signal.SIGTERM)
     assert code == 0, running.output()
     assert "Traceback" not in running.output()
+
+
+@needs_tray
+def test_the_icon_is_round_in_a_slot_that_is_not_square(
+    tmp_path: Path, x11: X11, receiver: Receiver
+) -> None:
+    """trayer in a 32-pixel panel gives the icon a slot taller than wide (24 x 30 or so):
+    the icon is drawn there as a circle, as wide as tall and centred, not stretched to an
+    oval."""
+    config = write_config(tmp_path, receiver.base_url)
+    recording_opener(tmp_path / "bin", tmp_path / "opened.txt")
+    with tray(config, x11, tmp_path / "bin") as running:
+        icon = one_icon(x11, running)
+        geometry = icon.get_geometry()
+        assert geometry.height != geometry.width, "trayer gave a square slot"
+
+        def drawn() -> tuple[int, int, int, int] | None:
+            # The circle: pixels clearly brighter than the black of the slot.
+            mask = icon_pixels(icon).convert("L").point(lambda v: 255 if v > 60 else 0)
+            return mask.getbbox()
+
+        box = wait_for(drawn, timeout=15, what="the icon to be drawn")
+        left, top, right, bottom = box
+        width, height = right - left, bottom - top
+        side = min(geometry.width, geometry.height)
+        assert abs(width - height) <= 1, f"drawn {width} x {height} in {geometry.width} x " + (
+            f"{geometry.height}"
+        )
+        assert width >= side - 3
+        assert abs(left - (geometry.width - right)) <= 1
+        assert abs(top - (geometry.height - bottom)) <= 1
+        code = running.stop(signal.SIGTERM)
+    assert code == 0, running.output()
