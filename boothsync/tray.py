@@ -1001,7 +1001,8 @@ def run_tray(
     icon_class: type[pystray.Icon] = pystray.Icon
     if icon_class.__module__ == "pystray._base":
         icon_class = _headless(icon_class)
-    elif icon_class.__module__ == "pystray._xorg":
+    elif icon_class.__module__ == "pystray._xorg" and hasattr(icon_class, "_assert_icon_data"):
+        # A pystray that draws otherwise keeps its own drawing (stretched, not broken).
         icon_class = _square_on_x11(icon_class)
 
     with contextlib.ExitStack() as held:
