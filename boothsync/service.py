@@ -535,8 +535,13 @@ def install(
         return
     path = target / UNIT_NAME
     _write(path, text, hint=" (run it with sudo, or use --user)")
+    try:
+        _systemctl(user, "daemon-reload")
+    except _NoManager:
+        # No systemd to run it: a unit left behind would only mislead the next reader.
+        _attempt(lambda: _remove(path))
+        raise
     say(f"wrote {path}")
-    _systemctl(user, "daemon-reload")
     _systemctl(user, "enable", UNIT_NAME)
     # restart, not start: installing again (another config, a new version) takes effect now.
     _systemctl(user, "restart", UNIT_NAME)
@@ -680,16 +685,31 @@ def _systemctl(user: bool, *arguments: str) -> None:
     except _Failed as exc:
         if _NOT_BOOTED in exc.output:
             # systemctl's own words end in "Failed to connect to bus: Host is down".
-            raise BoothsyncError(
+            raise _NoManager(
                 f"{shown}: systemd is not running on this system (it was not started with "
                 "systemd), so it cannot run boothsync as a service: start it with "
                 "`boothsync run -c CONFIG` (or `boothsync tray`) instead"
+            ) from None
+        if user and _NO_BUS in exc.output:
+            # "Failed to connect to bus: No medium found": no systemd runs for this account
+            # (no login session started one: su, ssh without a session, a container).
+            raise _NoManager(
+                f"{shown}: no systemd user manager runs for this account (it starts with a "
+                "login session), so it cannot run boothsync as a user service: install the "
+                "system service (`sudo boothsync service install -c CONFIG --run-as "
+                "ACCOUNT`) or start it with `boothsync run -c CONFIG` instead"
             ) from None
         raise
 
 
 # What systemctl says when the system was not booted with systemd (no manager to talk to).
 _NOT_BOOTED = "not been booted with systemd"
+# What systemctl --user says when no user manager runs for the account.
+_NO_BUS = "Failed to connect to bus"
+
+
+class _NoManager(BoothsyncError):
+    """No systemd manager to talk to: the service cannot be installed here at all."""
 
 
 class _Failed(BoothsyncError):

@@ -529,6 +529,24 @@ def test_failing_systemctl_is_one_line(
     assert lines[0].endswith("Failed to connect to bus: No medium found")
 
 
+def test_no_user_manager_is_said_in_words_and_leaves_no_unit(
+    tmp_path: Path, home: Path, systemctl: FakeSystemctl
+) -> None:
+    """`install --user` where no systemd user manager runs for the account (systemctl --user:
+    "Failed to connect to bus: No medium found"): one line saying so and what to do instead,
+    exit 1, and no unit file left behind."""
+    config = booth_config(home)
+    units = tmp_path / "units"
+    result = install(config, units, "--user", **systemctl.environ(fail="daemon-reload"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "no systemd user manager runs for this account" in lines[0]
+    assert "boothsync run -c" in lines[0] and "bus" not in lines[0]
+    assert not (units / "boothsync.service").exists()
+    assert "wrote" not in result.stdout
+
+
 def test_missing_systemctl_is_one_line(tmp_path: Path, home: Path) -> None:
     """No systemctl on PATH: exit 1, one line saying so."""
     config = booth_config(home)
