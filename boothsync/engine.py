@@ -429,7 +429,10 @@ class Engine:
         elif command == "resume":
             self.resume()
         elif command == "retry":
-            if not self.retry_failed():
+            count = self.retry_failed()
+            if count:
+                log.info("%d failed upload(s) queued again", count)
+            else:
                 log.info("no failed uploads to retry")
         elif command == "reload" and self._on_reload is not None:
             self._on_reload()

@@ -1399,8 +1399,8 @@ class Outbox:
                 sql += " AND destination = ?"
                 params.append(destination)
             count = conn.execute(sql, params).rowcount
-        if count:
-            log.info("%d failed upload(s) queued again", count)
+        # Whoever asked says how many (a command prints it, the service logs it): said here
+        # too, a command would show it twice.
         return count
 
     def forget_failed(
@@ -1420,8 +1420,6 @@ class Outbox:
                 if name is None or name in (path, Path(path).name)
             ]
             conn.executemany("DELETE FROM jobs WHERE id = ?", [(job,) for job, _, _ in chosen])
-        if chosen:
-            log.info("%d failed upload(s) forgotten", len(chosen))
         return [(path, where) for _, path, where in chosen]
 
     def failed(self, *, destination: str | None = None) -> list[tuple[str, str]]:

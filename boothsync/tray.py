@@ -446,7 +446,8 @@ class EngineController:
         log.info("%d failed upload(s) queued again", count)
 
     def forget_failed(self) -> None:
-        self.engine.outbox.forget_failed()
+        forgotten = self.engine.outbox.forget_failed()
+        log.info("%d failed upload(s) forgotten", len(forgotten))
 
     def stop(self, timeout: float) -> bool:
         if not self._started:
@@ -511,9 +512,10 @@ class AttachedController:
         # forgotten is gone from the snapshot at the next refresh.
         outbox = Outbox(self.database)
         try:
-            outbox.forget_failed()
+            forgotten = outbox.forget_failed()
         finally:
             outbox.close()
+        log.info("%d failed upload(s) forgotten", len(forgotten))
 
     def reload(self) -> None:
         self._send("reload")

@@ -276,6 +276,7 @@ def test_retry_puts_failed_files_back(tmp_path: Path, receiver: Receiver) -> Non
         assert "415" in failed["last_error"]["error"]
         result = boothsync("retry", "-c", str(config))
         assert result.returncode == 0 and "1 failed upload(s) queued again" in result.stdout
+        assert "queued again" not in result.stderr  # said once, not again as a log line
         wait_for(lambda: [r.file_name for r in receiver.received()] == ["refused.jpg"], timeout=30)
     finally:
         assert daemon.stop() == 0
@@ -808,6 +809,7 @@ def test_status_exits_3_while_pictures_failed_until_they_are_forgotten(
         assert boothsync("status", "-c", str(config)).returncode == 3
         rest = boothsync("forget", "-c", str(config))
         assert rest.returncode == 0 and "1 failed upload(s) forgotten" in rest.stdout
+        assert "forgotten" not in rest.stderr  # said once, not again as a log line
         after = boothsync("status", "--json", "-c", str(config))
         assert after.returncode == 0, after.stdout
         assert json.loads(after.stdout)["totals"] == {
