@@ -1055,7 +1055,9 @@ def _destinations(raw: object, ctx: _Context) -> dict[str, DestinationConfig]:
         type_name = table.get("type", _MISSING)
         known = ", ".join(DESTINATION_TYPES)
         if type_name is _MISSING:
-            raise ctx.error(f"required but missing (one of {known})", f"{key}.type")
+            close = difflib.get_close_matches("type", [str(k) for k in table], n=1)
+            hint = f'; is "{close[0]}" meant to be "type"?' if close else ""
+            raise ctx.error(f"required but missing (one of {known}){hint}", f"{key}.type")
         if not isinstance(type_name, str):
             raise ctx.error(f"must be a string (got {_show(type_name)})", f"{key}.type")
         if type_name not in DESTINATION_TYPES:
@@ -1221,7 +1223,7 @@ def _value(option: Option, table: Mapping[str, Any], key: str, ctx: _Context) ->
     if value is _MISSING:
         if option.required:
             alternative = f" (or set ${option.env})" if option.env else ""
-            raise ctx.error(f"required but missing{alternative}", key)
+            raise ctx.error(f"required but missing{alternative}{_event_hint(option)}", key)
         return option.default
     written = value
     try:
@@ -1237,8 +1239,15 @@ def _value(option: Option, table: Mapping[str, Any], key: str, ctx: _Context) ->
             # Show what the file says (0), not the converted value (0.0), except for one
             # element of a list.
             message += f" (got {_show(exc.got if exc.at else written)})"
-        raise ctx.error(message, key + exc.at) from None
+        raise ctx.error(message + _event_hint(option), key + exc.at) from None
     return value
+
+
+def _event_hint(option: Option) -> str:
+    """For a destination's event key: where to find its value."""
+    if option.name not in _EVENT_KEYS:
+        return ""
+    return "; `boothsync events -c FILE` lists the events this key can upload to"
 
 
 # What TOML makes of a backslash and a letter inside "double quotes", without complaint: a

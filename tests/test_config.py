@@ -845,7 +845,12 @@ def test_invalid_config_is_one_line_naming_file_and_key(
     ("remove", "key", "message"),
     [
         ('path = "prints"\n', "watch #1: path", "required but missing"),
-        ('link_id = "abcd1234"\n', "destinations.eventpics.link_id", "required but missing"),
+        (
+            'link_id = "abcd1234"\n',
+            "destinations.eventpics.link_id",
+            "required but missing; `boothsync events -c FILE` lists the events this key can "
+            "upload to",
+        ),
         (
             f'api_key = "{SECRET}"\n',
             "destinations.eventpics.api_key",
@@ -862,6 +867,24 @@ def test_missing_required_value(tmp_path: Path, remove: str, key: str, message: 
     """A required key that is absent is named in the error."""
     path = write(tmp_path, config_text().replace(remove, ""))
     assert str(load_error(path)) == f"{path}: {key}: {message}"
+
+
+def test_a_misspelt_type_key_is_pointed_at(tmp_path: Path) -> None:
+    """`typ = "eventpics"` in a destination: the missing type names the misspelt key."""
+    path = write(tmp_path, config_text().replace('type = "eventpics"', 'typ = "eventpics"'))
+    assert str(load_error(path)) == (
+        f"{path}: destinations.eventpics.type: required but missing (one of eventpics, picsui,"
+        ' picpeak, folder); is "typ" meant to be "type"?'
+    )
+
+
+def test_an_empty_link_id_says_where_to_find_one(tmp_path: Path) -> None:
+    """An empty link_id is refused with the command that lists the key's events."""
+    path = write(tmp_path, config_text().replace('link_id = "abcd1234"', 'link_id = ""'))
+    assert str(load_error(path)).endswith(
+        'link_id: must not be empty (got ""); `boothsync events -c FILE` lists the events this'
+        " key can upload to"
+    )
 
 
 def test_api_key_may_come_from_the_environment_alone(tmp_path: Path) -> None:
