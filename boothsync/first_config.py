@@ -108,8 +108,13 @@ def write_first_config(target: Path, answers: Answers, prompter: Prompter) -> Pa
     then.
     """
     interactive = _Ask(prompter, answers)
-    folder = interactive.folder()
-    kind = interactive.type()
+    if answers.type is not None:
+        # A wrong --type is said at once, not after the questions that come before it.
+        kind = interactive.type()
+        folder = interactive.folder()
+    else:
+        folder = interactive.folder()
+        kind = interactive.type()
     table = {"type": kind, **_destination(kind, interactive)}
     text = _render(folder, kind, table)
     # The file as written must read as a config: what `run` will read.

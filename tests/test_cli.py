@@ -1017,6 +1017,15 @@ def test_init_refuses_to_replace_a_config_and_fails_cleanly_without_answers(
     assert ended.returncode == 2
     assert ended.stderr.count("\n") == 1 and "--folder" in ended.stderr
     assert not fresh.exists()
+    # A wrong flag is said before any question is asked (here: none could be answered).
+    typo = subprocess.run(
+        [*BOOTHSYNC, "init", "-c", str(fresh), "--type", "eventpix"],
+        input="", capture_output=True, text=True, timeout=60, env=env(), check=False,
+    )  # fmt: skip
+    assert typo.returncode == 2
+    assert typo.stderr.strip().splitlines() == [
+        'boothsync: --type: unknown gallery type \'eventpix\'; did you mean "eventpics"?'
+    ]
 
 
 def test_init_example_prints_the_reference_and_no_config_points_at_init(tmp_path: Path) -> None:
