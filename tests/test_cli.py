@@ -871,6 +871,9 @@ def test_ctrl_c_before_a_command_is_done_is_130_and_one_line(tmp_path: Path) -> 
             stderr=subprocess.PIPE,
             text=True,
             env=env(),
+            # As from a terminal: a test run started in the background (`pytest &` in a
+            # script) ignores Ctrl+C, and its children would inherit that.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         silent.settimeout(30)
         connection, _ = silent.accept()
@@ -1024,7 +1027,7 @@ def test_init_refuses_to_replace_a_config_and_fails_cleanly_without_answers(
     )  # fmt: skip
     assert typo.returncode == 2
     assert typo.stderr.strip().splitlines() == [
-        'boothsync: --type: unknown gallery type \'eventpix\'; did you mean "eventpics"?'
+        "boothsync: --type: unknown gallery type 'eventpix'; did you mean \"eventpics\"?"
     ]
 
 

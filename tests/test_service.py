@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import venv
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from boothsync.config import load_config
 from boothsync.daemon import GRACE_SECONDS
 from boothsync.errors import BoothsyncError
 from boothsync.paths import log_dir, state_dir
-from tests.test_cli import boothsync, write_config
+from tests.test_cli import env, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_DIR = ROOT / "service"
@@ -62,6 +63,54 @@ def winsw_seconds(duration: str) -> float:
     unit = (match.group(2) or "sec").rstrip("s") or "sec"
     factor = {"sec": 1, "min": 60, "hour": 3600, "day": 86400}[unit]
     return float(match.group(1)) * factor
+
+
+# The Python the service commands run with. The system service refuses a program under /tmp
+# (its unit has PrivateTmp=yes): where this checkout, and so its Python, lives there, the
+# commands run through a small venv in the home folder that reaches the same packages.
+PYTHON = sys.executable
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _python_outside_tmp() -> Iterator[None]:
+    global PYTHON
+    if not service._in_private_tmp(Path(sys.executable)):
+        yield
+        return
+    folder = Path(tempfile.mkdtemp(prefix=".boothsync-python-", dir=Path.home()))
+    try:
+        venv.create(folder, with_pip=False, symlinks=True)
+        site = next(folder.glob("lib/python*/site-packages"))
+        # This process's import path: the checkout and its venv's packages.
+        reached = [entry for entry in sys.path if entry and Path(entry).is_dir()]
+        (site / "checkout.pth").write_text("\n".join(reached) + "\n", encoding="utf-8")
+        script = folder / "bin" / "boothsync"
+        script.write_text(
+            f"#!{folder / 'bin' / 'python'}\n"
+            "import sys\nfrom boothsync.cli import main\nsys.exit(main())\n",
+            encoding="utf-8",
+        )
+        script.chmod(0o755)
+        PYTHON = str(folder / "bin" / "python")
+        yield
+    finally:
+        PYTHON = sys.executable
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def boothsync(
+    *args: str, cwd: Path | None = None, **environ: str
+) -> subprocess.CompletedProcess[str]:
+    """``boothsync ARGS`` with :data:`PYTHON`."""
+    return subprocess.run(
+        [PYTHON, "-m", "boothsync", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=env(**environ),
+        check=False,
+    )
 
 
 def booth_config(folder: Path, *, extra: str = "") -> Path:
@@ -250,7 +299,7 @@ def test_unit_for_this_installation_verifies(tmp_path: Path, home: Path) -> None
     assert checked.returncode == 0, checked.stderr
     assert checked.stderr == ""
 
-    executable = Path(sys.executable).parent / "boothsync"
+    executable = Path(PYTHON).parent / "boothsync"
     assert executable.is_file()
     resolved = str(config.resolve()).replace("%", "%%").replace("$", "$$")
     assert setting(text, "ExecStart") == [f'{executable} run -c "{resolved}"']
@@ -272,7 +321,7 @@ def test_user_unit_for_this_installation_verifies(tmp_path: Path) -> None:
     checked = verify(unit, tmp_path, user=True)
     assert checked.returncode == 0, checked.stderr
     assert checked.stderr == ""
-    executable = Path(sys.executable).parent / "boothsync"
+    executable = Path(PYTHON).parent / "boothsync"
     assert setting(result.stdout, "ExecStart") == [f'{executable} run -c "{config.resolve()}"']
     assert setting(result.stdout, "User") == []
     assert setting(result.stdout, "ReadWritePaths") == []
@@ -609,6 +658,7 @@ def test_refused_write_is_one_line_asking_for_sudo(
         raise PermissionError(13, "Permission denied", str(self))
 
     monkeypatch.setenv("PATH", systemctl.environ()["PATH"])
+    monkeypatch.setattr(sys, "executable", PYTHON)  # the program, outside /tmp
     monkeypatch.setattr(Path, "write_text", refuse)
     with pytest.raises(BoothsyncError) as caught:
         service.install(
