@@ -1,7 +1,9 @@
 """boothsync: gets every photo booth picture into the event's online gallery.
 
-The public surface is small on purpose: the version, the error tree and the
-config loader. Everything else is reached through the ``boothsync`` command.
+The public surface is small on purpose: the version and the error tree, here; the config
+loader is :func:`boothsync.config.load_config` (not imported here: every ``boothsync.*``
+import runs this file first, and most of them need no config). Everything else is reached
+through the ``boothsync`` command.
 """
 
 from __future__ import annotations
