@@ -386,18 +386,26 @@ def _jpeg_ends_after(data: bytes) -> bool:
         if length < 2:
             return False
         at += 2 + length
-        if marker != 0xDA:
-            continue
-        while True:
-            at = data.find(b"\xff", at)
-            if at < 0 or at + 1 >= n:
+        if marker == 0xDA:
+            found = _next_marker(data, at)
+            if found is None:
                 return False
-            following = data[at + 1]
-            if following == 0x00 or 0xD0 <= following <= 0xD7:
-                at += 2
-            else:
-                break
+            at = found
     return False
+
+
+def _next_marker(data: bytes, at: int) -> int | None:
+    """Where the entropy-coded data from ``at`` ends: its next real marker (0xFF not followed
+    by a stuffed 0x00 or a restart marker), or None when the data ends first."""
+    n = len(data)
+    while True:
+        at = data.find(b"\xff", at)
+        if at < 0 or at + 1 >= n:
+            return None
+        following = data[at + 1]
+        if following != 0x00 and not 0xD0 <= following <= 0xD7:
+            return at
+        at += 2
 
 
 def _png_whole(f: BinaryIO, size: int) -> bool:
@@ -1006,17 +1014,22 @@ def _jpeg_meta(f: BinaryIO, meta: _Meta) -> None:
         if marker != b"\xe1":
             f.seek(length - 2, io.SEEK_CUR)
             continue
-        # APP1 holds EXIF, XMP, extended XMP or a vendor's data: the header tells which.
-        head = f.read(min(length - 2, len(_JPEG_XMP_HEADER)))
-        rest = length - 2 - len(head)
-        if head.startswith(_EXIF_HEADER) and meta.exif is None:
-            meta.exif = (head + f.read(rest))[len(_EXIF_HEADER) :]
-        elif head == _JPEG_XMP_HEADER and meta.xmp is None:
-            meta.xmp = f.read(rest)
-        else:
-            f.seek(rest, io.SEEK_CUR)
+        _jpeg_app1(f, length - 2, meta)
         if meta.exif is not None and meta.xmp is not None:
             return
+
+
+def _jpeg_app1(f: BinaryIO, length: int, meta: _Meta) -> None:
+    """Read an APP1 segment's ``length`` bytes of body into ``meta`` if it is the EXIF or the
+    XMP one (APP1 also holds extended XMP or a vendor's data: the header tells which)."""
+    head = f.read(min(length, len(_JPEG_XMP_HEADER)))
+    rest = length - len(head)
+    if head.startswith(_EXIF_HEADER) and meta.exif is None:
+        meta.exif = (head + f.read(rest))[len(_EXIF_HEADER) :]
+    elif head == _JPEG_XMP_HEADER and meta.xmp is None:
+        meta.xmp = f.read(rest)
+    else:
+        f.seek(rest, io.SEEK_CUR)
 
 
 def _png_meta(f: BinaryIO, meta: _Meta) -> None:
