@@ -411,19 +411,20 @@ def proxy_mounts() -> dict[str, httpx.BaseTransport | None]:
                 if transport is not None:
                     transport.close()
             return {}
-        if not host:
-            continue
-        if "://" in host:
-            mounts[host] = None
-        elif _is_ip(host, ipaddress.IPv4Address):
-            mounts[f"all://{host}"] = None
-        elif _is_ip(host, ipaddress.IPv6Address):
-            mounts[f"all://[{host}]"] = None
-        elif host.lower() == "localhost":
-            mounts[f"all://{host}"] = None
-        else:
-            mounts[f"all://*{host}"] = None
+        if host:
+            mounts[_direct_pattern(host)] = None
     return mounts
+
+
+def _direct_pattern(host: str) -> str:
+    """The httpx mount pattern of one ``NO_PROXY`` entry (as httpx reads them)."""
+    if "://" in host:
+        return host
+    if _is_ip(host, ipaddress.IPv4Address) or host.lower() == "localhost":
+        return f"all://{host}"
+    if _is_ip(host, ipaddress.IPv6Address):
+        return f"all://[{host}]"
+    return f"all://*{host}"
 
 
 def _is_ip(host: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
