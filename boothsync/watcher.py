@@ -307,23 +307,31 @@ class _Handler(FileSystemEventHandler):
         self._folder = folder
 
     def dispatch(self, event: FileSystemEvent) -> None:
-        folder = self._folder
-        hint = self._watcher._hint
         src = os.fsdecode(event.src_path)
         dest = os.fsdecode(event.dest_path)
-        fast = folder.fast_events
         if event.is_directory:
-            if isinstance(event, DirDeletedEvent):
-                if os.path.normcase(src) == folder.key:
-                    hint(_Hint.CHECK_FOLDER, folder, src)
-            elif isinstance(event, DirMovedEvent):
-                # Its files came along complete; those still being written are caught by the
-                # events that follow.
-                if dest:
-                    hint(_Hint.MOVED_FOLDER if fast else _Hint.NEW_FOLDER, folder, dest)
-            elif isinstance(event, DirCreatedEvent):
-                hint(_Hint.NEW_FOLDER, folder, src)
-            return
+            self._directory(event, src, dest)
+        else:
+            self._file(event, src, dest)
+
+    def _directory(self, event: FileSystemEvent, src: str, dest: str) -> None:
+        folder = self._folder
+        hint = self._watcher._hint
+        if isinstance(event, DirDeletedEvent):
+            if os.path.normcase(src) == folder.key:
+                hint(_Hint.CHECK_FOLDER, folder, src)
+        elif isinstance(event, DirMovedEvent):
+            # Its files came along complete; those still being written are caught by the
+            # events that follow.
+            if dest:
+                hint(_Hint.MOVED_FOLDER if folder.fast_events else _Hint.NEW_FOLDER, folder, dest)
+        elif isinstance(event, DirCreatedEvent):
+            hint(_Hint.NEW_FOLDER, folder, src)
+
+    def _file(self, event: FileSystemEvent, src: str, dest: str) -> None:
+        folder = self._folder
+        hint = self._watcher._hint
+        fast = folder.fast_events
         if isinstance(event, FileMovedEvent):
             # With inotify's full events, a move from an unwatched folder has no source and a
             # move out of the folder has no destination.
@@ -557,61 +565,78 @@ class Watcher:
         if st is None:
             return
         if kind is _Hint.MOVED_IN and st.st_size > 0:
-            # Renamed into place: a rename is atomic, so the file is whole now, unless a
-            # writer still holds it or it was cut short before the rename.
-            now = time.monotonic()
-            entry = self._pending.pop(path, None)
-            if entry is None:
-                entry = _Pending(folder, st.st_size, st.st_mtime_ns, now)
-            elif (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
-                entry.size, entry.mtime_ns, entry.stable_since = st.st_size, st.st_mtime_ns, now
-            if self._complete(path, entry, now):
-                renamed.append((path, entry))
-            else:
-                entry.quiet = True
-                self._pending[path] = entry
+            self._moved_in(folder, path, st, renamed)
         elif kind is _Hint.CLOSED:
             self._closed(folder, path, st)
         else:
             self._observe(folder, path, st, writing=kind is _Hint.WRITTEN)
+
+    def _moved_in(
+        self,
+        folder: _Folder,
+        path: Path,
+        st: os.stat_result,
+        renamed: list[tuple[Path, _Pending]],
+    ) -> None:
+        """Renamed into place: a rename is atomic, so the file is whole now (it joins
+        ``renamed``), unless a writer still holds it or it was cut short before the rename."""
+        now = time.monotonic()
+        entry = self._pending.pop(path, None)
+        if entry is None:
+            entry = _Pending(folder, st.st_size, st.st_mtime_ns, now)
+        elif (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
+            entry.size, entry.mtime_ns, entry.stable_since = st.st_size, st.st_mtime_ns, now
+        if self._complete(path, entry, now):
+            renamed.append((path, entry))
+        else:
+            entry.quiet = True
+            self._pending[path] = entry
 
     def _tick(self) -> None:
         settled: list[tuple[Path, _Pending]] = []
         for path, entry in list(self._pending.items()):
             if self._stopping.is_set():
                 return
-            st = self._stat(path, entry.folder)
-            if st is None:
-                continue
-            now = time.monotonic()
-            if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
-                entry.size, entry.mtime_ns, entry.stable_since = st.st_size, st.st_mtime_ns, now
-                continue
-            if now - entry.stable_since < entry.wait:
-                continue
-            if entry.size == 0:
-                if entry.quiet:
-                    # Closed while empty: maybe a placeholder about to be written; from here
-                    # the settle time decides.
-                    entry.quiet = False
-                    continue
-                # Booth software may create a file empty and fill it a moment later; one
-                # that stays empty much longer than that is what there is, and still goes.
-                if now - entry.stable_since < max(entry.wait, EMPTY_SETTLE):
-                    continue
-                if entry.failures == 0:
-                    log.warning("%s is empty (0 bytes); uploading it as it is", path)
-            if now < entry.retry_at:
-                continue
-            if not self._complete(path, entry, now):
-                continue
-            settled.append((path, entry))
+            if self._settled(path, entry):
+                settled.append((path, entry))
         # Settled together (pictures written in place during a burst, a first scan): queued
         # in one transaction per batch.
         for start in range(0, len(settled), _ADD_BATCH):
             batch = settled[start : start + _ADD_BATCH]
             for path, _ in self._enqueue(batch):
                 del self._pending[path]
+
+    def _settled(self, path: Path, entry: _Pending) -> bool:
+        """Whether a file not yet complete is now: it stood still long enough, it is not
+        waiting for its next try, and :meth:`_complete` says so."""
+        st = self._stat(path, entry.folder)
+        if st is None:
+            return False
+        now = time.monotonic()
+        if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
+            entry.size, entry.mtime_ns, entry.stable_since = st.st_size, st.st_mtime_ns, now
+            return False
+        if now - entry.stable_since < entry.wait:
+            return False
+        if entry.size == 0 and not self._empty_may_go(path, entry, now):
+            return False
+        if now < entry.retry_at:
+            return False
+        return self._complete(path, entry, now)
+
+    def _empty_may_go(self, path: Path, entry: _Pending, now: float) -> bool:
+        if entry.quiet:
+            # Closed while empty: maybe a placeholder about to be written; from here the
+            # settle time decides.
+            entry.quiet = False
+            return False
+        # Booth software may create a file empty and fill it a moment later; one that stays
+        # empty much longer than that is what there is, and still goes.
+        if now - entry.stable_since < max(entry.wait, EMPTY_SETTLE):
+            return False
+        if entry.failures == 0:
+            log.warning("%s is empty (0 bytes); uploading it as it is", path)
+        return True
 
     def _closed(self, folder: _Folder, path: Path, st: os.stat_result) -> None:
         """Its writer closed it: complete once it stands still for CLOSE_QUIET from now."""
@@ -803,18 +828,7 @@ class Watcher:
         later = [top]
         while later:
             here = later.pop()
-            try:
-                with os.scandir(here) as entries:
-                    # Listed first, statted after: the folder is not held open meanwhile.
-                    names = [(e.name, _is_folder(e)) for e in entries]
-            except (FileNotFoundError, NotADirectoryError):
-                if here == folder.path:
-                    self._set_missing(folder)
-                continue
-            except OSError as exc:
-                log.debug("cannot list %s: %s", here, exc)
-                continue
-            for name, is_folder in names:
+            for name, is_folder in self._listing(folder, here):
                 if self._stopping.is_set():
                     return
                 if is_folder:
@@ -824,21 +838,41 @@ class Watcher:
                 if not matches(name, folder.watch):
                     continue
                 path = here / name
-                try:
-                    st = os.lstat(path)
-                    if stat.S_ISLNK(st.st_mode):
-                        if self._refused_link(folder, path):
-                            continue
-                        st = os.stat(path)
-                except OSError as exc:
-                    log.debug("cannot stat %s: %s", path, exc)
-                    continue
-                if not stat.S_ISREG(st.st_mode):
+                st = self._walked_file(folder, path)
+                if st is None:
                     continue
                 if closed:
                     self._closed(folder, path, st)
                 else:
                     self._observe(folder, path, st)
+
+    def _listing(self, folder: _Folder, here: Path) -> list[tuple[str, bool]]:
+        """The names in ``here``, each with whether it is a folder; none if it cannot be
+        listed (the watched folder itself gone: marked missing)."""
+        try:
+            with os.scandir(here) as entries:
+                # Listed first, statted after: the folder is not held open meanwhile.
+                return [(e.name, _is_folder(e)) for e in entries]
+        except (FileNotFoundError, NotADirectoryError):
+            if here == folder.path:
+                self._set_missing(folder)
+        except OSError as exc:
+            log.debug("cannot list %s: %s", here, exc)
+        return []
+
+    def _walked_file(self, folder: _Folder, path: Path) -> os.stat_result | None:
+        """A listed file's stat, if it is a regular file (through a link only where links
+        are allowed); None otherwise."""
+        try:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                if self._refused_link(folder, path):
+                    return None
+                st = os.stat(path)
+        except OSError as exc:
+            log.debug("cannot stat %s: %s", path, exc)
+            return None
+        return st if stat.S_ISREG(st.st_mode) else None
 
     # -- folders and observers --------------------------------------------------
 
