@@ -16,7 +16,6 @@ key into a message, and reads a picture's bytes only through :class:`UploadItem`
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
 import string
@@ -55,7 +54,7 @@ from boothsync.options import (
     timeout_option,
     type_option,
 )
-from boothsync.retry import RETRY_AFTER_CAP, Phase, parse_retry_after
+from boothsync.retry import RETRY_AFTER_CAP, Phase, http_date, parse_retry_after
 
 if TYPE_CHECKING:
     import httpx
@@ -140,21 +139,11 @@ def seconds_until_reset(
     if epoch is None:
         seconds = number
     else:
-        reference = _http_date(date)
+        reference = http_date(date)
         if reference is None:
             reference = time.time() if now is None else now
         seconds = epoch - reference
     return max(0.0, min(RETRY_AFTER_CAP, seconds))
-
-
-def _http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return None if parsed.tzinfo is None else parsed.timestamp()
 
 
 @dataclass(frozen=True)
