@@ -2,9 +2,12 @@
 
 Owns turning ``boothsync.toml`` (or a mapping built in code) into frozen dataclasses, every check
 on the values, and ``$BOOTHSYNC_API_KEY``. Each section is one declarative option table (name,
-kind, default, allowed values, help); the tables drive validation, and
-``boothsync.toml.example`` documents every entry (a test keeps the two in step). A new section is
-one table plus its dataclass; a new destination type is one entry in ``DESTINATION_TYPES``.
+kind, default, allowed values, help; see :mod:`boothsync.options`); the tables drive validation,
+and ``boothsync.toml.example`` documents every entry (a test keeps the two in step). A new
+section is one table plus its dataclass. The ``[destinations.NAME]`` tables are the gallery
+services' own: each declares its options on its config dataclass and registers in
+:data:`boothsync.destinations.REGISTRY`, which ``DESTINATION_TYPES`` is read from; the service
+config classes are re-exported here for the code that builds a config by hand.
 
 Must not read any file but the config (and the system's time zone), create folders, or put an
 API key into a message, a log line or a repr. Every problem is one ``ConfigError`` line:
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import codecs
 import difflib
-import ipaddress
 import json
 import logging
 import math
@@ -29,13 +31,19 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path, PurePath
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypeAlias
-from urllib.parse import urlsplit
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from boothsync.bandwidth import parse_rate
 from boothsync.capture import DEFAULT_FILENAME_DATES, CaptureOptions, compile_filename_date
+from boothsync.destinations import REGISTRY
+from boothsync.destinations.base import DestinationConfig
+from boothsync.destinations.eventpics import EventPicsConfig
+from boothsync.destinations.folder import FolderConfig
+from boothsync.destinations.picpeak import PicPeakConfig
+from boothsync.destinations.picsui import PicsuiConfig
 from boothsync.errors import ConfigError
+from boothsync.options import API_KEY_ENV, MISSING, Invalid, Kind, Option, positive
 from boothsync.paths import CONFIG_FILE_NAME, user_config_file
 
 __all__ = [
@@ -65,11 +73,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CONFIG_ENV: Final = "BOOTHSYNC_CONFIG"
-API_KEY_ENV: Final = "BOOTHSYNC_API_KEY"
 
 DEFAULT_PATTERNS: Final = ("*.jpg", "*.jpeg", "*.png", "*.gif")
-DEFAULT_BASE_URL: Final = "https://api.eventpics.net"
-DEFAULT_PICSUI_URL: Final = "https://api.picsui.com/v1"
 MAX_CONCURRENCY: Final = 16
 DEFAULT_TRIGGER_PORT: Final = 8787
 #: ``[booth] language``: the tray's texts; "auto" follows the system locale.
@@ -87,76 +92,28 @@ SKIPPED_FOLDERS: Final = (
     "System Volume Information",
 )
 
-Kind: TypeAlias = Literal["str", "bool", "int", "float", "path", "strings", "names"]
-"""What a key holds: a string, true/false, a whole number, a number, a path, a list of strings,
-or a table of names to strings (``{ Prints = "a1" }``)."""
-
 _NO_NAMES: Final[Mapping[str, str]] = MappingProxyType({})
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING: Final = _Missing()
-
-
-class _Invalid(Exception):
-    """A value failed a check; the table reader adds file and key and renders one line."""
-
-    def __init__(self, problem: str, got: object = _MISSING, *, at: str = "") -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.got = got
-        self.at = at  # a suffix for the key, e.g. "[2]" for one element of a list
-
-
-@dataclass(frozen=True)
-class Option:
-    """One key of a config table: what it holds, its default, and how it is checked.
-
-    ``default`` is used when the key is absent; ``None`` there means "none", or a default that
-    depends on other values (the help text says which). ``check`` gets the value after the kind
-    and ``choices`` checks and returns it, possibly normalised, or raises ``_Invalid``.
-    """
-
-    name: str
-    kind: Kind
-    help: str
-    default: Any = None
-    required: bool = False
-    choices: tuple[str, ...] = ()
-    check: Callable[[Any], Any] | None = None
-    env: str | None = None  # an environment variable whose value overrides the file's
-    secret: bool = False  # the value never appears in a message
-    line_breaks: bool = False  # a caption may be meant to span lines; no other text may
+_MISSING: Final = MISSING
 
 
 # -- value checks the option tables refer to ----------------------------------------------------
 
 
-def _positive(value: float) -> float:
-    if value <= 0:
-        raise _Invalid("must be greater than 0", value)
-    return value
-
-
 def _concurrency(value: int) -> int:
     if not 1 <= value <= MAX_CONCURRENCY:
-        raise _Invalid(f"must be between 1 and {MAX_CONCURRENCY}", value)
+        raise Invalid(f"must be between 1 and {MAX_CONCURRENCY}", value)
     return value
 
 
 def _not_empty(value: tuple[str, ...]) -> tuple[str, ...]:
     if not value:
-        raise _Invalid("must name at least one entry", [])
+        raise Invalid("must name at least one entry", [])
     return value
 
 
 def _port(value: int) -> int:
     if not 1 <= value <= 65535:
-        raise _Invalid("must be between 1 and 65535", value)
+        raise Invalid("must be between 1 and 65535", value)
     return value
 
 
@@ -169,15 +126,15 @@ def _folder_names(value: Mapping[str, str]) -> Mapping[str, str]:
     for name in value:
         at = "." + _join("", name)
         if not name.strip() or name in (".", ".."):
-            raise _Invalid("must be a folder name", at=at)
+            raise Invalid("must be a folder name", at=at)
         if "/" in name or "\\" in name:
-            raise _Invalid("must be one folder name, without / or \\", at=at)
+            raise Invalid("must be one folder name, without / or \\", at=at)
         if name.startswith(".") or name.casefold() in _SKIPPED:
-            raise _Invalid("names a folder that watching always skips", at=at)
+            raise Invalid("names a folder that watching always skips", at=at)
         # Folder names match case-insensitively, so two spellings would be one folder.
         folded = name.casefold()
         if folded in seen:
-            raise _Invalid(f"same folder as {_show(seen[folded])} (case does not matter)", at=at)
+            raise Invalid(f"same folder as {_show(seen[folded])} (case does not matter)", at=at)
         seen[folded] = name
     return value
 
@@ -194,7 +151,7 @@ def _clock_offset(value: str) -> timedelta:
         return timedelta(0)
     match = _CLOCK_OFFSET.fullmatch(text)
     if match is None:
-        raise _Invalid(
+        raise Invalid(
             'must be a sign and then hours, minutes and/or seconds, like "+1h02m" or "-30s"',
             value,
         )
@@ -208,7 +165,7 @@ def _filename_dates(value: tuple[str, ...]) -> tuple[str, ...]:
         try:
             compile_filename_date(pattern)
         except ValueError as exc:
-            raise _Invalid(str(exc), pattern, at=f"[{index}]") from None
+            raise Invalid(str(exc), pattern, at=f"[{index}]") from None
     return value
 
 
@@ -219,69 +176,7 @@ def _time_zone(value: str) -> str:
         # Listing the zones walks the tz database: only worth it when something is wrong.
         close = difflib.get_close_matches(value, sorted(available_timezones()), n=1)
         hint = f'; did you mean "{close[0]}"?' if close else ' (an IANA name like "Europe/Berlin")'
-        raise _Invalid(f"unknown time zone {_show(value)}{hint}") from None
-    return value
-
-
-def _base_url(value: str) -> str:
-    url = value.strip().rstrip("/")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - parsing the port is what validates it
-    except ValueError:
-        raise _Invalid("is not a valid URL", value) from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise _Invalid("must be an https:// address", value)
-    if parts.query or parts.fragment:
-        raise _Invalid("must not have a query (?) or fragment (#)", value)
-    # The API key travels in every request: plain http only where it cannot leave the machine.
-    if scheme == "http" and not _is_loopback(parts.hostname):
-        raise _Invalid("must use https:// (http:// only for localhost, 127.0.0.0/8 or ::1)", value)
-    return url
-
-
-def _lan_base_url(value: str) -> str:
-    """Like a base_url, but plain http is fine inside the venue's own network too: a
-    self-hosted gallery on the LAN (192.168.x.x, 10.x, a .local name) often has no
-    certificate."""
-    try:
-        return _base_url(value)
-    except _Invalid:
-        url = value.strip().rstrip("/")
-        parts = urlsplit(url)
-        if parts.scheme.lower() == "http" and parts.hostname and _is_private(parts.hostname):
-            return url
-        raise _Invalid(
-            "must use https:// (http:// only for this machine or the local network)", value
-        ) from None
-
-
-def _is_private(host: str) -> bool:
-    if host.lower().endswith(".local") or "." not in host:
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_private or address.is_link_local
-
-
-def _positive_int(value: int) -> int:
-    if value <= 0:
-        raise _Invalid("must be greater than 0", value)
-    return value
-
-
-def _max_edge(value: int) -> int:
-    if value < 64:
-        raise _Invalid("must be at least 64 (pixels)", value)
-    return value
-
-
-def _quality(value: int) -> int:
-    if not 1 <= value <= 95:
-        raise _Invalid("must be between 1 and 95", value)
+        raise Invalid(f"unknown time zone {_show(value)}{hint}") from None
     return value
 
 
@@ -289,28 +184,7 @@ def _rate(value: str) -> int:
     try:
         return parse_rate(value)
     except ValueError as exc:
-        raise _Invalid(str(exc)) from None
-
-
-def _caption(value: str) -> str:
-    # The Picsui module owns what a caption may hold; imported here, not at the top, because
-    # the destinations import this module's types.
-    from boothsync.destinations.picsui import check_caption
-
-    try:
-        check_caption(value)
-    except ValueError as exc:
-        raise _Invalid(str(exc)) from None
-    return value
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        raise Invalid(str(exc)) from None
 
 
 # -- the option tables, one per section, in the order boothsync.toml.example documents them -----
@@ -402,14 +276,14 @@ WATCH_OPTIONS: Final[tuple[Option, ...]] = (
         "float",
         "Seconds between scans when poll = true. Greater than 0.",
         default=2.0,
-        check=_positive,
+        check=positive,
     ),
     Option(
         "scan_interval",
         "float",
         "Seconds between full scans of the folder; events only make things faster. Greater than 0.",
         default=300.0,
-        check=_positive,
+        check=positive,
     ),
     Option(
         "settle_seconds",
@@ -417,7 +291,7 @@ WATCH_OPTIONS: Final[tuple[Option, ...]] = (
         "A file counts as complete once its size and time stamp stayed unchanged this many "
         "seconds. Greater than 0.",
         default=2.0,
-        check=_positive,
+        check=positive,
     ),
     Option(
         "after_upload",
@@ -448,139 +322,6 @@ WATCH_OPTIONS: Final[tuple[Option, ...]] = (
     ),
 )
 
-
-def _timeout(default: float) -> Option:
-    return Option(
-        "timeout",
-        "float",
-        "Seconds to wait for the gallery at each step of a request (connecting, each read and "
-        "write); a whole request may take this plus a second per 16 KiB it sends or may read. "
-        "Greater than 0.",
-        default=default,
-        check=_positive,
-    )
-
-
-def _type(name: str) -> Option:
-    return Option(
-        "type", "str", "The kind of destination. Required.", required=True, choices=(name,)
-    )
-
-
-_DOWNSCALE_OPTIONS: Final[tuple[Option, ...]] = (
-    Option(
-        "max_edge",
-        "int",
-        "Send JPEGs shrunk to at most this many pixels on their longer edge (EXIF kept, the "
-        "original untouched), for a slow venue link. Default: send the original.",
-        check=_max_edge,
-    ),
-    Option(
-        "quality",
-        "int",
-        "The JPEG quality of a shrunk picture, 1 to 95.",
-        default=85,
-        check=_quality,
-    ),
-)
-
-EVENTPICS_OPTIONS: Final[tuple[Option, ...]] = (
-    _type("eventpics"),
-    Option(
-        "api_key",
-        "str",
-        f"The EventPics API key. Required, here or in ${API_KEY_ENV}, which wins. Never logged.",
-        required=True,
-        env=API_KEY_ENV,
-        secret=True,
-    ),
-    Option("link_id", "str", "The gallery's link id. Required.", required=True),
-    Option("album_id", "str", "The album pictures go to. Default: none (the gallery itself)."),
-    Option(
-        "base_url",
-        "str",
-        "The API address; https://, or http:// for this machine only.",
-        default=DEFAULT_BASE_URL,
-        check=_base_url,
-    ),
-    _timeout(30.0),
-    *_DOWNSCALE_OPTIONS,
-)
-
-PICSUI_OPTIONS: Final[tuple[Option, ...]] = (
-    _type("picsui"),
-    Option(
-        "api_key",
-        "str",
-        "The Picsui API key (sent as a Bearer token). Required. Never logged.",
-        required=True,
-        secret=True,
-    ),
-    Option("event_id", "str", "The Picsui event the pictures go to. Required.", required=True),
-    Option(
-        "base_url",
-        "str",
-        "The API address, with its version path; https://, or http:// for this machine only.",
-        default=DEFAULT_PICSUI_URL,
-        check=_base_url,
-    ),
-    Option(
-        "caption",
-        "str",
-        "A caption for each picture: {booth} (the booth's name), {file} (the file name) and "
-        "{taken} (the capture time, e.g. {taken:%H:%M}). Default: no caption.",
-        check=_caption,
-        line_breaks=True,
-    ),
-    _timeout(30.0),
-    *_DOWNSCALE_OPTIONS,
-)
-
-PICPEAK_OPTIONS: Final[tuple[Option, ...]] = (
-    _type("picpeak"),
-    Option(
-        "api_token",
-        "str",
-        "The PicPeak API token (pp_live_...) with the write scope. Required. Never logged.",
-        required=True,
-        secret=True,
-    ),
-    Option(
-        "event_id",
-        "int",
-        "The PicPeak event's number; `boothsync events` lists them. Required.",
-        required=True,
-        check=_positive_int,
-    ),
-    Option(
-        "base_url",
-        "str",
-        "Your PicPeak server, e.g. https://photos.example.com; http:// only for this machine or "
-        "the local network. Required.",
-        required=True,
-        check=_lan_base_url,
-    ),
-    _timeout(60.0),
-    *_DOWNSCALE_OPTIONS,
-)
-
-FOLDER_OPTIONS: Final[tuple[Option, ...]] = (
-    _type("folder"),
-    Option(
-        "path",
-        "path",
-        "The folder the pictures are copied into: a local folder, a USB drive or a network "
-        "share. Required.",
-        required=True,
-    ),
-    Option(
-        "album_folders",
-        "bool",
-        "Put each album's pictures into a subfolder named after its album id.",
-        default=False,
-    ),
-    *_DOWNSCALE_OPTIONS,
-)
 
 UPLOAD_OPTIONS: Final[tuple[Option, ...]] = (
     Option(
@@ -681,66 +422,6 @@ class WatchConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EventPicsConfig:
-    """``[destinations.NAME]`` with ``type = "eventpics"``. The repr leaves out the API key."""
-
-    name: str
-    type: Literal["eventpics"] = "eventpics"
-    api_key: str = field(repr=False)
-    link_id: str
-    album_id: str | None = None
-    base_url: str = DEFAULT_BASE_URL  # no trailing slash
-    timeout: float = 30.0
-    max_edge: int | None = None
-    quality: int = 85
-
-
-@dataclass(frozen=True, kw_only=True)
-class PicsuiConfig:
-    """``[destinations.NAME]`` with ``type = "picsui"``. The repr leaves out the API key."""
-
-    name: str
-    type: Literal["picsui"] = "picsui"
-    api_key: str = field(repr=False)
-    event_id: str
-    base_url: str = DEFAULT_PICSUI_URL  # no trailing slash
-    caption: str | None = None
-    timeout: float = 30.0
-    max_edge: int | None = None
-    quality: int = 85
-
-
-@dataclass(frozen=True, kw_only=True)
-class PicPeakConfig:
-    """``[destinations.NAME]`` with ``type = "picpeak"``. The repr leaves out the token."""
-
-    name: str
-    type: Literal["picpeak"] = "picpeak"
-    api_token: str = field(repr=False)
-    event_id: int
-    base_url: str  # no trailing slash
-    timeout: float = 60.0
-    max_edge: int | None = None
-    quality: int = 85
-
-
-@dataclass(frozen=True, kw_only=True)
-class FolderConfig:
-    """``[destinations.NAME]`` with ``type = "folder"``: a copy into a folder."""
-
-    name: str
-    type: Literal["folder"] = "folder"
-    path: Path
-    album_folders: bool = False
-    max_edge: int | None = None
-    quality: int = 85
-
-
-DestinationConfig: TypeAlias = EventPicsConfig | PicsuiConfig | PicPeakConfig | FolderConfig
-"""Any destination's config."""
-
-
-@dataclass(frozen=True, kw_only=True)
 class UploadConfig:
     """``[upload]``: how hard to push."""
 
@@ -790,15 +471,11 @@ SECTIONS: Final[Mapping[str, tuple[Option, ...]]] = MappingProxyType(
 
 DESTINATION_TYPES: Final[Mapping[str, tuple[tuple[Option, ...], type[DestinationConfig]]]] = (
     MappingProxyType(
-        {
-            "eventpics": (EVENTPICS_OPTIONS, EventPicsConfig),
-            "picsui": (PICSUI_OPTIONS, PicsuiConfig),
-            "picpeak": (PICPEAK_OPTIONS, PicPeakConfig),
-            "folder": (FOLDER_OPTIONS, FolderConfig),
-        }
+        {name: (service.options, service.config) for name, service in REGISTRY.items()}
     )
 )
-"""``{type: (option table, dataclass)}`` for the tables under ``[destinations]``."""
+"""``{type: (option table, dataclass)}`` for the tables under ``[destinations]``, as the
+gallery services in :data:`boothsync.destinations.REGISTRY` declare them."""
 
 _TOP_LEVEL: Final = (*SECTIONS, "destinations")
 #: The keys whose values never appear in a message, in any section.
@@ -1230,10 +907,10 @@ def _value(option: Option, table: Mapping[str, Any], key: str, ctx: _Context) ->
         _no_control_characters(option, value)
         value = _KINDS[option.kind](value, ctx)
         if option.choices and value not in option.choices:
-            raise _Invalid(f"must be one of {', '.join(option.choices)}", value)
+            raise Invalid(f"must be one of {', '.join(option.choices)}", value)
         if option.check is not None:
             value = option.check(value)
-    except _Invalid as exc:
+    except Invalid as exc:
         message = exc.problem
         if exc.got is not _MISSING and not option.secret:
             # Show what the file says (0), not the converted value (0.0), except for one
@@ -1275,7 +952,7 @@ def _no_control_characters(option: Option, value: object) -> None:
         found = list(dict.fromkeys(char for char in text if control.match(char)))
         named = ", ".join(_ESCAPES.get(char, f"\\x{ord(char):02x}") for char in found)
         if not all(char in _ESCAPES for char in found):
-            raise _Invalid(f"holds a control character ({named}); remove it", at=at)
+            raise Invalid(f"holds a control character ({named}); remove it", at=at)
         if option.secret:
             fix = "write it in 'single quotes'"
         else:
@@ -1284,7 +961,7 @@ def _no_control_characters(option: Option, value: object) -> None:
             doubled = "/" if option.kind == "path" else "\\\\"
             fix = f"write '{typed}' (single quotes) or \"{typed.replace(chr(92), doubled)}\""
         into = "a control character" if len(found) == 1 else "control characters"
-        raise _Invalid(f'TOML turned {named} in "double quotes" into {into}; {fix}', at=at)
+        raise Invalid(f'TOML turned {named} in "double quotes" into {into}; {fix}', at=at)
 
 
 def _table(raw: object, key: str, ctx: _Context) -> Mapping[str, Any]:
@@ -1295,30 +972,30 @@ def _table(raw: object, key: str, ctx: _Context) -> Mapping[str, Any]:
 
 def _as_str(value: object, ctx: _Context) -> str:
     if not isinstance(value, str):
-        raise _Invalid("must be a string", value)
+        raise Invalid("must be a string", value)
     if not value.strip():
-        raise _Invalid("must not be empty", value)
+        raise Invalid("must not be empty", value)
     return value
 
 
 def _as_bool(value: object, ctx: _Context) -> bool:
     if not isinstance(value, bool):
-        raise _Invalid("must be true or false", value)
+        raise Invalid("must be true or false", value)
     return value
 
 
 def _as_int(value: object, ctx: _Context) -> int:
     # bool is an int subclass in Python, but `concurrency = true` is a mistake, not a 1.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid("must be a whole number", value)
+        raise Invalid("must be a whole number", value)
     return value
 
 
 def _as_float(value: object, ctx: _Context) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Invalid("must be a number", value)
+        raise Invalid("must be a number", value)
     if not math.isfinite(value):
-        raise _Invalid("must be a finite number", value)
+        raise Invalid("must be a finite number", value)
     return float(value)
 
 
@@ -1329,7 +1006,7 @@ def _as_path(value: object, ctx: _Context) -> Path:
     elif isinstance(value, PurePath):
         raw = value
     else:
-        raise _Invalid("must be a path string", value)
+        raise Invalid("must be a path string", value)
     path = Path(raw).expanduser()
     if not path.is_absolute():
         path = ctx.base / path
@@ -1339,23 +1016,23 @@ def _as_path(value: object, ctx: _Context) -> Path:
 
 def _as_strings(value: object, ctx: _Context) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
-        raise _Invalid("must be a list of strings", value)
+        raise Invalid("must be a list of strings", value)
     for index, item in enumerate(value):
         try:
             _as_str(item, ctx)
-        except _Invalid as exc:
-            raise _Invalid(exc.problem, exc.got, at=f"[{index}]") from None
+        except Invalid as exc:
+            raise Invalid(exc.problem, exc.got, at=f"[{index}]") from None
     return tuple(value)
 
 
 def _as_names(value: object, ctx: _Context) -> Mapping[str, str]:
     if not isinstance(value, Mapping):
-        raise _Invalid("must be a table of names to strings", value)
+        raise Invalid("must be a table of names to strings", value)
     for name, item in value.items():
         try:
             _as_str(item, ctx)
-        except _Invalid as exc:
-            raise _Invalid(exc.problem, exc.got, at="." + _join("", name)) from None
+        except Invalid as exc:
+            raise Invalid(exc.problem, exc.got, at="." + _join("", name)) from None
     return MappingProxyType(dict(value))
 
 

@@ -25,8 +25,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
-from boothsync.config import DEFAULT_BASE_URL, DEFAULT_PICSUI_URL, DESTINATION_TYPES, parse_config
+from boothsync.config import DESTINATION_TYPES, parse_config
 from boothsync.destinations import GalleryEvent, create
+from boothsync.destinations.eventpics import DEFAULT_BASE_URL
+from boothsync.destinations.picsui import DEFAULT_PICSUI_URL
 from boothsync.errors import BoothsyncError, ConfigError, Unauthorized, UnknownTarget
 
 __all__ = ["Answers", "Prompter", "example_text", "write_first_config"]

@@ -38,6 +38,7 @@ __all__ = [
     "attempts_bound",
     "backoff",
     "classify_status",
+    "http_date",
     "parse_retry_after",
 ]
 
@@ -120,10 +121,10 @@ def parse_retry_after(
     try:
         seconds = float(value)
     except ValueError:
-        when = _http_date(value)
+        when = http_date(value)
         if when is None:
             return None
-        reference = _http_date(date) if date else None
+        reference = http_date(date) if date else None
         if reference is None:
             reference = time.time() if now is None else now
         seconds = when - reference
@@ -132,7 +133,11 @@ def parse_retry_after(
     return max(0.0, min(cap, seconds))
 
 
-def _http_date(value: str) -> float | None:
+def http_date(value: str | None) -> float | None:
+    """An HTTP-date (``Date``, ``Retry-After``) as epoch seconds; None when absent, unreadable
+    or without a zone."""
+    if not value:
+        return None
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

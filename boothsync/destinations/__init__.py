@@ -1,49 +1,60 @@
 """Gallery services behind one small contract, and the registry that names them.
 
-Adding a service is one module here and one line in :data:`REGISTRY`.
+Each service is one module here that declares a :class:`~boothsync.destinations.base.Service`
+(its type name, its config dataclass, whose fields are its options with their checks, and its
+factory) as ``SERVICE``; :data:`REGISTRY` lists them, and :mod:`boothsync.config` learns the
+destination types from it. Adding a service is one module here and one line in
+:data:`REGISTRY`. Must not import :mod:`boothsync.config`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
 
+from boothsync.destinations import eventpics, folder, picpeak, picsui
 from boothsync.destinations.base import (
     Album,
     CheckItem,
     Destination,
+    DestinationConfig,
     DestinationContext,
     GalleryEvent,
+    Service,
     UploadItem,
     Verifiable,
 )
-from boothsync.destinations.eventpics import EventPicsDestination
-from boothsync.destinations.folder import FolderDestination
-from boothsync.destinations.picpeak import PicPeakDestination
-from boothsync.destinations.picsui import PicsuiDestination
 
 __all__ = [
     "REGISTRY",
     "Album",
     "CheckItem",
     "Destination",
+    "DestinationConfig",
     "DestinationContext",
     "GalleryEvent",
+    "Service",
     "UploadItem",
     "Verifiable",
     "create",
 ]
 
-# Each factory takes (config, *, context=None) and returns the destination.
-REGISTRY: dict[str, Callable[..., Destination]] = {
-    "eventpics": EventPicsDestination,
-    "picpeak": PicPeakDestination,
-    "picsui": PicsuiDestination,
-    "folder": FolderDestination,
-}
+#: Every gallery service by its type name, in the order ``boothsync init`` offers them.
+REGISTRY: Final[Mapping[str, Service]] = MappingProxyType(
+    {
+        service.type_name: service
+        for service in (
+            eventpics.SERVICE,
+            picsui.SERVICE,
+            picpeak.SERVICE,
+            folder.SERVICE,
+        )
+    }
+)
 
 
-def create(config: Any, *, context: DestinationContext | None = None) -> Destination:
+def create(config: DestinationConfig, *, context: DestinationContext | None = None) -> Destination:
     """Build the destination for one ``[destinations.NAME]`` table; ``context`` tells it about
     the booth (its name and time zone, for captions)."""
-    return REGISTRY[config.type](config, context=context)
+    return REGISTRY[config.type].factory(config, context=context)

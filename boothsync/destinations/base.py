@@ -4,6 +4,9 @@ A destination takes one file at a time and either returns (the gallery has
 it) or raises an :class:`~boothsync.errors.UploadError` subclass that says
 what to do next. It lists the events and albums it knows, checks its own
 configuration and answers a cheap reachability probe. It must not know about the queue.
+
+Each service also describes itself to the registry as a :class:`Service`: its type name, its
+:class:`DestinationConfig` subclass (the options of its table) and its factory.
 """
 
 from __future__ import annotations
@@ -14,17 +17,20 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import BinaryIO, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast, runtime_checkable
 
 from boothsync.bandwidth import Bandwidth
 from boothsync.errors import SourceFileError
+from boothsync.options import Option, options_of
 
 __all__ = [
     "Album",
     "CheckItem",
     "Destination",
+    "DestinationConfig",
     "DestinationContext",
     "GalleryEvent",
+    "Service",
     "TimeBounded",
     "UploadItem",
     "Verifiable",
@@ -162,6 +168,23 @@ class GalleryEvent:
     id_key: str = "link_id"
 
 
+@dataclass(frozen=True, kw_only=True)
+class DestinationConfig:
+    """Any ``[destinations.NAME]`` table: its name, and the ``type`` that picks the service.
+
+    Each service subclasses it with its own keys, declared once with
+    :func:`boothsync.options.option`.
+    """
+
+    name: str
+    type: str
+    if TYPE_CHECKING:
+        # Every service has these two keys (the picture shrunk before it is sent), the last of
+        # its table: each declares them itself, so that they stay last.
+        max_edge: int | None
+        quality: int
+
+
 @dataclass(frozen=True)
 class DestinationContext:
     """What a destination may know about the booth besides its own table (for captions)."""
@@ -230,3 +253,19 @@ class Verifiable(Protocol):
         only when the gallery's answer says so clearly; no answer is a
         :class:`~boothsync.errors.NetworkError`, a server in trouble a RetryableError.
         """
+
+
+@dataclass(frozen=True)
+class Service:
+    """One gallery service as the registry knows it: the ``type`` its tables name, its config
+    dataclass (whose fields declare its options and their checks) and the factory that builds
+    it, called as ``factory(config, context=context)``."""
+
+    type_name: str
+    config: type[DestinationConfig]
+    factory: Callable[..., Destination]
+
+    @property
+    def options(self) -> tuple[Option, ...]:
+        """The keys of its ``[destinations.NAME]`` table, in the order they are documented."""
+        return options_of(self.config)

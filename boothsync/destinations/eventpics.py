@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
 from urllib.parse import urljoin, urlsplit
-
-import httpx
 
 from boothsync.destinations.base import (
     Album,
     CheckItem,
+    DestinationConfig,
     DestinationContext,
     GalleryEvent,
+    Service,
     UploadItem,
 )
 from boothsync.destinations.http import LIST_LIMIT, HttpDestination
@@ -44,12 +45,21 @@ from boothsync.errors import (
     UnknownTarget,
     UploadError,
 )
+from boothsync.options import (
+    API_KEY_ENV,
+    https_url,
+    max_edge_option,
+    option,
+    quality_option,
+    timeout_option,
+    type_option,
+)
 from boothsync.retry import Phase, classify_status
 
 if TYPE_CHECKING:
-    from boothsync.config import EventPicsConfig
+    import httpx
 
-__all__ = ["EventPicsDestination"]
+__all__ = ["DEFAULT_BASE_URL", "SERVICE", "EventPicsConfig", "EventPicsDestination"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +67,36 @@ log = logging.getLogger(__name__)
 MAX_PUT_REDIRECTS = 3
 # Statuses that keep the method and the body: the only redirects an upload may follow.
 _KEEPS_THE_BODY = (307, 308)
+
+
+DEFAULT_BASE_URL: Final = "https://api.eventpics.net"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventPicsConfig(DestinationConfig):
+    """``[destinations.NAME]`` with ``type = "eventpics"``. The repr leaves out the API key."""
+
+    type: Literal["eventpics"] = type_option("eventpics")
+    api_key: str = option(
+        "str",
+        f"The EventPics API key. Required, here or in ${API_KEY_ENV}, which wins. Never logged.",
+        required=True,
+        env=API_KEY_ENV,
+        secret=True,
+    )
+    link_id: str = option("str", "The gallery's link id. Required.", required=True)
+    album_id: str | None = option(
+        "str", "The album pictures go to. Default: none (the gallery itself)."
+    )
+    base_url: str = option(  # no trailing slash
+        "str",
+        "The API address; https://, or http:// for this machine only.",
+        default=DEFAULT_BASE_URL,
+        check=https_url,
+    )
+    timeout: float = timeout_option(30.0)
+    max_edge: int | None = max_edge_option()
+    quality: int = quality_option()
 
 
 class EventPicsDestination(HttpDestination):
@@ -299,3 +339,6 @@ def _parse_events(data: Any) -> list[GalleryEvent]:
             )
         )
     return events
+
+
+SERVICE: Final = Service("eventpics", EventPicsConfig, EventPicsDestination)

@@ -26,10 +26,17 @@ import threading
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, Literal
 
-from boothsync.destinations.base import CheckItem, GalleryEvent, UploadItem
+from boothsync.destinations.base import (
+    CheckItem,
+    DestinationConfig,
+    GalleryEvent,
+    Service,
+    UploadItem,
+)
 from boothsync.errors import (
     DestinationUnavailable,
     FileRejected,
@@ -38,12 +45,12 @@ from boothsync.errors import (
     SourceFileError,
     UploadError,
 )
+from boothsync.options import max_edge_option, option, quality_option, type_option
 
 if TYPE_CHECKING:
-    from boothsync.config import FolderConfig
     from boothsync.destinations.base import DestinationContext
 
-__all__ = ["FolderDestination", "safe_name"]
+__all__ = ["SERVICE", "FolderConfig", "FolderDestination", "safe_name"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,26 @@ def safe_name(name: str) -> str:
     if not cleaned or cleaned.split(".", 1)[0].strip().upper() in _DEVICES:
         return f"_{cleaned}"
     return cleaned
+
+
+@dataclass(frozen=True, kw_only=True)
+class FolderConfig(DestinationConfig):
+    """``[destinations.NAME]`` with ``type = "folder"``: a copy into a folder."""
+
+    type: Literal["folder"] = type_option("folder")
+    path: Path = option(
+        "path",
+        "The folder the pictures are copied into: a local folder, a USB drive or a network "
+        "share. Required.",
+        required=True,
+    )
+    album_folders: bool = option(
+        "bool",
+        "Put each album's pictures into a subfolder named after its album id.",
+        default=False,
+    )
+    max_edge: int | None = max_edge_option()
+    quality: int = quality_option()
 
 
 class FolderDestination:
@@ -323,3 +350,6 @@ def _remove(path: Path) -> None:
         pass
     except OSError as exc:
         log.warning("cannot remove %s: %s", path, exc.strerror or exc)
+
+
+SERVICE: Final = Service("folder", FolderConfig, FolderDestination)

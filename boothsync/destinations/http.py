@@ -16,13 +16,10 @@ from __future__ import annotations
 import json
 import ssl
 from collections.abc import Collection, Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, urljoin, urlsplit
 
-import httpx
-
 from boothsync import __version__
-from boothsync.destinations.transport import DEADLINE, Deadline, DeadlineTransport, proxy_mounts
 from boothsync.errors import (
     DestinationUnavailable,
     NetworkError,
@@ -31,6 +28,13 @@ from boothsync.errors import (
     UploadError,
 )
 from boothsync.retry import Phase, classify_status, parse_retry_after
+
+if TYPE_CHECKING:
+    # Imported where a client is made or an answer read, not with this module: the config
+    # loader reads each service's options from its module, and must stay quick to load.
+    import httpx
+
+    from boothsync.destinations.transport import Deadline
 
 __all__ = [
     "ANSWER_LIMIT",
@@ -70,8 +74,6 @@ _FORM_SLACK = 4096
 # fail fast, so the uploader can probe again soon.
 PROBE_TIMEOUT = 5.0
 
-# Failures after which the whole request had been sent: the server may have acted on it.
-_AFTER_SENDING = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
 # Headers that describe the answer as it came over the wire, not the bytes kept of it.
 _FRAMING = frozenset({"content-length", "content-encoding", "transfer-encoding"})
 # What OpenSSL says when the other end answers a TLS hello with something that is not TLS
@@ -101,6 +103,10 @@ class HttpDestination:
         headers: Mapping[str, str] | None = None,
         secrets: Collection[str] = (),
     ) -> None:
+        import httpx
+
+        from boothsync.destinations.transport import DeadlineTransport, proxy_mounts
+
         self.name = name
         self.base_url = base_url
         self.timeout = timeout
@@ -154,6 +160,10 @@ class HttpDestination:
     def probe(self) -> None:
         """GET ``base_url``: any HTTP answer (even 401 or 404) means the service is reachable.
         The answer's body is never read."""
+        import httpx
+
+        from boothsync.destinations.transport import DEADLINE, Deadline
+
         deadline = Deadline(PROBE_TIMEOUT)
         try:
             with self.client.stream(
@@ -190,6 +200,10 @@ class HttpDestination:
         ``redirects``: then it comes back for the caller to judge. ``body_size`` is the
         request body's length, for the deadline.
         """
+        import httpx
+
+        from boothsync.destinations.transport import DEADLINE, Deadline
+
         where = where or self.where
         deadline = Deadline(self.request_deadline(body_size, limit))
         extensions = {**kwargs.pop("extensions", {}), DEADLINE: deadline}
@@ -310,7 +324,11 @@ class HttpDestination:
         )
 
     def _network_error(self, exc: httpx.HTTPError, where: str, deadline: Deadline) -> NetworkError:
-        maybe_delivered = isinstance(exc, _AFTER_SENDING)
+        import httpx
+
+        # Failures after which the whole request had been sent: the server may have acted on it.
+        after_sending = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+        maybe_delivered = isinstance(exc, after_sending)
         if deadline.expired:
             text = (
                 f"{where} did not complete the request within {deadline.seconds:.0f} s, its "
@@ -347,6 +365,8 @@ class HttpDestination:
 
 def _kept(response: httpx.Response, body: bytes) -> httpx.Response:
     """The answer with the bytes read of it as its content (already read, in memory)."""
+    import httpx
+
     headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _FRAMING]
     return httpx.Response(
         response.status_code, headers=headers, content=body, request=response.request
@@ -393,6 +413,8 @@ def redact(text: str, secrets: Collection[str]) -> str:
 def server_message(response: httpx.Response, secrets: Collection[str] = ()) -> str:
     """The server's own words about an error, on one short line, without ``secrets``
     (taken out before the line is cut short, so no part of one is left either)."""
+    import httpx
+
     try:
         text = response.text
     except (UnicodeDecodeError, httpx.HTTPError):

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
-
-import httpx
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
 
 from boothsync.destinations.base import (
     CheckItem,
+    DestinationConfig,
     DestinationContext,
     GalleryEvent,
+    Service,
     UploadItem,
 )
 from boothsync.destinations.http import (
@@ -46,12 +47,27 @@ from boothsync.errors import (
     UnknownTarget,
     UploadError,
 )
+from boothsync.options import (
+    lan_url,
+    max_edge_option,
+    option,
+    positive_int,
+    quality_option,
+    timeout_option,
+    type_option,
+)
 from boothsync.retry import Phase
 
 if TYPE_CHECKING:
-    from boothsync.config import PicPeakConfig
+    import httpx
 
-__all__ = ["MAX_FILE_BYTES", "PicPeakDestination", "picpeak_message"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "SERVICE",
+    "PicPeakConfig",
+    "PicPeakDestination",
+    "picpeak_message",
+]
 
 MAX_FILE_BYTES = 100 * 1024 * 1024
 """Files above this are refused before sending: PicPeak's v1 upload cap (its size setting
@@ -59,6 +75,35 @@ may be lower; the server then answers 400 with its limit, which fails the one fi
 
 _PAGE_SIZE = 100  # the largest ``limit`` the events listing accepts
 _MAX_PAGES = 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class PicPeakConfig(DestinationConfig):
+    """``[destinations.NAME]`` with ``type = "picpeak"``. The repr leaves out the token."""
+
+    type: Literal["picpeak"] = type_option("picpeak")
+    api_token: str = option(
+        "str",
+        "The PicPeak API token (pp_live_...) with the write scope. Required. Never logged.",
+        required=True,
+        secret=True,
+    )
+    event_id: int = option(
+        "int",
+        "The PicPeak event's number; `boothsync events` lists them. Required.",
+        required=True,
+        check=positive_int,
+    )
+    base_url: str = option(  # no trailing slash
+        "str",
+        "Your PicPeak server, e.g. https://photos.example.com; http:// only for this machine or "
+        "the local network. Required.",
+        required=True,
+        check=lan_url,
+    )
+    timeout: float = timeout_option(60.0)
+    max_edge: int | None = max_edge_option()
+    quality: int = quality_option()
 
 
 class PicPeakDestination(HttpDestination):
@@ -224,6 +269,8 @@ def picpeak_message(response: httpx.Response, secrets: Collection[str] = ()) -> 
     """PicPeak's own words about an error on one line: ``error``, else ``message``, else
     ``code`` (as any server's), else the first of its validation ``errors``; without
     ``secrets``."""
+    import httpx
+
     message = server_message(response, secrets)
     try:
         data = json.loads(response.text)
@@ -279,3 +326,6 @@ def _has_more(pagination: Any, page: int, count: int) -> bool:
 
 def _as_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+SERVICE: Final = Service("picpeak", PicPeakConfig, PicPeakDestination)

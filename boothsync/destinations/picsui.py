@@ -16,7 +16,6 @@ key into a message, and reads a picture's bytes only through :class:`UploadItem`
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
 import string
@@ -25,15 +24,15 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
 from urllib.parse import quote, urljoin, urlsplit
-
-import httpx
 
 from boothsync.destinations.base import (
     CheckItem,
+    DestinationConfig,
     DestinationContext,
     GalleryEvent,
+    Service,
     UploadItem,
 )
 from boothsync.destinations.http import ANSWER_LIMIT, LIST_LIMIT, HttpDestination
@@ -46,13 +45,25 @@ from boothsync.errors import (
     UnknownTarget,
     UploadError,
 )
-from boothsync.retry import RETRY_AFTER_CAP, Phase, parse_retry_after
+from boothsync.options import (
+    Invalid,
+    https_url,
+    max_edge_option,
+    option,
+    quality_option,
+    timeout_option,
+    type_option,
+)
+from boothsync.retry import RETRY_AFTER_CAP, Phase, http_date, parse_retry_after
 
 if TYPE_CHECKING:
-    from boothsync.config import PicsuiConfig
+    import httpx
 
 __all__ = [
     "CAPTION_FIELDS",
+    "DEFAULT_PICSUI_URL",
+    "SERVICE",
+    "PicsuiConfig",
     "PicsuiDestination",
     "RateLimiter",
     "check_caption",
@@ -128,21 +139,11 @@ def seconds_until_reset(
     if epoch is None:
         seconds = number
     else:
-        reference = _http_date(date)
+        reference = http_date(date)
         if reference is None:
             reference = time.time() if now is None else now
         seconds = epoch - reference
     return max(0.0, min(RETRY_AFTER_CAP, seconds))
-
-
-def _http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return None if parsed.tzinfo is None else parsed.timestamp()
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,47 @@ class RateLimiter:
             status=429,
             retry_after=seconds,
         )
+
+
+DEFAULT_PICSUI_URL: Final = "https://api.picsui.com/v1"
+
+
+def _caption(value: str) -> str:
+    try:
+        check_caption(value)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class PicsuiConfig(DestinationConfig):
+    """``[destinations.NAME]`` with ``type = "picsui"``. The repr leaves out the API key."""
+
+    type: Literal["picsui"] = type_option("picsui")
+    api_key: str = option(
+        "str",
+        "The Picsui API key (sent as a Bearer token). Required. Never logged.",
+        required=True,
+        secret=True,
+    )
+    event_id: str = option("str", "The Picsui event the pictures go to. Required.", required=True)
+    base_url: str = option(  # no trailing slash
+        "str",
+        "The API address, with its version path; https://, or http:// for this machine only.",
+        default=DEFAULT_PICSUI_URL,
+        check=https_url,
+    )
+    caption: str | None = option(
+        "str",
+        "A caption for each picture: {booth} (the booth's name), {file} (the file name) and "
+        "{taken} (the capture time, e.g. {taken:%H:%M}). Default: no caption.",
+        check=_caption,
+        line_breaks=True,
+    )
+    timeout: float = timeout_option(30.0)
+    max_edge: int | None = max_edge_option()
+    quality: int = quality_option()
 
 
 class PicsuiDestination(HttpDestination):
@@ -569,3 +611,6 @@ def _next_page(data: Any, url: str) -> str | None:
             if urlsplit(absolute).netloc == urlsplit(url).netloc and absolute != url:
                 return absolute
     return None
+
+
+SERVICE: Final = Service("picsui", PicsuiConfig, PicsuiDestination)
