@@ -10,7 +10,6 @@ from turning into a retry storm. Knows nothing of HTTP libraries or of the queue
 
 from __future__ import annotations
 
-import email.utils
 import random
 import threading
 import time
@@ -138,8 +137,12 @@ def http_date(value: str | None) -> float | None:
     or without a zone."""
     if not value:
         return None
+    # Here rather than with the module: email.utils is a noticeable part of every short
+    # command's start, and only an answer with a date needs it.
+    from email.utils import parsedate_to_datetime
+
     try:
-        parsed = email.utils.parsedate_to_datetime(value)
+        parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if parsed.tzinfo is None:

@@ -14,7 +14,6 @@ put a key or token into a message, nor read an answer whole without a bound.
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, urljoin, urlsplit
@@ -32,6 +31,8 @@ from boothsync.retry import Phase, classify_status, parse_retry_after
 if TYPE_CHECKING:
     # Imported where a client is made or an answer read, not with this module: the config
     # loader reads each service's options from its module, and must stay quick to load.
+    import ssl
+
     import httpx
 
     from boothsync.destinations.transport import Deadline
@@ -344,6 +345,8 @@ class HttpDestination:
 
     def _reason(self, exc: httpx.HTTPError, where: str) -> str:
         """Why a connection failed, in words where the bare error would puzzle an operator."""
+        import ssl
+
         tls = _ssl_error(exc)
         if isinstance(tls, ssl.SSLCertVerificationError):
             said = one_line(str(tls.verify_message or tls.reason or "not valid"))
@@ -374,6 +377,8 @@ def _kept(response: httpx.Response, body: bytes) -> httpx.Response:
 
 
 def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    import ssl
+
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
