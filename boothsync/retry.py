@@ -41,7 +41,10 @@ __all__ = [
     "parse_retry_after",
 ]
 
-Phase = Literal["url", "put", "list"]
+# Where a request goes: ``write``, the service's API with the key, sending a picture or asking
+# where to send it; ``storage``, a presigned storage URL taking the bytes (no key: the URL is
+# the grant); ``read``, the service's API with the key, reading events, albums or photos.
+Phase = Literal["write", "storage", "read"]
 
 # Statuses that say "not now" rather than "not this": the request may succeed
 # unchanged later (rclone's retryErrorCodes, plus 408 for slow venue links).
@@ -62,13 +65,13 @@ _QUICK_MAX_WAIT = 4.0
 def classify_status(status: int, *, phase: Phase) -> type[UploadError]:
     """The error type for an HTTP status that is not a success.
 
-    ``phase`` is where it happened: ``url`` (asking the API for an upload URL),
-    ``put`` (sending the bytes to the presigned storage URL) or ``list``
-    (reading events and albums).
+    ``phase`` is where it happened (:data:`Phase`): ``write`` (the API, sending a picture or
+    asking for an upload URL), ``storage`` (the bytes to a presigned storage URL) or ``read``
+    (the API, reading events, albums or photos).
     """
     if status in RETRYABLE_STATUSES or status >= 500:
         return ServerBusy
-    if phase == "put":
+    if phase == "storage":
         # The storage answers 403 for an expired URL or a signature it no
         # longer accepts, and 400 for some of the same; a new URL fixes both.
         if status in (400, 403):

@@ -25,7 +25,7 @@ from boothsync.retry import (
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 599])
-@pytest.mark.parametrize("phase", ["url", "put", "list"])
+@pytest.mark.parametrize("phase", ["write", "storage", "read"])
 def test_transient_statuses_are_retried_everywhere(status: int, phase: str) -> None:
     """408, 429 and every 5xx mean "not now": the file waits and is tried again."""
     assert classify_status(status, phase=phase) is ServerBusy  # type: ignore[arg-type]
@@ -33,19 +33,19 @@ def test_transient_statuses_are_retried_everywhere(status: int, phase: str) -> N
 
 def test_storage_refusing_a_presigned_url_asks_for_a_new_url() -> None:
     """403 and 400 on the PUT mean the URL expired or its signature broke: get a new one."""
-    assert classify_status(403, phase="put") is UploadUrlRejected
-    assert classify_status(400, phase="put") is UploadUrlRejected
+    assert classify_status(403, phase="storage") is UploadUrlRejected
+    assert classify_status(400, phase="storage") is UploadUrlRejected
 
 
 def test_key_and_target_errors_pause_the_destination() -> None:
     """401 is a wrong key and 404 an unknown link or album: the destination pauses."""
-    assert classify_status(401, phase="url") is Unauthorized
-    assert classify_status(401, phase="list") is Unauthorized
-    assert classify_status(404, phase="url") is UnknownTarget
+    assert classify_status(401, phase="write") is Unauthorized
+    assert classify_status(401, phase="read") is Unauthorized
+    assert classify_status(404, phase="write") is UnknownTarget
 
 
 @pytest.mark.parametrize(
-    ("status", "phase"), [(400, "url"), (413, "put"), (415, "put"), (422, "url")]
+    ("status", "phase"), [(400, "write"), (413, "storage"), (415, "storage"), (422, "write")]
 )
 def test_other_client_errors_fail_only_that_file(status: int, phase: str) -> None:
     """Any other 4xx is about this one file: it fails, the rest go on."""

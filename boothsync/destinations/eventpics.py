@@ -135,7 +135,7 @@ class EventPicsDestination(HttpDestination):
 
     def events(self) -> list[GalleryEvent]:
         response = self.send(
-            "list",
+            "read",
             "GET",
             f"{self._config.base_url}/geteventsandalbums",
             what="geteventsandalbums",
@@ -221,7 +221,7 @@ class EventPicsDestination(HttpDestination):
         if album_id:
             body["albumId"] = album_id
         response = self.send(
-            "url",
+            "write",
             "POST",
             f"{self._config.base_url}/getuploadurl",
             what="getuploadurl",
@@ -246,7 +246,7 @@ class EventPicsDestination(HttpDestination):
         headers = {"Content-Type": item.content_type, "Content-Length": str(item.size)}
         for _ in range(MAX_PUT_REDIRECTS + 1):
             response = self.send(
-                "put",
+                "storage",
                 "PUT",
                 url,
                 what="the upload",

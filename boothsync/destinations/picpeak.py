@@ -145,7 +145,7 @@ class PicPeakDestination(HttpDestination):
         reader = item.reader()
         try:
             response = self.send(
-                "url",
+                "write",
                 "POST",
                 url,
                 what="the photo upload",
@@ -169,7 +169,7 @@ class PicPeakDestination(HttpDestination):
         events: list[GalleryEvent] = []
         for page in range(1, _MAX_PAGES + 1):
             response = self.send(
-                "list",
+                "read",
                 "GET",
                 f"{self._api}/events",
                 what="the events listing",
@@ -244,7 +244,7 @@ class PicPeakDestination(HttpDestination):
                 status=status,
             )
         if status == 403:
-            scope = "read" if phase == "list" else "write"
+            scope = "read" if phase == "read" else "write"
             raise Unauthorized(
                 f"PicPeak refused the API token (403: {message or 'forbidden'}): it needs the "
                 f"`{scope}` scope and access to event {self._config.event_id}; "

@@ -367,7 +367,7 @@ class PicsuiDestination(HttpDestination):
         reader = item.reader()
         try:
             self.send(
-                "url",
+                "write",
                 "POST",
                 f"{self._event_url}/photos",
                 what="the photo upload",
@@ -412,7 +412,7 @@ class PicsuiDestination(HttpDestination):
                 f"Picsui cannot list the events of a key: set event_id in {self.section} to "
                 "your event's id (Picsui shows it with the event), then this shows its name"
             )
-        response = self.send("list", "GET", self._event_url, what="the event")
+        response = self.send("read", "GET", self._event_url, what="the event")
         data = self.json(response, "the event")
         if isinstance(data, Mapping):
             inner = data.get("event", data.get("data"))
@@ -552,7 +552,7 @@ class PicsuiDestination(HttpDestination):
         while url is not None and pages < _MAX_PAGES:
             pages += 1
             try:
-                response = self.send("list", "GET", url, what="the photo list", limit=LIST_LIMIT)
+                response = self.send("read", "GET", url, what="the photo list", limit=LIST_LIMIT)
                 data = self.json(response, "the photo list")
             except DestinationUnavailable:
                 raise
