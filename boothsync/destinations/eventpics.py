@@ -43,7 +43,6 @@ from boothsync.errors import (
     ServerBusy,
     Unauthorized,
     UnknownTarget,
-    UploadError,
 )
 from boothsync.options import (
     API_KEY_ENV,
@@ -167,19 +166,10 @@ class EventPicsDestination(HttpDestination):
     def check(self, album_ids: Collection[str] = ()) -> list[CheckItem]:
         """Reach the API, then confirm the key, the link and every album named in the config."""
         wanted = [a for a in dict.fromkeys([self._config.album_id, *album_ids]) if a]
-        try:
-            events = self.events()
-        except Unauthorized as exc:
-            return [
-                CheckItem(True, f"{self.name}: API reachable", self.host),
-                CheckItem(False, f"{self.name}: API key accepted", str(exc)),
-            ]
-        except UploadError as exc:
-            return [CheckItem(False, f"{self.name}: API reachable", str(exc))]
-        items = [
-            CheckItem(True, f"{self.name}: API reachable", self.host),
-            CheckItem(True, f"{self.name}: API key accepted", f"{len(events)} event(s)"),
-        ]
+        events, items = self.check_opening("API key")
+        if events is None:
+            return items
+        items.append(CheckItem(True, f"{self.name}: API key accepted", f"{len(events)} event(s)"))
         link_id = self._config.link_id
         event = next((e for e in events if e.link_id == link_id), None)
         if event is None:

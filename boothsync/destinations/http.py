@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, urljoin, urlsplit
 
 from boothsync import __version__
+from boothsync.destinations.base import CheckItem, GalleryEvent
 from boothsync.errors import (
     DestinationUnavailable,
     NetworkError,
     RetryableError,
     ServerBusy,
+    Unauthorized,
     UploadError,
 )
 from boothsync.retry import Phase, classify_status, parse_retry_after
@@ -151,6 +153,27 @@ class HttpDestination:
         take (``None``: an answer whose body is not needed)."""
         answer = max(limit or 0, ERROR_LIMIT)
         return self.timeout + (body_size + answer) / FLOOR_RATE
+
+    def events(self) -> list[GalleryEvent]:
+        """The events the key can upload to (each service reads its own listing)."""
+        raise NotImplementedError
+
+    def reached(self) -> CheckItem:
+        """The check's line for an API that answered."""
+        return CheckItem(True, f"{self.name}: API reachable", self.host)
+
+    def check_opening(self, credential: str) -> tuple[list[GalleryEvent] | None, list[CheckItem]]:
+        """What every service's check starts with: list the key's events. The events and the
+        line that the API is reachable; or None and the lines of what failed: the API out of
+        reach, or reached with the ``credential`` ("API key") refused."""
+        try:
+            events = self.events()
+        except Unauthorized as exc:
+            refused = CheckItem(False, f"{self.name}: {credential} accepted", str(exc))
+            return None, [self.reached(), refused]
+        except UploadError as exc:
+            return None, [CheckItem(False, f"{self.name}: API reachable", str(exc))]
+        return events, [self.reached()]
 
     def upload_deadline(self, size: int) -> float:
         """Seconds one ``upload()`` of a ``size``-byte file may take, every request of it

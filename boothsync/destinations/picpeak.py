@@ -45,7 +45,6 @@ from boothsync.errors import (
     ServerBusy,
     Unauthorized,
     UnknownTarget,
-    UploadError,
 )
 from boothsync.options import (
     lan_url,
@@ -196,23 +195,16 @@ class PicPeakDestination(HttpDestination):
 
     def check(self, album_ids: Collection[str] = ()) -> list[CheckItem]:
         """Reach the API, then confirm the token and that the event is among its events."""
-        try:
-            events = self.events()
-        except Unauthorized as exc:
-            return [
-                CheckItem(True, f"{self.name}: API reachable", self.host),
-                CheckItem(False, f"{self.name}: API token accepted", str(exc)),
-            ]
-        except UploadError as exc:
-            return [CheckItem(False, f"{self.name}: API reachable", str(exc))]
-        items = [
-            CheckItem(True, f"{self.name}: API reachable", self.host),
+        events, items = self.check_opening("API token")
+        if events is None:
+            return items
+        items.append(
             CheckItem(
                 True,
                 f"{self.name}: API token accepted",
                 f"{len(events)} event(s); the write scope is checked by the first upload",
-            ),
-        ]
+            )
+        )
         event_id = str(self._config.event_id)
         event = next((e for e in events if e.link_id == event_id), None)
         label = f"{self.name}: event_id {self._config.event_id} exists"

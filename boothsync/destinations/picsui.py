@@ -438,7 +438,7 @@ class PicsuiDestination(HttpDestination):
     def check(self, album_ids: Collection[str] = ()) -> list[CheckItem]:
         """Reach the API, then confirm the key and the event."""
         event_id = self._config.event_id
-        reachable = CheckItem(True, f"{self.name}: API reachable", self.host)
+        reachable = self.reached()
         exists = f"{self.name}: event_id {event_id!r} exists"
         items: list[CheckItem]
         try:
