@@ -14,14 +14,14 @@ this module needs no display. Must not be imported by the headless daemon.
 Two ways to run: in-process (the tray runs its own :class:`~boothsync.daemon.Service`,
 which rereads a changed config as ``boothsync run`` does), or attached (``--attach``, or
 on its own when a service already holds the state folder) to a boothsync running as a
-service, reading its queue database read-only and sending menu commands through it.
+service, reading its queue database read-only (through :mod:`boothsync.status`) and sending
+menu commands through it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import locale
 import logging
 import os
@@ -39,11 +39,12 @@ from PIL import Image, ImageDraw
 
 from boothsync.config import Config
 from boothsync.daemon import GRACE_SECONDS, Service, instance_lock, log_to_file, stop_signals
-from boothsync.engine import Engine, Snapshot, local_midnight
+from boothsync.engine import Engine, Snapshot
 from boothsync.errors import AlreadyRunning, BoothsyncError, OutboxError
 from boothsync.outbox import Outbox, Stats
 from boothsync.paths import log_file, outbox_path, state_dir
-from boothsync.uploader import DestinationHealth, Health
+from boothsync.status import empty_stats, read_database
+from boothsync.uploader import Health
 
 if TYPE_CHECKING:
     import pystray
@@ -457,17 +458,13 @@ class EngineController:
         return True
 
 
-def _empty_stats() -> Stats:
-    return Stats(destinations={}, totals={}, last_upload=None, last_error=None)
-
-
 class AttachedController:
     """Shows a boothsync service's state from its queue database and commands it through it."""
 
     def __init__(self, config: Config) -> None:
         self.database = outbox_path(config)
         self._reader: Outbox | None = None
-        self._last = Snapshot(stats=_empty_stats(), health={})
+        self._last = Snapshot(stats=empty_stats(), health={})
 
     def start(self) -> None:
         log.info("boothsync tray attached to %s", self.database)
@@ -479,15 +476,12 @@ class AttachedController:
         try:
             if self._reader is None:
                 self._reader = Outbox(self.database, readonly=True)
-            stats = self._reader.stats()
-            health = self._reader.health()
-            flags = self._reader.flags()
-            today = self._reader.uploaded_since(local_midnight())
+            status = read_database(self._reader)
         except OutboxError as exc:
             log.warning("cannot read the service's state: %s", exc)
             self._close_reader()
             return self._last
-        self._last = snapshot_from_database(stats, health, flags, uploaded_today=today)
+        self._last = status.snapshot()
         return self._last
 
     def _send(self, command: str) -> None:
@@ -534,34 +528,6 @@ class AttachedController:
                 reader.close()
             except OutboxError as exc:
                 log.debug("closing the read-only queue: %s", exc)
-
-
-def snapshot_from_database(
-    stats: Stats,
-    health: Mapping[str, tuple[str, str]],
-    flags: Mapping[str, str],
-    *,
-    uploaded_today: int = 0,
-) -> Snapshot:
-    """The Snapshot a service's database describes (health, counts, and its flags)."""
-    healths: dict[str, DestinationHealth] = {}
-    for name, (state, detail) in health.items():
-        try:
-            value = Health(state)
-        except ValueError:
-            value = Health.UNKNOWN
-        healths[name] = DestinationHealth(value, detail)
-    try:
-        missing = json.loads(flags.get("missing_folders", "[]"))
-    except ValueError:
-        missing = []
-    return Snapshot(
-        stats=stats,
-        health=healths,
-        paused=flags.get("paused") == "1",
-        missing_folders=tuple(str(m) for m in missing) if isinstance(missing, list) else (),
-        uploaded_today=uploaded_today,
-    )
 
 
 # -- opening files, start at login ---------------------------------------------------------------
@@ -1033,7 +999,7 @@ def _run_icon(
     actions = TrayActions(
         config, controller, quit=stop.set, autostart=platform_autostart(), attach=attach
     )
-    empty = Snapshot(stats=_empty_stats(), health={})
+    empty = Snapshot(stats=empty_stats(), health={})
     try:
         icon = icon_class(
             "boothsync",

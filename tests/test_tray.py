@@ -32,7 +32,6 @@ from boothsync.tray import (
     icon_image,
     language,
     menu_model,
-    snapshot_from_database,
     tooltip,
     tray_command,
     tray_state,
@@ -597,17 +596,6 @@ def test_forget_failed_attached_drops_them_from_the_service_queue(tmp_path: Path
     finally:
         controller.stop(1)
         service.close()
-
-
-def test_snapshot_from_a_database_tolerates_odd_values() -> None:
-    """An unknown health or a garbled flag reads as unknown / none, never as an error."""
-    stats = Stats(destinations={}, totals={}, last_upload=None, last_error=None)
-    snapshot = snapshot_from_database(
-        stats, {"x": ("strange", "")}, {"paused": "0", "missing_folders": "{not json"}
-    )
-    assert snapshot.health["x"].health == Health.UNKNOWN
-    assert not snapshot.paused
-    assert snapshot.missing_folders == ()
 
 
 # -- notifications ---------------------------------------------------------------------------------
