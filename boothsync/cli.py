@@ -18,9 +18,8 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from boothsync import __version__
 from boothsync.config import Config, find_config, load_config, secrets
@@ -35,8 +34,10 @@ from boothsync.daemon import (
 )
 from boothsync.errors import BoothsyncError, ConfigError
 from boothsync.names import printable
-from boothsync.outbox import Event, Outbox
+from boothsync.outbox import Outbox
 from boothsync.paths import CONFIG_FILE_NAME, outbox_path
+from boothsync.status import STATES, iso, needs_attention
+from boothsync.status import report as status_json
 
 __all__ = ["main"]
 
@@ -52,8 +53,6 @@ COMMAND_WAIT = 10.0
 
 if TYPE_CHECKING:
     from boothsync.destinations import DestinationContext
-
-STATES = ("waiting", "uploading", "uploaded", "failed")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -315,8 +314,8 @@ def _status(args: argparse.Namespace) -> int:
     config = _load(args)
     database = outbox_path(config)
     instance = instance_state(database.parent)
-    report = _status_report(config, database, instance)
-    code = EXIT_ATTENTION if _needs_attention(report) else EXIT_OK
+    report = status_json(config, database, instance)
+    code = EXIT_ATTENTION if needs_attention(report) else EXIT_OK
     if args.json:
         # ASCII only: a file name that is not UTF-8 comes out escaped, not as a crash.
         print(json.dumps(report, indent=2))
@@ -362,141 +361,16 @@ def _status(args: argparse.Namespace) -> int:
 def _running_line(instance: InstanceState) -> str:
     """Whether boothsync runs on this queue, in words."""
     if instance.running:
-        since = f", since {_iso(instance.since)}" if instance.since is not None else ""
+        since = f", since {iso(instance.since)}" if instance.since is not None else ""
         return f"boothsync: running (pid {instance.pid}{since})"
     if instance.since is not None:
-        return f"boothsync: not running (stopped {_iso(instance.since)})"
+        return f"boothsync: not running (stopped {iso(instance.since)})"
     if instance.started is not None:
         return (
-            f"boothsync: not running (the last one started {_iso(instance.started)} and ended"
+            f"boothsync: not running (the last one started {iso(instance.started)} and ended"
             " without a clean stop: killed, crashed, or the computer went off)"
         )
     return "boothsync: not running (it never ran with this queue)"
-
-
-def _needs_attention(report: dict[str, Any]) -> bool:
-    """What makes `status` exit 3, as the tray turns red: pictures failed, a destination
-    rejects boothsync, or the running boothsync misses a watch folder."""
-    return bool(
-        report["totals"]["failed"]
-        or any(d["health"] == "unauthorized" for d in report["destinations"].values())
-        or (report["running"] and report["missing_folders"])
-    )
-
-
-def _instance_json(instance: InstanceState) -> dict[str, Any]:
-    return {
-        "running": instance.running,
-        "pid": instance.pid if instance.running else None,
-        "since": _iso(instance.since) if instance.since is not None else None,
-    }
-
-
-def _status_report(config: Config, database: Path, instance: InstanceState) -> dict[str, Any]:
-    """Whether boothsync runs, counts per state and destination, health, last upload and
-    last error, read-only."""
-    zero = dict.fromkeys(STATES, 0)
-    destinations: dict[str, dict[str, Any]] = {
-        name: {"type": cfg.type, **zero, "duplicates": 0, "health": "unknown", "detail": ""}
-        for name, cfg in config.destinations.items()
-    }
-    report: dict[str, Any] = {
-        **_instance_json(instance),
-        "database": str(database),
-        "queue_exists": database.exists(),
-        "totals": dict(zero),
-        "destinations": destinations,
-        "last_upload": None,
-        "last_error": None,
-        "sources": {},
-        "paused": False,
-        "missing_folders": [],
-    }
-    if not database.exists():
-        return report
-    outbox = Outbox(database, readonly=True)
-    try:
-        stats = outbox.stats()
-        health = outbox.health()
-        health_times = outbox.health_times()
-        flags = outbox.flags()
-    finally:
-        outbox.close()
-    report["paused"] = flags.get("paused") == "1"
-    report["missing_folders"] = _json_list(flags.get("missing_folders"))
-    for name, counts in stats.destinations.items():
-        entry = destinations.setdefault(
-            name, {"type": "unknown", **zero, "duplicates": 0, "health": "unknown", "detail": ""}
-        )
-        entry.update({state: counts.get(state, 0) for state in STATES})
-        entry["duplicates"] = stats.duplicates.get(name, 0)
-    for name, (state, detail) in health.items():
-        if name in destinations:
-            destinations[name]["health"] = state
-            destinations[name]["detail"] = detail
-    report["totals"] = {state: stats.totals.get(state, 0) for state in STATES}
-    report["last_upload"] = _event_json(stats.last_upload)
-    report["last_error"] = _event_json(stats.last_error)
-    rejected = _rejection(health, health_times, after=stats.last_error)
-    if rejected is not None:
-        report["last_error"] = rejected
-    report["sources"] = dict(sorted(stats.sources.items()))
-    return report
-
-
-def _rejection(
-    health: dict[str, tuple[str, str]], times: dict[str, float], *, after: Event | None
-) -> dict[str, Any] | None:
-    """The latest error when it is a destination rejecting boothsync (a wrong key or link),
-    which no picture records: none fails for it, they all wait."""
-    rejected = [
-        (times.get(name, 0.0), name, detail)
-        for name, (state, detail) in health.items()
-        if state == "unauthorized"
-    ]
-    if not rejected:
-        return None
-    at, name, detail = max(rejected)
-    if after is not None and after.at > at:
-        return None
-    return {
-        "file": None,
-        "path": None,
-        "destination": name,
-        "at": _iso(at),
-        "error": detail,
-        "note": None,
-        "taken_at": None,
-        "taken_at_source": None,
-    }
-
-
-def _json_list(text: str | None) -> list[str]:
-    """A flag holding a JSON list of strings; anything else reads as empty."""
-    try:
-        value = json.loads(text) if text else []
-    except ValueError:
-        return []
-    return [str(item) for item in value] if isinstance(value, list) else []
-
-
-def _event_json(event: Event | None) -> dict[str, Any] | None:
-    if event is None:
-        return None
-    return {
-        "file": Path(event.path).name,
-        "path": event.path,
-        "destination": event.destination,
-        "at": _iso(event.at),
-        "error": event.error,
-        "note": event.note,
-        "taken_at": _iso(event.taken_at_ms / 1000) if event.taken_at_ms is not None else None,
-        "taken_at_source": event.taken_at_source,
-    }
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
 
 
 def _retry(args: argparse.Namespace) -> int:

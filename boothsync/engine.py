@@ -14,8 +14,9 @@ It is also where the operator's commands land: pause, resume, retry and reload, 
 in-process (the tray) or sent through the queue database by another process
 (``boothsync pause``, a tray attached to the service), which the
 ``engine-control`` thread takes every second. The same thread keeps the flags
-other processes read current: ``paused`` ("1"/"0") and ``missing_folders`` (a
-JSON list). A pause outlives a restart: it is read back from the flag at start.
+other processes read (through :mod:`boothsync.status`) current: ``PAUSED_FLAG`` ("1"/"0")
+and ``MISSING_FOLDERS_FLAG`` (a JSON list). A pause outlives a restart: it is read back
+from the flag at start.
 
 That thread also has the queue check its database file every second
 (:meth:`~boothsync.outbox.Outbox.heal`): after a rebuild the folders are scanned at once, so
@@ -41,7 +42,7 @@ from boothsync.bandwidth import Bandwidth
 from boothsync.config import Config, WatchConfig, secrets
 from boothsync.destinations import Destination, DestinationContext, create
 from boothsync.errors import BoothsyncError, OutboxError
-from boothsync.outbox import Job, Outbox, Stats
+from boothsync.outbox import MISSING_FOLDERS_FLAG, PAUSED_FLAG, Job, Outbox, Stats
 from boothsync.paths import outbox_path
 from boothsync.triggers import DslrBoothTriggers, SparkboothStatus
 from boothsync.uploader import (
@@ -53,16 +54,13 @@ from boothsync.uploader import (
 )
 from boothsync.watcher import Watcher, outside_link, writer_holds
 
-__all__ = ["Engine", "Snapshot", "local_midnight"]
+__all__ = ["MISSING_FOLDERS_FLAG", "PAUSED_FLAG", "Engine", "Snapshot", "local_midnight"]
 
 log = logging.getLogger(__name__)
 
 
 # How often the control thread looks for commands and refreshes the flags (seconds).
 CONTROL_INTERVAL = 1.0
-
-PAUSED_FLAG = "paused"
-MISSING_FOLDERS_FLAG = "missing_folders"
 
 #: Seconds a picture must stay untouched after its upload before it is moved or deleted:
 #: booth software that closes a picture and reopens it to add to it does so well within it.

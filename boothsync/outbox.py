@@ -67,6 +67,8 @@ from boothsync.paths import PRIVATE_FILE, private_file, private_folder
 __all__ = [
     "COMMANDS",
     "LONGEST_WAIT",
+    "MISSING_FOLDERS_FLAG",
+    "PAUSED_FLAG",
     "SYNCED_FLAG",
     "Event",
     "Job",
@@ -322,6 +324,11 @@ _TABLES = frozenset({"files", "jobs", "destinations"})
 # moving a good queue aside.
 #: The flag :meth:`Outbox.sync` writes: its time is when the queue last reached the disk.
 SYNCED_FLAG = "synced"
+
+#: The flags the engine keeps for other processes to read (:mod:`boothsync.status`): "1" while
+#: uploads are paused, else "0"; the watch folders it finds missing, as a JSON list.
+PAUSED_FLAG = "paused"
+MISSING_FOLDERS_FLAG = "missing_folders"
 
 #: The commands another process may send the running service (see :meth:`Outbox.send_command`).
 COMMANDS = frozenset({"pause", "resume", "retry", "reload"})
