@@ -34,8 +34,8 @@ from boothsync.destinations import REGISTRY, Destination, DestinationContext, Up
 from boothsync.engine import Engine
 from boothsync.errors import DestinationUnavailable, NetworkError, RetryableError, Unauthorized
 from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
-from boothsync.receiver_picpeak import PicPeakServer
-from boothsync.receiver_picsui import PicsuiServer
+from tests.fakes.picpeak import PicPeakServer
+from tests.fakes.picsui import PicsuiServer
 from tests.helpers import engine_config, wait_for
 
 

@@ -37,9 +37,9 @@ from boothsync.errors import (
 )
 from boothsync.outbox import Outbox
 from boothsync.receiver import DEMO_API_KEY, Receiver
-from boothsync.receiver_picpeak import PicPeakServer
-from boothsync.receiver_picsui import PicsuiServer
 from boothsync.uploader import Health, Uploader
+from tests.fakes.picpeak import PicPeakServer
+from tests.fakes.picsui import PicsuiServer
 from tests.helpers import queue, wait_for
 
 HUGE = 100 * 1024 * 1024

@@ -35,7 +35,7 @@ from boothsync.errors import (
     Unauthorized,
     UnknownTarget,
 )
-from boothsync.receiver_picsui import Faults, PicsuiServer, parse_multipart
+from tests.fakes.picsui import Faults, PicsuiServer, parse_multipart
 from tests.helpers import engine_config, wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")

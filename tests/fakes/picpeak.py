@@ -1,4 +1,4 @@
-"""A PicPeak-like local server for the tests and demos: its public API v1, with fault injection.
+"""A PicPeak-like local server for the tests: its public API v1, with fault injection.
 
 Owns the far side of the two PicPeak routes boothsync uses, answered as PicPeak answers them:
 ``POST /api/v1/events/<id>/photos`` (Bearer ``pp_live_`` token with the ``write`` scope,

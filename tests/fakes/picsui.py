@@ -1,4 +1,4 @@
-"""A Picsui-like local server for the tests and the demo, with rate limits and fault injection.
+"""A Picsui-like local server for the tests, with rate limits and fault injection.
 
 Owns the far side of the Picsui API as boothsync uses it, under a path prefix (``/v1``):
 ``POST /events/<id>/photos`` (multipart, the file in ``photo``, an optional ``caption``)
