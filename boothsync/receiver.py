@@ -15,8 +15,9 @@ it serves https (for tests of a client's TLS side). A receiver in another proces
 ``POST /_control/faults`` (fields merged in) and read through ``GET
 /_control/received`` and ``GET /_control/counts``; faults never touch these.
 
-Must not: import the rest of boothsync (it stands in for the other end of the
-network, so it must not share the client's mistakes), hold a whole upload in
+Must not: import the client side of boothsync (it stands in for the other end of the
+network, so it must not share the client's mistakes; it takes only the local-server plumbing
+and :func:`boothsync.paths.free_name`), hold a whole upload in
 memory, write to stderr per request, or let one bad request stop the server.
 """
 
@@ -43,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from http import HTTPStatus
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
@@ -56,6 +57,7 @@ from boothsync.localserver import (
     body_framing,
     linger_close,
 )
+from boothsync.paths import free_name
 
 __all__ = [
     "DEMO_API_KEY",
@@ -476,7 +478,7 @@ class Receiver(LocalServer):
         with self._lock:
             # Naming, renaming and the sidecar happen under the lock so that two uploads of
             # the same name never pick the same free name.
-            final = _free_name(temp.parent, grant.file_name)
+            final = free_name(temp.parent, grant.file_name, sidecar=".json")
             os.replace(temp, final)
             grant.used = True
             sidecar = {
@@ -523,16 +525,6 @@ def _page_time_ms(ms: int | None) -> str:
     except (OverflowError, OSError, ValueError):
         return f"{ms} (not a time)"
     return moment.isoformat(sep=" ", timespec="milliseconds")
-
-
-def _free_name(folder: Path, name: str) -> Path:
-    """``name`` in ``folder``, or ``stem (n).ext`` with the first n that is free."""
-    pure = PurePath(name)
-    candidate, n = name, 0
-    while (folder / candidate).exists() or (folder / f"{candidate}.json").exists():
-        n += 1
-        candidate = f"{pure.stem} ({n}){pure.suffix}"
-    return folder / candidate
 
 
 def _as_number(name: str, value: Any) -> float:

@@ -13,10 +13,10 @@ on purpose. Faults (forced statuses, redirects, dropping the connection after st
 upload, delays, error bodies that quote the key) come from :class:`Faults`, which tests
 change while the server runs.
 
-Must not: import the rest of boothsync except the tracked HTTP server (it stands in for the
-other end of the network), write to stderr per request, or let one bad request stop the
-server. Uploads are read into memory whole (capped at :data:`MAX_UPLOAD_BYTES`): it serves
-tests and demos, not real weddings.
+Must not: import the rest of boothsync except the local-server plumbing and
+:func:`boothsync.paths.free_name` (it stands in for the other end of the network), write to
+stderr per request, or let one bad request stop the server. Uploads are read into memory whole
+(capped at :data:`MAX_UPLOAD_BYTES`): it serves tests, not real weddings.
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any, Final, Literal, cast
 from urllib.parse import parse_qs, urlsplit
 
 from boothsync.localserver import LocalServer, TrackedHTTPServer
+from boothsync.paths import free_name
 
 __all__ = [
     "DEMO_API_KEY",
@@ -242,7 +243,7 @@ class PicsuiServer(LocalServer):
         folder = self.directory / self.event_id
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            target = _free_name(folder, file_name)
+            target = free_name(folder, file_name)
             target.write_bytes(data)
             record = ReceivedPhoto(
                 id=f"p{len(self._received) + 1}",
@@ -257,15 +258,6 @@ class PicsuiServer(LocalServer):
             )
             self._received.append(record)
         return record
-
-
-def _free_name(folder: Path, name: str) -> Path:
-    pure = PurePath(name)
-    candidate, n = name, 0
-    while (folder / candidate).exists():
-        n += 1
-        candidate = f"{pure.stem} ({n}){pure.suffix}"
-    return folder / candidate
 
 
 def _photo_json(record: ReceivedPhoto) -> dict[str, Any]:
