@@ -10,7 +10,8 @@ with a browser, listing what arrived (every name escaped: it comes from
 whoever sent it). Faults (forced answers, error and reset
 rates, delays, short-lived URLs, huge or trickling answers, redirects, upload
 URLs in clear text, error bodies that quote the key) are injected from
-:class:`Faults`, which tests change while the server runs. Given an SSL context
+:class:`Faults`, which tests change while the server runs; the tests' fakes of the other
+galleries take their faults from the same class. Given an SSL context
 it serves https (for tests of a client's TLS side). A receiver in another process is driven through
 ``POST /_control/faults`` (fields merged in) and read through ``GET
 /_control/received`` and ``GET /_control/counts``; faults never touch these.
@@ -169,6 +170,10 @@ class Faults:
     URL in clear text); None: the receiver's own."""
     echo_key: bool = False
     """Error answers quote the API key the request carried, as some servers do."""
+    drop_after_store: int = 0
+    """The next this many uploads are stored, then the connection closes with no answer (the
+    answer lost after the server kept the file). The tests' Picsui fake honours it; this
+    receiver answers every upload it stored."""
     _rng: random.Random | None = field(default=None, init=False, repr=False, compare=False)
     _rng_seed: int | None = field(default=None, init=False, repr=False, compare=False)
 

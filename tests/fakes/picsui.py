@@ -10,8 +10,12 @@ and answers 429 with ``Retry-After`` once it is spent; every answer carries
 ``X-RateLimit-Limit/Remaining/Reset`` (the reset as delta seconds, epoch seconds or epoch
 milliseconds) and a ``Date`` from the server's own clock, which ``clock_skew`` can put off
 on purpose. Faults (forced statuses, redirects, dropping the connection after storing an
-upload, delays, error bodies that quote the key) come from :class:`Faults`, which tests
-change while the server runs.
+upload, delays, error bodies that quote the key) come from :class:`boothsync.receiver.Faults`,
+which tests change while the server runs, under the one endpoint :data:`ENDPOINT`: every API
+request (under ``/events``) draws from it, so a forced answer goes to the next API request
+whatever it asks, after the rate limit had its say. Of its fields ``delay``,
+``redirect_next``, ``fail_next``, ``retry_after``, ``echo_key``, ``drop_after_store`` and the
+rates are used.
 
 Must not: import the rest of boothsync except the local-server plumbing and
 :func:`boothsync.paths.free_name` (it stands in for the other end of the network), write to
@@ -32,19 +36,20 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 from urllib.parse import parse_qs, urlsplit
 
 from boothsync.localserver import LocalServer, TrackedHTTPServer
 from boothsync.paths import free_name
+from boothsync.receiver import Faults
 
 __all__ = [
     "DEMO_API_KEY",
     "DEMO_EVENT_ID",
+    "ENDPOINT",
     "MAX_UPLOAD_BYTES",
-    "Faults",
     "PicsuiServer",
     "ReceivedPhoto",
     "ResetStyle",
@@ -57,33 +62,13 @@ DEMO_API_KEY: Final = "demo-key"
 DEMO_EVENT_ID: Final = "demo-event"
 MAX_UPLOAD_BYTES: Final = 64 * 1024 * 1024
 PAGE_SIZE: Final = 50
+ENDPOINT: Final = "api"
+"""The endpoint every API request draws its faults from (``Faults.fail_next`` entries name it)."""
 
 ResetStyle = Literal["delta", "epoch", "epoch_ms"]
 
 _IDLE_SECONDS = 30.0
 _EVENT_PATH = re.compile(r"/events/([^/]+)(/photos)?/?")
-
-
-@dataclass
-class Faults:
-    """What to get wrong on purpose. Mutable: change it while the server runs.
-
-    Faults apply to API requests (under ``/events``), after the rate limit had its say.
-    """
-
-    fail_next: list[int] = field(default_factory=list)
-    """Statuses for the next API requests, one each; 0 closes the connection unanswered."""
-    drop_after_store: int = 0
-    """The next this many uploads are stored, then the connection closes with no answer."""
-    delay: float = 0.0
-    """Seconds to wait before answering an API request; stop() cuts it short."""
-    retry_after: str | None = None
-    """Retry-After sent with every forced status."""
-    redirect_next: list[tuple[int, str]] = field(default_factory=list)
-    """Redirects ``(status, location)`` for the next API requests, one each, before any
-    forced status."""
-    echo_key: bool = False
-    """Forced error answers quote the API key the request carried, as some servers do."""
 
 
 @dataclass(frozen=True)
@@ -220,15 +205,11 @@ class PicsuiServer(LocalServer):
 
     def _redirect(self) -> tuple[int, str] | None:
         with self._lock:
-            if self.faults.redirect_next:
-                return self.faults.redirect_next.pop(0)
-        return None
+            return self.faults.redirect(ENDPOINT)
 
     def _forced(self) -> tuple[int, str | None] | None:
         with self._lock:
-            if self.faults.fail_next:
-                return self.faults.fail_next.pop(0), self.faults.retry_after
-        return None
+            return self.faults.draw(ENDPOINT, errors_apply=True)
 
     def _take_drop(self) -> bool:
         with self._lock:
