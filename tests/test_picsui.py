@@ -36,7 +36,8 @@ from boothsync.errors import (
     UnknownTarget,
 )
 from boothsync.receiver import Faults
-from tests.fakes.picsui import ENDPOINT, PicsuiServer, parse_multipart
+from tests.fakes.multipart import parse_multipart
+from tests.fakes.picsui import ENDPOINT, PicsuiServer
 from tests.helpers import engine_config, wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")

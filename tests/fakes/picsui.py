@@ -20,12 +20,12 @@ rates are used.
 Must not: import the rest of boothsync except the local-server plumbing and
 :func:`boothsync.paths.free_name` (it stands in for the other end of the network), write to
 stderr per request, or let one bad request stop the server. Uploads are read into memory whole
-(capped at :data:`MAX_UPLOAD_BYTES`): it serves tests, not real weddings.
+(capped at :data:`MAX_UPLOAD_BYTES`) and parsed by :mod:`tests.fakes.multipart`: it serves
+tests, not real weddings.
 """
 
 from __future__ import annotations
 
-import email.parser
 import email.utils
 import hashlib
 import http.server
@@ -44,6 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 from boothsync.localserver import LocalServer, TrackedHTTPServer
 from boothsync.paths import free_name
 from boothsync.receiver import Faults
+from tests.fakes.multipart import MultipartError, parse_multipart
 
 __all__ = [
     "DEMO_API_KEY",
@@ -53,7 +54,6 @@ __all__ = [
     "PicsuiServer",
     "ReceivedPhoto",
     "ResetStyle",
-    "parse_multipart",
 ]
 
 logger = logging.getLogger(__name__)
@@ -251,50 +251,6 @@ def _photo_json(record: ReceivedPhoto) -> dict[str, Any]:
     }
 
 
-def parse_multipart(
-    body: bytes, content_type: str
-) -> list[tuple[dict[str, str], str | None, str | None, bytes]]:
-    """The parts of a multipart/form-data body: ``(params, filename, content_type, data)``.
-
-    ``params`` are the Content-Disposition parameters (``name`` among them). Raises
-    ValueError on a body that is not well-formed.
-    """
-    header = email.parser.HeaderParser().parsestr(f"Content-Type: {content_type}\n\n")
-    if header.get_content_type() != "multipart/form-data":
-        raise ValueError("the body must be multipart/form-data")
-    boundary = header.get_param("boundary")
-    if not isinstance(boundary, str) or not boundary:
-        raise ValueError("multipart/form-data without a boundary")
-    delimiter = b"--" + boundary.encode("latin-1")
-    start = body.find(delimiter)
-    if start < 0:
-        raise ValueError("the body holds no part")
-    position = start + len(delimiter)
-    parts: list[tuple[dict[str, str], str | None, str | None, bytes]] = []
-    while True:
-        if body.startswith(b"--", position):
-            return parts
-        if not body.startswith(b"\r\n", position):
-            raise ValueError("a boundary is not followed by a line end")
-        position += 2
-        head_end = body.find(b"\r\n\r\n", position)
-        if head_end < 0:
-            raise ValueError("a part's headers do not end")
-        headers = email.parser.BytesHeaderParser().parsebytes(body[position : head_end + 4])
-        end = body.find(b"\r\n" + delimiter, head_end + 4)
-        if end < 0:
-            raise ValueError("a part does not end")
-        data = body[head_end + 4 : end]
-        params = {
-            str(key).lower(): str(value)
-            for key, value in headers.get_params(header="content-disposition", failobj=[])[1:]
-        }
-        filename = params.get("filename")
-        part_type = headers.get("Content-Type")
-        parts.append((params, filename, str(part_type) if part_type else None, data))
-        position = end + 2 + len(delimiter)
-
-
 class _Server(TrackedHTTPServer):
     connection_thread_name = "picsui-conn"
     label = "picsui server"
@@ -420,7 +376,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _upload(self) -> None:
         try:
             parts = parse_multipart(self._body, self.headers.get("Content-Type") or "")
-        except ValueError as exc:
+        except MultipartError as exc:
             self._reply(422, {"message": str(exc)})
             return
         fields = {params.get("name"): (f, t, d) for params, f, t, d in parts}
