@@ -43,7 +43,7 @@ from boothsync.config import Config, WatchConfig, secrets
 from boothsync.destinations import Destination, DestinationContext, create
 from boothsync.errors import BoothsyncError, OutboxError
 from boothsync.outbox import MISSING_FOLDERS_FLAG, PAUSED_FLAG, Job, Outbox, Stats
-from boothsync.paths import outbox_path
+from boothsync.paths import free_name, outbox_path
 from boothsync.triggers import DslrBoothTriggers, SparkboothStatus
 from boothsync.uploader import (
     DestinationHealth,
@@ -556,7 +556,8 @@ class Engine:
                     relative = path.relative_to(watch.path)
                 except ValueError:
                     relative = Path(path.name)
-                target = _free_name(_move_dir(watch) / relative)
+                wanted = _move_dir(watch) / relative
+                target = free_name(wanted.parent, wanted.name)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(path, target)
                 log.info("moved %s to %s after upload", path.name, target.parent)
@@ -594,13 +595,3 @@ def _albums_by_destination(config: Config) -> dict[str, list[str]]:
 
 def _move_dir(watch: WatchConfig) -> Path:
     return watch.move_to if watch.move_to is not None else watch.path / "uploaded"
-
-
-def _free_name(target: Path) -> Path:
-    """``target``, or ``name (1).ext``, ``name (2).ext``... if it is taken."""
-    candidate = target
-    counter = 1
-    while candidate.exists():
-        candidate = target.with_name(f"{target.stem} ({counter}){target.suffix}")
-        counter += 1
-    return candidate

@@ -9,8 +9,12 @@ Also owns how private those folders are: the queue may hold what servers answere
 what happened at the event, and nobody else on the machine needs either. On POSIX the state and
 log folders are made 0700 and boothsync's own files in them 0600 (``private_folder``,
 ``private_file``, ``open_private``), without touching the process's umask: boothsync also writes
-pictures into the operator's folders, and those keep their usual permissions. Must not create
-folders or open files of its own accord: callers do that, through these, when they need them.
+pictures into the operator's folders, and those keep their usual permissions.
+
+And :func:`free_name`, the one rule for naming a file in a folder where its name is taken
+(``name (1).ext``, ``name (2).ext``...): the after-upload move and the local receiver keep
+every picture under it. Must not create folders or open files of its own accord: callers do
+that, through these, when they need them.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import contextlib
 import os
 import stat
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 import platformdirs
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PRIVATE_FILE",
     "PRIVATE_FOLDER",
+    "free_name",
     "log_dir",
     "log_file",
     "open_private",
@@ -99,6 +104,22 @@ def _first_directory(environ: Mapping[str, str] | None, name: str) -> Path | Non
         if entry:
             return Path(entry)
     return None
+
+
+def free_name(folder: Path, name: str, *, sidecar: str = "") -> Path:
+    """``folder / name``, or ``stem (n).ext`` with the first n that is free.
+
+    With a ``sidecar`` suffix a name is also taken when ``<name><sidecar>`` exists (a record
+    kept beside each file, so a new file never meets an old file's record).
+    """
+    pure = PurePath(name)
+    candidate, n = name, 0
+    while (folder / candidate).exists() or (
+        sidecar and (folder / f"{candidate}{sidecar}").exists()
+    ):
+        n += 1
+        candidate = f"{pure.stem} ({n}){pure.suffix}"
+    return folder / candidate
 
 
 def private_folder(folder: Path) -> None:

@@ -10,13 +10,15 @@ with a browser, listing what arrived (every name escaped: it comes from
 whoever sent it). Faults (forced answers, error and reset
 rates, delays, short-lived URLs, huge or trickling answers, redirects, upload
 URLs in clear text, error bodies that quote the key) are injected from
-:class:`Faults`, which tests change while the server runs. Given an SSL context
+:class:`Faults`, which tests change while the server runs; the tests' fakes of the other
+galleries take their faults from the same class. Given an SSL context
 it serves https (for tests of a client's TLS side). A receiver in another process is driven through
 ``POST /_control/faults`` (fields merged in) and read through ``GET
 /_control/received`` and ``GET /_control/counts``; faults never touch these.
 
-Must not: import the rest of boothsync (it stands in for the other end of the
-network, so it must not share the client's mistakes), hold a whole upload in
+Must not: import the client side of boothsync (it stands in for the other end of the
+network, so it must not share the client's mistakes; it takes only the local-server plumbing
+and :func:`boothsync.paths.free_name`), hold a whole upload in
 memory, write to stderr per request, or let one bad request stop the server.
 """
 
@@ -43,7 +45,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from http import HTTPStatus
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
@@ -56,6 +58,7 @@ from boothsync.localserver import (
     body_framing,
     linger_close,
 )
+from boothsync.paths import free_name
 
 __all__ = [
     "DEMO_API_KEY",
@@ -167,6 +170,10 @@ class Faults:
     URL in clear text); None: the receiver's own."""
     echo_key: bool = False
     """Error answers quote the API key the request carried, as some servers do."""
+    drop_after_store: int = 0
+    """The next this many uploads are stored, then the connection closes with no answer (the
+    answer lost after the server kept the file). The tests' Picsui fake honours it; this
+    receiver answers every upload it stored."""
     _rng: random.Random | None = field(default=None, init=False, repr=False, compare=False)
     _rng_seed: int | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -476,7 +483,7 @@ class Receiver(LocalServer):
         with self._lock:
             # Naming, renaming and the sidecar happen under the lock so that two uploads of
             # the same name never pick the same free name.
-            final = _free_name(temp.parent, grant.file_name)
+            final = free_name(temp.parent, grant.file_name, sidecar=".json")
             os.replace(temp, final)
             grant.used = True
             sidecar = {
@@ -523,16 +530,6 @@ def _page_time_ms(ms: int | None) -> str:
     except (OverflowError, OSError, ValueError):
         return f"{ms} (not a time)"
     return moment.isoformat(sep=" ", timespec="milliseconds")
-
-
-def _free_name(folder: Path, name: str) -> Path:
-    """``name`` in ``folder``, or ``stem (n).ext`` with the first n that is free."""
-    pure = PurePath(name)
-    candidate, n = name, 0
-    while (folder / candidate).exists() or (folder / f"{candidate}.json").exists():
-        n += 1
-        candidate = f"{pure.stem} ({n}){pure.suffix}"
-    return folder / candidate
 
 
 def _as_number(name: str, value: Any) -> float:

@@ -20,8 +20,8 @@ import pytest
 from boothsync import __version__
 from boothsync.demo import write_sample_jpeg
 from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
-from boothsync.receiver_picpeak import DEMO_TOKEN as PICPEAK_TOKEN
-from boothsync.receiver_picpeak import PicPeakServer
+from tests.fakes.picpeak import DEMO_TOKEN as PICPEAK_TOKEN
+from tests.fakes.picpeak import PicPeakServer
 from tests.helpers import wait_for
 
 BOOTHSYNC = [sys.executable, "-m", "boothsync"]

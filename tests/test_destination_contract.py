@@ -34,8 +34,8 @@ from boothsync.destinations import REGISTRY, Destination, DestinationContext, Up
 from boothsync.engine import Engine
 from boothsync.errors import DestinationUnavailable, NetworkError, RetryableError, Unauthorized
 from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
-from boothsync.receiver_picpeak import PicPeakServer
-from boothsync.receiver_picsui import PicsuiServer
+from tests.fakes.picpeak import PicPeakServer
+from tests.fakes.picsui import ENDPOINT, PicsuiServer
 from tests.helpers import engine_config, wait_for
 
 
@@ -89,9 +89,9 @@ def picsui(stack: ExitStack, tmp_path: Path) -> Gallery:
         config=config,
         received=lambda: {r.file_name: r.sha256 for r in server.received()},
         wrong_key=replace(config, api_key="not-the-key"),
-        fail_next=server.faults.fail_next.append,
+        fail_next=lambda status: server.faults.fail_next.append((ENDPOINT, status)),
         unreachable=replace(config, base_url=nowhere()),
-        redirect=lambda url: server.faults.redirect_next.append((301, url)),
+        redirect=lambda url: server.faults.redirect_next.append((ENDPOINT, 301, url)),
     )
 
 

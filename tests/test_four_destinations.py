@@ -9,8 +9,8 @@ from pathlib import Path
 
 from boothsync.demo import write_sample_jpeg
 from boothsync.receiver import DEMO_API_KEY, Receiver
-from boothsync.receiver_picpeak import PicPeakServer
-from boothsync.receiver_picsui import PicsuiServer
+from tests.fakes.picpeak import PicPeakServer
+from tests.fakes.picsui import PicsuiServer
 from tests.helpers import wait_for
 from tests.test_cli import Daemon
 

@@ -37,9 +37,10 @@ from boothsync.errors import (
 )
 from boothsync.outbox import Outbox
 from boothsync.receiver import DEMO_API_KEY, Receiver
-from boothsync.receiver_picpeak import PicPeakServer
-from boothsync.receiver_picsui import PicsuiServer
 from boothsync.uploader import Health, Uploader
+from tests.fakes.picpeak import PicPeakServer
+from tests.fakes.picsui import ENDPOINT as PICSUI_ENDPOINT
+from tests.fakes.picsui import PicsuiServer
 from tests.helpers import queue, wait_for
 
 HUGE = 100 * 1024 * 1024
@@ -601,7 +602,7 @@ def test_picsui_and_picpeak_errors_that_quote_the_key_are_redacted(tmp_path: Pat
         ) as picpeak_server,
     ):
         picsui_server.faults.echo_key = True
-        picsui_server.faults.fail_next.append(500)
+        picsui_server.faults.fail_next.append((PICSUI_ENDPOINT, 500))
         picpeak_server.faults.echo_key = True
         picpeak_server.faults.fail_next.append(("photos", 500))
         clients: list[HttpDestination] = [

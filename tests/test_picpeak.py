@@ -17,7 +17,7 @@ from boothsync.destinations.picpeak import PicPeakDestination
 from boothsync.engine import Engine
 from boothsync.errors import FileRejected, ServerBusy, Unauthorized, UnknownTarget
 from boothsync.receiver import Faults
-from boothsync.receiver_picpeak import DEMO_TOKEN, PicPeakServer
+from tests.fakes.picpeak import DEMO_TOKEN, PicPeakServer
 from tests.helpers import engine_config, wait_for
 
 Handler = Callable[[httpx.Request], httpx.Response]

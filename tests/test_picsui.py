@@ -35,7 +35,9 @@ from boothsync.errors import (
     Unauthorized,
     UnknownTarget,
 )
-from boothsync.receiver_picsui import Faults, PicsuiServer, parse_multipart
+from boothsync.receiver import Faults
+from tests.fakes.multipart import parse_multipart
+from tests.fakes.picsui import ENDPOINT, PicsuiServer
 from tests.helpers import engine_config, wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -639,7 +641,7 @@ def test_server_stores_duplicates_under_free_names(tmp_path: Path, server: Picsu
 
 def test_server_faults(tmp_path: Path) -> None:
     """Forced statuses come first, with the rate-limit headers on every answer."""
-    with PicsuiServer(tmp_path / "gallery", faults=Faults(fail_next=[503])) as server:
+    with PicsuiServer(tmp_path / "gallery", faults=Faults(fail_next=[(ENDPOINT, 503)])) as server:
         response = httpx.get(
             f"{server.base_url}/events/demo-event",
             headers={"Authorization": "Bearer demo-key"},

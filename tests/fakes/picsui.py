@@ -1,4 +1,4 @@
-"""A Picsui-like local server for the tests and the demo, with rate limits and fault injection.
+"""A Picsui-like local server for the tests, with rate limits and fault injection.
 
 Owns the far side of the Picsui API as boothsync uses it, under a path prefix (``/v1``):
 ``POST /events/<id>/photos`` (multipart, the file in ``photo``, an optional ``caption``)
@@ -10,18 +10,22 @@ and answers 429 with ``Retry-After`` once it is spent; every answer carries
 ``X-RateLimit-Limit/Remaining/Reset`` (the reset as delta seconds, epoch seconds or epoch
 milliseconds) and a ``Date`` from the server's own clock, which ``clock_skew`` can put off
 on purpose. Faults (forced statuses, redirects, dropping the connection after storing an
-upload, delays, error bodies that quote the key) come from :class:`Faults`, which tests
-change while the server runs.
+upload, delays, error bodies that quote the key) come from :class:`boothsync.receiver.Faults`,
+which tests change while the server runs, under the one endpoint :data:`ENDPOINT`: every API
+request (under ``/events``) draws from it, so a forced answer goes to the next API request
+whatever it asks, after the rate limit had its say. Of its fields ``delay``,
+``redirect_next``, ``fail_next``, ``retry_after``, ``echo_key``, ``drop_after_store`` and the
+rates are used.
 
-Must not: import the rest of boothsync except the tracked HTTP server (it stands in for the
-other end of the network), write to stderr per request, or let one bad request stop the
-server. Uploads are read into memory whole (capped at :data:`MAX_UPLOAD_BYTES`): it serves
-tests and demos, not real weddings.
+Must not: import the rest of boothsync except the local-server plumbing and
+:func:`boothsync.paths.free_name` (it stands in for the other end of the network), write to
+stderr per request, or let one bad request stop the server. Uploads are read into memory whole
+(capped at :data:`MAX_UPLOAD_BYTES`) and parsed by :mod:`tests.fakes.multipart`: it serves
+tests, not real weddings.
 """
 
 from __future__ import annotations
 
-import email.parser
 import email.utils
 import hashlib
 import http.server
@@ -32,22 +36,24 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Literal, cast
 from urllib.parse import parse_qs, urlsplit
 
 from boothsync.localserver import LocalServer, TrackedHTTPServer
+from boothsync.paths import free_name
+from boothsync.receiver import Faults
+from tests.fakes.multipart import MultipartError, parse_multipart
 
 __all__ = [
     "DEMO_API_KEY",
     "DEMO_EVENT_ID",
+    "ENDPOINT",
     "MAX_UPLOAD_BYTES",
-    "Faults",
     "PicsuiServer",
     "ReceivedPhoto",
     "ResetStyle",
-    "parse_multipart",
 ]
 
 logger = logging.getLogger(__name__)
@@ -56,33 +62,13 @@ DEMO_API_KEY: Final = "demo-key"
 DEMO_EVENT_ID: Final = "demo-event"
 MAX_UPLOAD_BYTES: Final = 64 * 1024 * 1024
 PAGE_SIZE: Final = 50
+ENDPOINT: Final = "api"
+"""The endpoint every API request draws its faults from (``Faults.fail_next`` entries name it)."""
 
 ResetStyle = Literal["delta", "epoch", "epoch_ms"]
 
 _IDLE_SECONDS = 30.0
 _EVENT_PATH = re.compile(r"/events/([^/]+)(/photos)?/?")
-
-
-@dataclass
-class Faults:
-    """What to get wrong on purpose. Mutable: change it while the server runs.
-
-    Faults apply to API requests (under ``/events``), after the rate limit had its say.
-    """
-
-    fail_next: list[int] = field(default_factory=list)
-    """Statuses for the next API requests, one each; 0 closes the connection unanswered."""
-    drop_after_store: int = 0
-    """The next this many uploads are stored, then the connection closes with no answer."""
-    delay: float = 0.0
-    """Seconds to wait before answering an API request; stop() cuts it short."""
-    retry_after: str | None = None
-    """Retry-After sent with every forced status."""
-    redirect_next: list[tuple[int, str]] = field(default_factory=list)
-    """Redirects ``(status, location)`` for the next API requests, one each, before any
-    forced status."""
-    echo_key: bool = False
-    """Forced error answers quote the API key the request carried, as some servers do."""
 
 
 @dataclass(frozen=True)
@@ -219,15 +205,11 @@ class PicsuiServer(LocalServer):
 
     def _redirect(self) -> tuple[int, str] | None:
         with self._lock:
-            if self.faults.redirect_next:
-                return self.faults.redirect_next.pop(0)
-        return None
+            return self.faults.redirect(ENDPOINT)
 
     def _forced(self) -> tuple[int, str | None] | None:
         with self._lock:
-            if self.faults.fail_next:
-                return self.faults.fail_next.pop(0), self.faults.retry_after
-        return None
+            return self.faults.draw(ENDPOINT, errors_apply=True)
 
     def _take_drop(self) -> bool:
         with self._lock:
@@ -242,7 +224,7 @@ class PicsuiServer(LocalServer):
         folder = self.directory / self.event_id
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            target = _free_name(folder, file_name)
+            target = free_name(folder, file_name)
             target.write_bytes(data)
             record = ReceivedPhoto(
                 id=f"p{len(self._received) + 1}",
@@ -259,15 +241,6 @@ class PicsuiServer(LocalServer):
         return record
 
 
-def _free_name(folder: Path, name: str) -> Path:
-    pure = PurePath(name)
-    candidate, n = name, 0
-    while (folder / candidate).exists():
-        n += 1
-        candidate = f"{pure.stem} ({n}){pure.suffix}"
-    return folder / candidate
-
-
 def _photo_json(record: ReceivedPhoto) -> dict[str, Any]:
     return {
         "id": record.id,
@@ -276,50 +249,6 @@ def _photo_json(record: ReceivedPhoto) -> dict[str, Any]:
         "caption": record.caption,
         "created_at": email.utils.formatdate(record.received_at, usegmt=True),
     }
-
-
-def parse_multipart(
-    body: bytes, content_type: str
-) -> list[tuple[dict[str, str], str | None, str | None, bytes]]:
-    """The parts of a multipart/form-data body: ``(params, filename, content_type, data)``.
-
-    ``params`` are the Content-Disposition parameters (``name`` among them). Raises
-    ValueError on a body that is not well-formed.
-    """
-    header = email.parser.HeaderParser().parsestr(f"Content-Type: {content_type}\n\n")
-    if header.get_content_type() != "multipart/form-data":
-        raise ValueError("the body must be multipart/form-data")
-    boundary = header.get_param("boundary")
-    if not isinstance(boundary, str) or not boundary:
-        raise ValueError("multipart/form-data without a boundary")
-    delimiter = b"--" + boundary.encode("latin-1")
-    start = body.find(delimiter)
-    if start < 0:
-        raise ValueError("the body holds no part")
-    position = start + len(delimiter)
-    parts: list[tuple[dict[str, str], str | None, str | None, bytes]] = []
-    while True:
-        if body.startswith(b"--", position):
-            return parts
-        if not body.startswith(b"\r\n", position):
-            raise ValueError("a boundary is not followed by a line end")
-        position += 2
-        head_end = body.find(b"\r\n\r\n", position)
-        if head_end < 0:
-            raise ValueError("a part's headers do not end")
-        headers = email.parser.BytesHeaderParser().parsebytes(body[position : head_end + 4])
-        end = body.find(b"\r\n" + delimiter, head_end + 4)
-        if end < 0:
-            raise ValueError("a part does not end")
-        data = body[head_end + 4 : end]
-        params = {
-            str(key).lower(): str(value)
-            for key, value in headers.get_params(header="content-disposition", failobj=[])[1:]
-        }
-        filename = params.get("filename")
-        part_type = headers.get("Content-Type")
-        parts.append((params, filename, str(part_type) if part_type else None, data))
-        position = end + 2 + len(delimiter)
 
 
 class _Server(TrackedHTTPServer):
@@ -447,7 +376,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _upload(self) -> None:
         try:
             parts = parse_multipart(self._body, self.headers.get("Content-Type") or "")
-        except ValueError as exc:
+        except MultipartError as exc:
             self._reply(422, {"message": str(exc)})
             return
         fields = {params.get("name"): (f, t, d) for params, f, t, d in parts}

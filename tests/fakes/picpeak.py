@@ -1,4 +1,4 @@
-"""A PicPeak-like local server for the tests and demos: its public API v1, with fault injection.
+"""A PicPeak-like local server for the tests: its public API v1, with fault injection.
 
 Owns the far side of the two PicPeak routes boothsync uses, answered as PicPeak answers them:
 ``POST /api/v1/events/<id>/photos`` (Bearer ``pp_live_`` token with the ``write`` scope,
@@ -13,7 +13,8 @@ with the endpoints ``photos`` and ``events``; its ``error_rate`` applies to uplo
 of the rest only ``delay``, ``fail_next``, ``redirect_next`` and ``echo_key`` are used.
 
 Must not: import the client side of boothsync (it stands in for the other end of the network),
-hold a whole upload in memory, use the ``cgi`` module, or let one bad request stop the server.
+hold a whole upload in memory (the form is streamed through :mod:`tests.fakes.multipart`), or
+let one bad request stop the server.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePath
@@ -44,6 +45,13 @@ from boothsync.localserver import (
     linger_close,
 )
 from boothsync.receiver import Faults
+from tests.fakes.multipart import CHUNK as _CHUNK
+from tests.fakes.multipart import (
+    MultipartError,
+    MultipartReader,
+    boundary,
+    disposition_param,
+)
 
 __all__ = [
     "DEMO_TOKEN",
@@ -65,8 +73,6 @@ ErrorShape = Literal["picpeak", "error", "code"]
 """``picpeak``: the bodies PicPeak sends (``error``, with ``code`` where PicPeak adds one);
 ``error``: only ``{"error": ...}``; ``code``: only ``{"code": ...}``."""
 
-_CHUNK = 256 * 1024
-_MAX_HEADER_BYTES = 16 * 1024
 _TOKEN_PREFIX = "pp_live_"
 _IDLE_SECONDS = 60.0
 # A body nobody will use is read away (keeping the connection) only when it is this small.
@@ -363,63 +369,6 @@ class _Body:
             pass
 
 
-class _Multipart:
-    """A streaming multipart/form-data reader over :class:`_Body`."""
-
-    def __init__(self, body: _Body, boundary: bytes) -> None:
-        self._body = body
-        self._delimiter = b"\r\n--" + boundary
-        # A leading CRLF lets the first delimiter be found like every other one.
-        self._buffer = b"\r\n"
-        self._in_data = True  # the preamble counts as data to skip
-
-    def _fill(self) -> bool:
-        data = self._body.read(_CHUNK)
-        self._buffer += data
-        return bool(data)
-
-    def next_part(self) -> dict[str, str] | None:
-        """Skip to the next part; its headers (lower-case names), or None after the last."""
-        if self._in_data:
-            self.skip_data()
-        while len(self._buffer) < 2:
-            if not self._fill():
-                raise _Reject(400, "Unexpected end of form", "BAD_REQUEST")
-        if self._buffer.startswith(b"--"):
-            return None
-        while b"\r\n\r\n" not in self._buffer:
-            if len(self._buffer) > _MAX_HEADER_BYTES or not self._fill():
-                raise _Reject(400, "Malformed part header", "BAD_REQUEST")
-        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
-        headers: dict[str, str] = {}
-        for line in head.decode("utf-8", "replace").split("\r\n"):
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        self._in_data = True
-        return headers
-
-    def skip_data(self) -> None:
-        self.copy_data(lambda _: None)
-
-    def copy_data(self, sink: Callable[[bytes], None]) -> None:
-        """Hand the current part's bytes to ``sink``; stop after the next delimiter."""
-        keep = len(self._delimiter) - 1
-        while True:
-            index = self._buffer.find(self._delimiter)
-            if index >= 0:
-                if index:
-                    sink(self._buffer[:index])
-                self._buffer = self._buffer[index + len(self._delimiter) :]
-                self._in_data = False
-                return
-            if len(self._buffer) > keep:
-                sink(self._buffer[:-keep])
-                self._buffer = self._buffer[-keep:]
-            if not self._fill():
-                raise _Reject(400, "Unexpected end of form", "BAD_REQUEST")
-
-
 class _TooLarge(Exception):
     pass
 
@@ -475,6 +424,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._reply(200, self._owner._list_events(parts.query))
             else:
                 raise _Reject(404, f"Route {parts.path} not found", "NOT_FOUND")
+        except MultipartError as exc:
+            reject = _Reject(400, str(exc), "BAD_REQUEST")
+            self._reply(400, self._owner._error_body(reject))
         except _Reject as exc:
             self._reply(exc.status, self._owner._error_body(exc))
         except (_ClientGone, ConnectionError, TimeoutError) as exc:
@@ -519,17 +471,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         owner = self._owner
         owner._authorize(self.headers.get("Authorization"), "write")
         event_id, _ = owner._event(raw_id)
-        match = re.search(r'boundary="?([^";]+)"?', self.headers.get("Content-Type") or "")
-        if not (self.headers.get("Content-Type") or "").startswith("multipart/form-data") or not (
-            match
-        ):
+        mark = boundary(self.headers.get("Content-Type") or "")
+        if mark is None:
             raise _Reject(400, 'No file uploaded under field "photo"', "NO_FILE")
-        form = _Multipart(self._body, match.group(1).encode("latin-1"))
+        form = MultipartReader(self._body.read, mark)
         stored: tuple[PicPeakFile, str] | None = None
         while (headers := form.next_part()) is not None:
             disposition = headers.get("content-disposition", "")
-            name = _disposition_param(disposition, "name")
-            file_name = _disposition_param(disposition, "filename")
+            name = disposition_param(disposition, "name")
+            file_name = disposition_param(disposition, "filename")
             if file_name is None:
                 form.skip_data()  # a plain field (category_id, ...): not used here
                 continue
@@ -560,7 +510,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         )
 
     def _receive_file(
-        self, form: _Multipart, event_id: int, file_name: str, content_type: str
+        self, form: MultipartReader, event_id: int, file_name: str, content_type: str
     ) -> tuple[PicPeakFile, str]:
         owner = self._owner
         fd, temp_name = tempfile.mkstemp(dir=owner.directory, prefix=".", suffix=".part")
@@ -622,12 +572,3 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
-
-
-def _disposition_param(value: str, name: str) -> str | None:
-    match = re.search(rf'(?:^|;)\s*{name}="((?:[^"\\]|\\.)*)"', value) or re.search(
-        rf"(?:^|;)\s*{name}=([^;\s]+)", value
-    )
-    if match is None:
-        return None
-    return re.sub(r"\\(.)", r"\1", match.group(1))
