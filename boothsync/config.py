@@ -38,10 +38,6 @@ from boothsync.bandwidth import parse_rate
 from boothsync.capture import DEFAULT_FILENAME_DATES, CaptureOptions, compile_filename_date
 from boothsync.destinations import REGISTRY
 from boothsync.destinations.base import DestinationConfig
-from boothsync.destinations.eventpics import EventPicsConfig
-from boothsync.destinations.folder import FolderConfig
-from boothsync.destinations.picpeak import PicPeakConfig
-from boothsync.destinations.picsui import PicsuiConfig
 from boothsync.errors import ConfigError
 from boothsync.options import API_KEY_ENV, MISSING, Invalid, Kind, Option, positive
 from boothsync.paths import CONFIG_FILE_NAME, user_config_file
@@ -55,11 +51,7 @@ __all__ = [
     "BoothConfig",
     "Config",
     "DestinationConfig",
-    "EventPicsConfig",
-    "FolderConfig",
     "Option",
-    "PicPeakConfig",
-    "PicsuiConfig",
     "StateConfig",
     "TriggersConfig",
     "UploadConfig",

@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo
 import piexif
 from PIL import Image, ImageDraw
 
-from boothsync.config import Config, EventPicsConfig, parse_config
+from boothsync.config import Config, parse_config
 from boothsync.daemon import GRACE_SECONDS, stop_signals, wait_for_stop
+from boothsync.destinations.eventpics import EventPicsConfig
 from boothsync.engine import Engine
 from boothsync.receiver import DEMO_API_KEY, Receiver, demo_events
 from boothsync.uploader import UploadReport

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import platformdirs
 
-from boothsync.config import Config, FolderConfig
+from boothsync.config import Config
+from boothsync.destinations.folder import FolderConfig
 from boothsync.errors import BoothsyncError, ConfigError
 from boothsync.paths import log_dir, state_dir
 

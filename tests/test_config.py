@@ -21,10 +21,6 @@ from boothsync.config import (
     SECTIONS,
     BoothConfig,
     Config,
-    EventPicsConfig,
-    FolderConfig,
-    PicPeakConfig,
-    PicsuiConfig,
     StateConfig,
     TriggersConfig,
     UploadConfig,
@@ -34,6 +30,10 @@ from boothsync.config import (
     parse_config,
     secrets,
 )
+from boothsync.destinations.eventpics import EventPicsConfig
+from boothsync.destinations.folder import FolderConfig
+from boothsync.destinations.picpeak import PicPeakConfig
+from boothsync.destinations.picsui import PicsuiConfig
 from boothsync.errors import ConfigError
 from boothsync.paths import user_config_file
 

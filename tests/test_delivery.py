@@ -20,8 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from boothsync.bandwidth import Bandwidth
-from boothsync.config import EventPicsConfig
-from boothsync.destinations.eventpics import EventPicsDestination
+from boothsync.destinations.eventpics import EventPicsConfig, EventPicsDestination
 from boothsync.outbox import Outbox
 from boothsync.receiver import DEMO_API_KEY, Faults, ReceivedFile, Receiver
 from boothsync.retry import backoff

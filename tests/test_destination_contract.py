@@ -24,13 +24,13 @@ import pytest
 
 from boothsync.config import (
     DestinationConfig,
-    EventPicsConfig,
-    FolderConfig,
-    PicPeakConfig,
-    PicsuiConfig,
 )
 from boothsync.demo import write_sample_jpeg
 from boothsync.destinations import REGISTRY, Destination, DestinationContext, UploadItem, create
+from boothsync.destinations.eventpics import EventPicsConfig
+from boothsync.destinations.folder import FolderConfig
+from boothsync.destinations.picpeak import PicPeakConfig
+from boothsync.destinations.picsui import PicsuiConfig
 from boothsync.engine import Engine
 from boothsync.errors import DestinationUnavailable, NetworkError, RetryableError, Unauthorized
 from boothsync.receiver import DEMO_API_KEY, Faults, Receiver

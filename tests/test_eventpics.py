@@ -12,9 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from boothsync.config import EventPicsConfig
 from boothsync.destinations import UploadItem
-from boothsync.destinations.eventpics import EventPicsDestination
+from boothsync.destinations.eventpics import EventPicsConfig, EventPicsDestination
 from boothsync.errors import (
     FileRejected,
     NetworkError,

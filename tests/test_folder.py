@@ -12,10 +12,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from boothsync.config import FolderConfig
 from boothsync.destinations import UploadItem
 from boothsync.destinations import folder as folder_module
-from boothsync.destinations.folder import FolderDestination, safe_name
+from boothsync.destinations.folder import FolderConfig, FolderDestination, safe_name
 from boothsync.errors import (
     DestinationUnavailable,
     NetworkError,

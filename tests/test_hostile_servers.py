@@ -21,12 +21,11 @@ import httpx
 import pytest
 
 from boothsync.bandwidth import Bandwidth
-from boothsync.config import EventPicsConfig, PicPeakConfig, PicsuiConfig
 from boothsync.destinations import CheckItem, GalleryEvent, UploadItem
-from boothsync.destinations.eventpics import EventPicsDestination
+from boothsync.destinations.eventpics import EventPicsConfig, EventPicsDestination
 from boothsync.destinations.http import REDACTED, HttpDestination, server_message
-from boothsync.destinations.picpeak import PicPeakDestination
-from boothsync.destinations.picsui import PicsuiDestination
+from boothsync.destinations.picpeak import PicPeakConfig, PicPeakDestination
+from boothsync.destinations.picsui import PicsuiConfig, PicsuiDestination
 from boothsync.destinations.transport import DeadlineTransport
 from boothsync.errors import (
     DestinationUnavailable,
@@ -156,7 +155,7 @@ CHILD = textwrap.dedent(
     import json, resource, sys
     from pathlib import Path
     import httpx
-    from boothsync.config import EventPicsConfig
+    from boothsync.destinations.eventpics import EventPicsConfig
     from boothsync.destinations import UploadItem
     from boothsync.destinations.eventpics import EventPicsDestination
     from boothsync.errors import UploadError

@@ -11,9 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from boothsync.config import PicPeakConfig
 from boothsync.destinations import UploadItem
-from boothsync.destinations.picpeak import PicPeakDestination
+from boothsync.destinations.picpeak import PicPeakConfig, PicPeakDestination
 from boothsync.engine import Engine
 from boothsync.errors import FileRejected, ServerBusy, Unauthorized, UnknownTarget
 from boothsync.receiver import Faults

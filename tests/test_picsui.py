@@ -18,9 +18,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from boothsync.config import PicsuiConfig, UploadConfig
+from boothsync.config import UploadConfig
 from boothsync.destinations import DestinationContext, UploadItem
 from boothsync.destinations.picsui import (
+    PicsuiConfig,
     PicsuiDestination,
     RateLimiter,
     check_caption,
