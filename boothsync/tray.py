@@ -41,9 +41,9 @@ from boothsync.config import Config
 from boothsync.daemon import GRACE_SECONDS, Service, instance_lock, log_to_file, stop_signals
 from boothsync.engine import Engine, Snapshot, local_midnight
 from boothsync.errors import AlreadyRunning, BoothsyncError, OutboxError
+from boothsync.health import DestinationHealth, Health
 from boothsync.outbox import Outbox, Stats
 from boothsync.paths import log_file, outbox_path, state_dir
-from boothsync.uploader import DestinationHealth, Health
 
 if TYPE_CHECKING:
     import pystray

@@ -35,11 +35,12 @@ from boothsync.errors import (
     ServerBusy,
     UploadError,
 )
+from boothsync.health import Health
 from boothsync.outbox import Outbox
 from boothsync.receiver import DEMO_API_KEY, Receiver
 from boothsync.receiver_picpeak import PicPeakServer
 from boothsync.receiver_picsui import PicsuiServer
-from boothsync.uploader import Health, Uploader
+from boothsync.uploader import Uploader
 from tests.helpers import queue, wait_for
 
 HUGE = 100 * 1024 * 1024
