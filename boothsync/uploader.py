@@ -173,6 +173,20 @@ class _Version:
     inode: tuple[int, int] = (0, 0)
 
 
+@dataclass
+class _Try:
+    """What one try at a job found out so far, step by step (see :meth:`Uploader._process`):
+    when it started, the capture time, the version sent, the hash of its head and of its
+    content, and the file already uploaded with the same content."""
+
+    started: float
+    capture: Capture | None = None
+    before: _Version | None = None
+    head: str | None = None
+    digest: str | None = None
+    copy: Path | None = None
+
+
 @dataclass(frozen=True)
 class Downscale:
     """Send a destination JPEGs no larger than ``max_edge`` pixels, at JPEG ``quality``."""
@@ -426,91 +440,127 @@ class Uploader:
         return min(_IDLE_CHECK, max(0.01, wait))
 
     def _process(self, job: Job) -> None:
-        started = time.monotonic()
+        """One try at a job, step by step: stat, capture time, duplicate check, send; then
+        what happened is recorded (:meth:`_settle`), or classified by its error
+        (:meth:`_classify`)."""
+        tried = _Try(started=time.monotonic())
         destination = self._destinations[job.destination]
-        capture: Capture | None = None
-        before: _Version | None = None
-        digest: str | None = None
-        head: str | None = None
-        copy: Path | None = None
         try:
             refusal = self._refuse(job) if self._refuse is not None else None
             if refusal is not None:
-                self._fail(job, SourceFileError(refusal), started, None)
+                self._fail(job, SourceFileError(refusal), tried.started, None)
                 return
-            # Whatever the file holds now is what gets sent, even if it changed
-            # after it was queued: the watcher queues that newer version too,
-            # and the duplicate check below then settles it without a second upload.
-            before = _version(job.path)
-            if (before.size, before.mtime_ns) != (job.size, job.mtime_ns):
-                log.debug("%s changed since it was queued; sending its current content", job.path)
-            capture = self._capture(job)
-            head = _head(job.path, before.size)
-            # Two workers holding identical content for the same destination
-            # may both find no copy here and both upload: the gallery then has
-            # it twice. Rare (the same picture written twice within one upload
-            # time) and harmless, so no lock across the upload.
-            if self._outbox.may_have_uploaded(
-                head, size=before.size, destination=job.destination, album_id=job.album_id
-            ):
-                # One of the same size and beginning is there: compare the whole content.
-                digest = content_hash(job.path)
-                copy = self._find_uploaded(job, digest, before.size)
-            if copy is None:
-                hashing = _StreamHash()
-                item = self._item(
-                    job,
-                    capture,
-                    before,
-                    on_read=self._progressing(hashing.feed),
-                    guard=_unchanged_guard(job.path, before, head),
-                )
-                with self._shrunk(job, item) as sent:
-                    for attempt in attempt_policy(self._stopping, budget=self._budget):
-                        with attempt:
-                            destination.upload(sent)
-                if digest is None:
-                    # Hashed on the way out, unless the destination read the file otherwise
-                    # (a copy to a folder, a shrunk copy).
-                    digest = hashing.hexdigest(before.size) or content_hash(job.path)
-        except DestinationUnavailable as exc:
+            tried.before = before = self._stat(job)
+            tried.capture = capture = self._capture(job)
+            tried.head = head = _head(job.path, before.size)
+            tried.digest, tried.copy = self._duplicate(job, before.size, head)
+            if tried.copy is None:
+                tried.digest = self._send(job, destination, capture, before, head, tried.digest)
+        except Exception as exc:
+            self._classify(job, exc, tried)
+        else:
+            self._settle(job, tried)
+
+    def _stat(self, job: Job) -> _Version:
+        """The version of the file that is sent: the one it holds now."""
+        # Whatever the file holds now is what gets sent, even if it changed
+        # after it was queued: the watcher queues that newer version too,
+        # and the duplicate check then settles it without a second upload.
+        before = _version(job.path)
+        if (before.size, before.mtime_ns) != (job.size, job.mtime_ns):
+            log.debug("%s changed since it was queued; sending its current content", job.path)
+        return before
+
+    def _duplicate(self, job: Job, size: int, head: str) -> tuple[str | None, Path | None]:
+        """The duplicate check: when a file of this size and beginning is already uploaded to
+        the job's destination and album, the content hash and the file with that content (if
+        any); else (None, None), and nothing is read."""
+        # Two workers holding identical content for the same destination
+        # may both find no copy here and both upload: the gallery then has
+        # it twice. Rare (the same picture written twice within one upload
+        # time) and harmless, so no lock across the upload.
+        if not self._outbox.may_have_uploaded(
+            head, size=size, destination=job.destination, album_id=job.album_id
+        ):
+            return None, None
+        # One of the same size and beginning is there: compare the whole content.
+        digest = content_hash(job.path)
+        return digest, self._find_uploaded(job, digest, size)
+
+    def _send(
+        self,
+        job: Job,
+        destination: Destination,
+        capture: Capture,
+        before: _Version,
+        head: str,
+        digest: str | None,
+    ) -> str:
+        """Upload the file (with the quick retries); its content hash (``digest`` if known)."""
+        hashing = _StreamHash()
+        item = self._item(
+            job,
+            capture,
+            before,
+            on_read=self._progressing(hashing.feed),
+            guard=_unchanged_guard(job.path, before, head),
+        )
+        with self._shrunk(job, item) as sent:
+            for attempt in attempt_policy(self._stopping, budget=self._budget):
+                with attempt:
+                    destination.upload(sent)
+        if digest is not None:
+            return digest
+        # Hashed on the way out, unless the destination read the file otherwise
+        # (a copy to a folder, a shrunk copy).
+        return hashing.hexdigest(before.size) or content_hash(job.path)
+
+    def _classify(self, job: Job, exc: Exception, tried: _Try) -> None:
+        """Record a try that raised, by what its error says: of the destination (paused,
+        offline, rate-limited, try again later), of the file (changed, gone, unreadable,
+        refused), of the queue, or a bug. Called while ``exc`` is being handled."""
+        started, capture = tried.started, tried.capture
+        if isinstance(exc, DestinationUnavailable):
             self._release(job)
             self._health.unauthorized(job.destination, exc)
             self._report(job, "paused", started, capture, str(exc))
-        except NetworkError as exc:
+        elif isinstance(exc, NetworkError):
             self._unreachable(job, exc, started, capture)
-        except ServerBusy as exc:
-            if exc.status == 429:
-                self._rate_limited(job, exc, started, capture)
-            else:
-                self._retry_later(job, exc, started, capture)
-        except RetryableError as exc:
+        elif isinstance(exc, ServerBusy) and exc.status == 429:
+            self._rate_limited(job, exc, started, capture)
+        elif isinstance(exc, RetryableError):
             self._retry_later(job, exc, started, capture)
-        except SourceFileError as exc:
+        elif isinstance(exc, SourceFileError):
             # A body cut off because the file changed while it was sent, a destination that
             # read a file while it shrank, or a hash cut short by a replace: a change to
             # send again, not a bad file.
             if isinstance(exc, SourceChanged) or (
-                before is not None and _changed(job.path, before)
+                tried.before is not None and _changed(job.path, tried.before)
             ):
                 self._send_again(job, started, capture)
             else:
                 self._source_error(job, exc, started, capture)
-        except (FileRejected, UploadError) as exc:
+        elif isinstance(exc, (FileRejected, UploadError)):
             self._fail(job, exc, started, capture)
-        except OutboxError as exc:
+        elif isinstance(exc, OutboxError):
             log.error("%s", exc)
-        except Exception as exc:
+        else:
             # A bug, not a gallery's answer: keep the file queued and say so.
             log.exception("unexpected error uploading %s to %s", job.path, job.destination)
             self._retry_later(job, exc, started, capture)
+
+    def _settle(self, job: Job, tried: _Try) -> None:
+        """Record a try that went through: done, unless the file changed meanwhile (then it
+        goes again)."""
+        # Set before anything else ran.
+        assert tried.before is not None and tried.digest is not None
+        if _changed(job.path, tried.before):
+            self._send_again(job, tried.started, tried.capture)
         else:
-            assert before is not None and digest is not None  # set before anything else ran
-            if _changed(job.path, before):
-                self._send_again(job, started, capture)
-            else:
-                assert head is not None
-                self._complete(job, capture, started, (digest, head), copy)
+            assert tried.head is not None
+            self._complete(
+                job, tried.capture, tried.started, (tried.digest, tried.head), tried.copy
+            )
 
     def _find_uploaded(self, job: Job, digest: str, size: int) -> Path | None:
         """A file with this content already uploaded to the job's destination and album.
