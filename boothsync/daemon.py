@@ -739,7 +739,7 @@ class Service:
 
     def _rejecting(self) -> list[str]:
         """The destinations that rejected the key, the link or an album (unauthorized)."""
-        from boothsync.uploader import Health
+        from boothsync.health import Health
 
         health = self.engine.health()
         return sorted(name for name, h in health.items() if h.health is Health.UNAUTHORIZED)

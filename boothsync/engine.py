@@ -42,11 +42,11 @@ from boothsync.bandwidth import Bandwidth
 from boothsync.config import Config, WatchConfig, secrets
 from boothsync.destinations import Destination, DestinationContext, create
 from boothsync.errors import BoothsyncError, OutboxError
+from boothsync.health import DestinationHealth
 from boothsync.outbox import MISSING_FOLDERS_FLAG, PAUSED_FLAG, Job, Outbox, Stats
 from boothsync.paths import free_name, outbox_path
 from boothsync.triggers import DslrBoothTriggers, SparkboothStatus
 from boothsync.uploader import (
-    DestinationHealth,
     Downscale,
     Uploader,
     UploadReport,

@@ -52,7 +52,7 @@ class Status:
     """What a boothsync is doing, as plain data.
 
     ``health`` is each destination's health as recorded (``(health, detail)``, the health a
-    :class:`~boothsync.uploader.Health` value or, from an odd database, any string), and
+    :class:`~boothsync.health.Health` value or, from an odd database, any string), and
     ``health_times`` when it was recorded (Unix time).
     """
 
@@ -66,7 +66,7 @@ class Status:
     def snapshot(self) -> Snapshot:
         """The tray's view of this status: an unknown health reads as unknown."""
         from boothsync.engine import Snapshot
-        from boothsync.uploader import DestinationHealth, Health
+        from boothsync.health import DestinationHealth, Health
 
         healths: dict[str, DestinationHealth] = {}
         for name, (state, detail) in self.health.items():

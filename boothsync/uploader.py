@@ -12,19 +12,12 @@ of the same size and beginning (the first 64 KiB) is already uploaded there;
 otherwise the content hash (XXH3-128) is taken from the bytes as they are sent,
 so a picture is read from disk once.
 
-Each destination has a health. One that rejects the key or the event is
-paused as a whole (unauthorized) instead of failing every file in turn; one
-that asks to slow down (429) waits until its Retry-After (rate-limited); one
-that cannot be reached (offline) gets no more uploads, only a cheap probe with
-backoff, and when the probe answers every waiting file of it is due at once.
-Other destinations go on meanwhile. Quick retries inside one attempt draw on a
-client-wide :class:`~boothsync.retry.RetryBudget`.
-
-With ``check_at_start``, each destination is checked once as the workers start, on a
-thread of its own so no upload waits for it: the request ``boothsync check`` makes (or its
-probe). A clear answer that the key, the event or an album is wrong pauses it as a rejected
-upload would; no answer at all is an outage as for an upload; a fine answer makes it online.
-So a wrong setting shows within seconds, not with the first picture.
+Each destination has a health (online, offline, rate-limited, unauthorized), kept by a
+:class:`~boothsync.health.HealthTracker`: a worker tells it what an upload met (a rejected
+key, a 429, no answer, an upload that went through), and claims jobs only for the
+destinations it calls active; the tracker probes an offline one and runs the check at start
+(``check_at_start``). Quick retries inside one attempt draw on a client-wide
+:class:`~boothsync.retry.RetryBudget`.
 
 ``concurrency`` workers upload at once; as many spare workers wait for a gallery that
 keeps every upload in flight standing still (no byte moved for :data:`_HEDGE_AFTER`),
@@ -55,7 +48,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import tempfile
 import threading
@@ -63,7 +55,6 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -72,7 +63,7 @@ import xxhash
 
 from boothsync.bandwidth import Bandwidth
 from boothsync.capture import Capture, CaptureOptions, capture_time, content_type
-from boothsync.destinations.base import Destination, TimeBounded, UploadItem, Verifiable
+from boothsync.destinations.base import Destination, TimeBounded, UploadItem
 from boothsync.errors import (
     DestinationUnavailable,
     FileRejected,
@@ -84,14 +75,13 @@ from boothsync.errors import (
     SourceFileError,
     UploadError,
 )
+from boothsync.health import PROBE_BASE, PROBE_CAP, DestinationHealth, HealthTracker
 from boothsync.names import upload_name
 from boothsync.outbox import Job, Outbox
 from boothsync.retry import RetryBudget, attempt_policy, attempts_bound, backoff
 
 __all__ = [
-    "DestinationHealth",
     "Downscale",
-    "Health",
     "UploadReport",
     "Uploader",
     "content_hash",
@@ -122,19 +112,6 @@ _SYNC_DELAY = 0.2
 
 _CHANGED_ERROR = "changed while it was being uploaded; sending it again"
 
-# Probing an offline destination: exponential backoff with equal jitter, from
-# about half a second up to this cap. The gap between the gallery's return and
-# the next probe can be as long as the cap, and a gallery that comes back
-# overloaded may let a probe wait seconds for its answer: so probes start every
-# second at most, without waiting for the ones still out (up to _PROBES_IN_FLIGHT
-# at once), and the first to get any answer ends the outage. A probe is one small
-# GET: one a second during a long outage costs a few hundred bytes a second.
-_PROBE_BASE = 1.0
-_PROBE_CAP = 1.0
-_PROBES_IN_FLIGHT = 3
-# How long stop() waits for probes still out (each has a short timeout of its own).
-_PROBE_JOIN = 6.0
-
 # A gallery back from an outage but still overloaded may let a request wait seconds for its
 # answer, and every worker can meet such a wait at once. When every upload in flight has
 # made no progress for this long, one spare worker starts on the next picture, then another
@@ -162,35 +139,6 @@ _STUCK_GRACE = 60.0
 # for every _UNSTATED_RATE bytes of the file.
 _UNSTATED_SECONDS = 600.0
 _UNSTATED_RATE = 256 * 1024
-
-
-class Health(StrEnum):
-    ONLINE = "online"
-    OFFLINE = "offline"
-    RATE_LIMITED = "rate-limited"
-    UNAUTHORIZED = "unauthorized"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class DestinationHealth:
-    """A destination's health; ``paused_until`` (the uploader's clock, monotonic) ends a pause
-    or a rate limit: no job of it is claimed before then."""
-
-    health: Health
-    detail: str = ""
-    paused_until: float | None = None
-
-
-@dataclass
-class _Outage:
-    """An offline destination: since when (monotonic), probes so far, when to probe next,
-    and how many probes are still waiting for an answer."""
-
-    since: float
-    probes: int
-    next_probe: float
-    in_flight: int = 0
 
 
 @dataclass(frozen=True)
@@ -225,6 +173,20 @@ class _Version:
     inode: tuple[int, int] = (0, 0)
 
 
+@dataclass
+class _Try:
+    """What one try at a job found out so far, step by step (see :meth:`Uploader._process`):
+    when it started, the capture time, the version sent, the hash of its head and of its
+    content, and the file already uploaded with the same content."""
+
+    started: float
+    capture: Capture | None = None
+    before: _Version | None = None
+    head: str | None = None
+    digest: str | None = None
+    copy: Path | None = None
+
+
 @dataclass(frozen=True)
 class Downscale:
     """Send a destination JPEGs no larger than ``max_edge`` pixels, at JPEG ``quality``."""
@@ -251,8 +213,8 @@ class Uploader:
         clock: Callable[[], float] = time.monotonic,
         retry_budget: RetryBudget | None = None,
         job_backoff: Callable[[int], float] = backoff,
-        probe_base: float = _PROBE_BASE,
-        probe_cap: float = _PROBE_CAP,
+        probe_base: float = PROBE_BASE,
+        probe_cap: float = PROBE_CAP,
         read_attempts: int = _READ_ATTEMPTS,
         bandwidth: Bandwidth | None = None,
         downscale: Mapping[str, Downscale] | None = None,
@@ -265,7 +227,6 @@ class Uploader:
         self._outbox = outbox
         # Destinations to check once at start, each with the album ids its pictures go to.
         self._check_at_start = dict(check_at_start or {})
-        self._checks: list[threading.Thread] = []
         self._busy = _Busy(stuck_grace)
         self._sending = _Sending()
         # Says why a job's file must not be sent at all (a link leading outside the watched
@@ -288,35 +249,36 @@ class Uploader:
             self._hedge_after += _CHUNK_BYTES * concurrency / bandwidth.rate
         self._on_report = on_report
         self._on_file_done = on_file_done
-        self._pause_seconds = pause_seconds
         # Short: the writer is most likely done by then, and if not, the next
         # try sees the change again and waits once more.
         self._changed_delay = changed_delay
-        # Pauses and rate limits are waits: measured on a monotonic clock, so that setting the
-        # wall clock back does not lengthen them.
-        self._clock = clock
         # One budget for every worker: the point is to bound the whole client.
         self._budget = retry_budget if retry_budget is not None else RetryBudget()
         self._job_backoff = job_backoff
-        self._probe_base = probe_base
-        self._probe_cap = probe_cap
         self._read_attempts = read_attempts
         self._stopping = threading.Event()
-        self._probe_wake = threading.Event()
-        self._outages: dict[str, _Outage] = {}
+        self._health = HealthTracker(
+            outbox,
+            self._destinations,
+            stopping=self._stopping,
+            on_back=self.wake,
+            # Pauses and rate limits are waits: measured on a monotonic clock, so that setting
+            # the wall clock back does not lengthen them.
+            clock=clock,
+            pause_seconds=pause_seconds,
+            probe_base=probe_base,
+            probe_cap=probe_cap,
+        )
         self._cond = threading.Condition()
         self._generation = 0
         self._threads: list[threading.Thread] = []
-        self._health_lock = threading.Lock()
-        self._health = {name: DestinationHealth(Health.UNKNOWN) for name in self._destinations}
         # Held across the paused check and the claim, so once pause() returned
         # no worker is about to claim.
         self._pause_lock = threading.Lock()
         self._paused = False
 
     def start(self) -> None:
-        for name, health in self._health.items():
-            self._store_health(name, health)
+        self._health.publish()
         for index in range(self._concurrency):
             thread = threading.Thread(target=self._work, name=f"uploader-{index + 1}", daemon=True)
             thread.start()
@@ -330,20 +292,7 @@ class Uploader:
             )
             thread.start()
             self._threads.append(thread)
-        prober = threading.Thread(target=self._probe_loop, name="uploader-probe", daemon=True)
-        prober.start()
-        self._threads.append(prober)
-        for name, albums in self._check_at_start.items():
-            if name not in self._destinations:
-                continue
-            check = threading.Thread(
-                target=self._check_once,
-                args=(name, tuple(albums)),
-                name=f"uploader-check-{name}",
-                daemon=True,
-            )
-            check.start()
-            self._checks.append(check)
+        self._health.start(self._check_at_start)
 
     def wake(self) -> None:
         """New jobs are in the queue: idle workers look now instead of at their next check."""
@@ -373,16 +322,14 @@ class Uploader:
         after that keeps its job in ``uploading``; the next start puts it back.
         """
         self._stopping.set()
-        self._probe_wake.set()
+        self._health.wake_prober()
         self.wake()
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        threads = self._all_threads()
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for t in self._threads if t.is_alive()]
-        for check in self._checks:
-            # A check still waiting for its answer is no upload: what is left of the time,
-            # then it is left behind (a daemon; its result is dropped once stopping).
-            check.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in threads if t.is_alive()]
+        self._health.join_checks(deadline)
         if alive:
             log.warning(
                 "uploads still running after %.0f s; they resume at the next start", timeout
@@ -392,12 +339,16 @@ class Uploader:
     @property
     def alive(self) -> bool:
         """Every worker thread is running, none stuck on one job (for the service watchdog)."""
-        running = bool(self._threads) and all(t.is_alive() for t in self._threads)
+        threads = self._all_threads()
+        running = bool(threads) and all(t.is_alive() for t in threads)
         return running and not self._busy.stuck()
 
     def health(self) -> dict[str, DestinationHealth]:
-        with self._health_lock:
-            return dict(self._health)
+        return self._health.snapshot()
+
+    def _all_threads(self) -> list[threading.Thread]:
+        """The workers, then the probe loop: what runs as long as the uploader does."""
+        return [*self._threads, *self._health.threads]
 
     def _work(self, *, spare: bool = False) -> None:
         """A worker's loop: claim, upload, record. A spare worker claims only while every
@@ -412,7 +363,7 @@ class Uploader:
             try:
                 with self._pause_lock:
                     paused = self._paused
-                    job = None if paused else self._outbox.claim(only=self._active())
+                    job = None if paused else self._outbox.claim(only=self._health.active())
             except OutboxError as exc:
                 log.error("%s", exc)
                 self._idle(generation, _IDLE_CHECK)
@@ -478,117 +429,138 @@ class Uploader:
 
     def _until_next_due(self) -> float:
         try:
-            due = self._outbox.next_due(only=self._active())
+            due = self._outbox.next_due(only=self._health.active())
         except OutboxError:
             return _IDLE_CHECK
         # A due time is on the queue's own schedule, which no wall-clock step moves.
         wait = _IDLE_CHECK if due is None else due - self._outbox.now()
-        now = self._clock()
-        with self._health_lock:
-            for state in self._health.values():
-                # A pause that already ended says nothing about when to look
-                # again (and would make idle workers spin).
-                if state.paused_until is not None and state.paused_until > now:
-                    wait = min(wait, state.paused_until - now)
+        paused = self._health.pause_left()
+        if paused is not None:
+            wait = min(wait, paused)
         return min(_IDLE_CHECK, max(0.01, wait))
 
-    def _active(self) -> list[str]:
-        """Destinations to claim jobs for: configured, reachable, not paused or rate-limited."""
-        now = self._clock()
-        with self._health_lock:
-            return [
-                name
-                for name, state in self._health.items()
-                if name not in self._outages
-                and (state.paused_until is None or state.paused_until <= now)
-            ]
-
     def _process(self, job: Job) -> None:
-        started = time.monotonic()
+        """One try at a job, step by step: stat, capture time, duplicate check, send; then
+        what happened is recorded (:meth:`_settle`), or classified by its error
+        (:meth:`_classify`)."""
+        tried = _Try(started=time.monotonic())
         destination = self._destinations[job.destination]
-        capture: Capture | None = None
-        before: _Version | None = None
-        digest: str | None = None
-        head: str | None = None
-        copy: Path | None = None
         try:
             refusal = self._refuse(job) if self._refuse is not None else None
             if refusal is not None:
-                self._fail(job, SourceFileError(refusal), started, None)
+                self._fail(job, SourceFileError(refusal), tried.started, None)
                 return
-            # Whatever the file holds now is what gets sent, even if it changed
-            # after it was queued: the watcher queues that newer version too,
-            # and the duplicate check below then settles it without a second upload.
-            before = _version(job.path)
-            if (before.size, before.mtime_ns) != (job.size, job.mtime_ns):
-                log.debug("%s changed since it was queued; sending its current content", job.path)
-            capture = self._capture(job)
-            head = _head(job.path, before.size)
-            # Two workers holding identical content for the same destination
-            # may both find no copy here and both upload: the gallery then has
-            # it twice. Rare (the same picture written twice within one upload
-            # time) and harmless, so no lock across the upload.
-            if self._outbox.may_have_uploaded(
-                head, size=before.size, destination=job.destination, album_id=job.album_id
-            ):
-                # One of the same size and beginning is there: compare the whole content.
-                digest = content_hash(job.path)
-                copy = self._find_uploaded(job, digest, before.size)
-            if copy is None:
-                hashing = _StreamHash()
-                item = self._item(
-                    job,
-                    capture,
-                    before,
-                    on_read=self._progressing(hashing.feed),
-                    guard=_unchanged_guard(job.path, before, head),
-                )
-                with self._shrunk(job, item) as sent:
-                    for attempt in attempt_policy(self._stopping, budget=self._budget):
-                        with attempt:
-                            destination.upload(sent)
-                if digest is None:
-                    # Hashed on the way out, unless the destination read the file otherwise
-                    # (a copy to a folder, a shrunk copy).
-                    digest = hashing.hexdigest(before.size) or content_hash(job.path)
-        except DestinationUnavailable as exc:
+            tried.before = before = self._stat(job)
+            tried.capture = capture = self._capture(job)
+            tried.head = head = _head(job.path, before.size)
+            tried.digest, tried.copy = self._duplicate(job, before.size, head)
+            if tried.copy is None:
+                tried.digest = self._send(job, destination, capture, before, head, tried.digest)
+        except Exception as exc:
+            self._classify(job, exc, tried)
+        else:
+            self._settle(job, tried)
+
+    def _stat(self, job: Job) -> _Version:
+        """The version of the file that is sent: the one it holds now."""
+        # Whatever the file holds now is what gets sent, even if it changed
+        # after it was queued: the watcher queues that newer version too,
+        # and the duplicate check then settles it without a second upload.
+        before = _version(job.path)
+        if (before.size, before.mtime_ns) != (job.size, job.mtime_ns):
+            log.debug("%s changed since it was queued; sending its current content", job.path)
+        return before
+
+    def _duplicate(self, job: Job, size: int, head: str) -> tuple[str | None, Path | None]:
+        """The duplicate check: when a file of this size and beginning is already uploaded to
+        the job's destination and album, the content hash and the file with that content (if
+        any); else (None, None), and nothing is read."""
+        # Two workers holding identical content for the same destination
+        # may both find no copy here and both upload: the gallery then has
+        # it twice. Rare (the same picture written twice within one upload
+        # time) and harmless, so no lock across the upload.
+        if not self._outbox.may_have_uploaded(
+            head, size=size, destination=job.destination, album_id=job.album_id
+        ):
+            return None, None
+        # One of the same size and beginning is there: compare the whole content.
+        digest = content_hash(job.path)
+        return digest, self._find_uploaded(job, digest, size)
+
+    def _send(
+        self,
+        job: Job,
+        destination: Destination,
+        capture: Capture,
+        before: _Version,
+        head: str,
+        digest: str | None,
+    ) -> str:
+        """Upload the file (with the quick retries); its content hash (``digest`` if known)."""
+        hashing = _StreamHash()
+        item = self._item(
+            job,
+            capture,
+            before,
+            on_read=self._progressing(hashing.feed),
+            guard=_unchanged_guard(job.path, before, head),
+        )
+        with self._shrunk(job, item) as sent:
+            for attempt in attempt_policy(self._stopping, budget=self._budget):
+                with attempt:
+                    destination.upload(sent)
+        if digest is not None:
+            return digest
+        # Hashed on the way out, unless the destination read the file otherwise
+        # (a copy to a folder, a shrunk copy).
+        return hashing.hexdigest(before.size) or content_hash(job.path)
+
+    def _classify(self, job: Job, exc: Exception, tried: _Try) -> None:
+        """Record a try that raised, by what its error says: of the destination (paused,
+        offline, rate-limited, try again later), of the file (changed, gone, unreadable,
+        refused), of the queue, or a bug. Called while ``exc`` is being handled."""
+        started, capture = tried.started, tried.capture
+        if isinstance(exc, DestinationUnavailable):
             self._release(job)
-            self._pause(job.destination, exc)
+            self._health.unauthorized(job.destination, exc)
             self._report(job, "paused", started, capture, str(exc))
-        except NetworkError as exc:
+        elif isinstance(exc, NetworkError):
             self._unreachable(job, exc, started, capture)
-        except ServerBusy as exc:
-            if exc.status == 429:
-                self._rate_limited(job, exc, started, capture)
-            else:
-                self._retry_later(job, exc, started, capture)
-        except RetryableError as exc:
+        elif isinstance(exc, ServerBusy) and exc.status == 429:
+            self._rate_limited(job, exc, started, capture)
+        elif isinstance(exc, RetryableError):
             self._retry_later(job, exc, started, capture)
-        except SourceFileError as exc:
+        elif isinstance(exc, SourceFileError):
             # A body cut off because the file changed while it was sent, a destination that
             # read a file while it shrank, or a hash cut short by a replace: a change to
             # send again, not a bad file.
             if isinstance(exc, SourceChanged) or (
-                before is not None and _changed(job.path, before)
+                tried.before is not None and _changed(job.path, tried.before)
             ):
                 self._send_again(job, started, capture)
             else:
                 self._source_error(job, exc, started, capture)
-        except (FileRejected, UploadError) as exc:
+        elif isinstance(exc, (FileRejected, UploadError)):
             self._fail(job, exc, started, capture)
-        except OutboxError as exc:
+        elif isinstance(exc, OutboxError):
             log.error("%s", exc)
-        except Exception as exc:
+        else:
             # A bug, not a gallery's answer: keep the file queued and say so.
             log.exception("unexpected error uploading %s to %s", job.path, job.destination)
             self._retry_later(job, exc, started, capture)
+
+    def _settle(self, job: Job, tried: _Try) -> None:
+        """Record a try that went through: done, unless the file changed meanwhile (then it
+        goes again)."""
+        # Set before anything else ran.
+        assert tried.before is not None and tried.digest is not None
+        if _changed(job.path, tried.before):
+            self._send_again(job, tried.started, tried.capture)
         else:
-            assert before is not None and digest is not None  # set before anything else ran
-            if _changed(job.path, before):
-                self._send_again(job, started, capture)
-            else:
-                assert head is not None
-                self._complete(job, capture, started, (digest, head), copy)
+            assert tried.head is not None
+            self._complete(
+                job, tried.capture, tried.started, (tried.digest, tried.head), tried.copy
+            )
 
     def _find_uploaded(self, job: Job, digest: str, size: int) -> Path | None:
         """A file with this content already uploaded to the job's destination and album.
@@ -683,10 +655,7 @@ class Uploader:
             log.info("%s not sent to %s again: %s", job.path.name, job.destination, note)
             self._report(job, "duplicate", started, capture, None, note)
         else:
-            # An upload that went through while another worker found the
-            # destination unreachable proves it is back.
-            self._back_online(job.destination)
-            self._set_health(job.destination, DestinationHealth(Health.ONLINE))
+            self._health.uploaded(job.destination)
             log.info("uploaded %s to %s", job.path.name, job.destination)
             self._report(job, "uploaded", started, capture, None)
         if done:
@@ -760,9 +729,7 @@ class Uploader:
             self._release(job)
             return
         name = job.destination
-        with self._health_lock:
-            known = name in self._outages
-        if not known and self._reachable(name):
+        if not self._health.unreachable(name):
             self._retry_later(job, exc, started, capture)
             return
         message = str(exc) or type(exc).__name__
@@ -770,7 +737,7 @@ class Uploader:
             self._outbox.retry_later(job.id, delay=0.0, error=message, count_attempt=False)
         except OutboxError as db_exc:
             log.error("%s", db_exc)
-        self._go_offline(name, message)
+        self._health.offline(name, message)
         log.debug("%s to %s waits for the destination to be reachable", job.path.name, name)
         self._report(job, "waiting", started, capture, message)
 
@@ -794,23 +761,7 @@ class Uploader:
             self._outbox.retry_later(job.id, delay=delay, error=message, count_attempt=False)
         except OutboxError as db_exc:
             log.error("%s", db_exc)
-        until = self._clock() + delay
-        with self._health_lock:
-            before = self._health.get(name)
-        if (
-            before is not None
-            and before.health is Health.RATE_LIMITED
-            and before.paused_until is not None
-        ):
-            until = max(until, before.paused_until)
-        if before is None or before.health is not Health.RATE_LIMITED:
-            log.warning(
-                "%s asks boothsync to slow down (%s); its uploads wait %.0f s, others go on",
-                name,
-                message,
-                delay,
-            )
-        self._set_health(name, DestinationHealth(Health.RATE_LIMITED, message, paused_until=until))
+        self._health.rate_limited(name, message, delay)
         self._report(job, "waiting", started, capture, message)
         # Idle workers may be waiting for this destination's next due job.
         self.wake()
@@ -835,145 +786,6 @@ class Uploader:
             self._fail(job, exc, started, capture, unreadable=True)
         else:
             self._retry_later(job, exc, started, capture, unreadable=True)
-
-    def _reachable(self, name: str) -> bool:
-        """Whether the destination answers its probe; a probe that breaks counts as an answer.
-
-        (A bug in a probe must not hold a destination offline for ever: the
-        job backoff then still applies.)
-        """
-        try:
-            self._destinations[name].probe()
-        except UploadError:
-            return False
-        except Exception:
-            log.exception("probing %s failed unexpectedly", name)
-        return True
-
-    def _check_once(self, name: str, albums: tuple[str, ...]) -> None:
-        """The check at start: one cheap request tells whether the key, the event and the
-        albums are right, before a picture is the test. Only a clear answer that they are
-        wrong pauses the destination; a network that does not answer is an outage, as for
-        an upload; a server in trouble changes nothing (the first upload tells)."""
-        destination = self._destinations[name]
-        try:
-            if isinstance(destination, Verifiable):
-                destination.verify(albums)
-            else:
-                destination.probe()
-        except DestinationUnavailable as exc:
-            if not self._stopping.is_set():
-                self._pause(name, exc)
-        except NetworkError as exc:
-            if not self._stopping.is_set() and not self._reachable(name):
-                self._go_offline(name, str(exc) or type(exc).__name__)
-        except UploadError as exc:
-            log.info("%s could not be checked at start (%s); its first upload will tell", name, exc)
-        except Exception:
-            # A client closed under a check by a stop says nothing about the destination.
-            if not self._stopping.is_set():
-                log.exception("checking %s at start failed unexpectedly", name)
-        else:
-            with self._health_lock:
-                current = self._health.get(name)
-                # An upload that finished first knows better than this check.
-                if current is None or current.health is not Health.UNKNOWN:
-                    return
-                online = DestinationHealth(Health.ONLINE)
-                self._health[name] = online
-            said = (
-                "accepts the key and knows the event"
-                if isinstance(destination, Verifiable)
-                else "is reachable"
-            )
-            log.info("%s checked at start: it %s", name, said)
-            self._store_health(name, online)
-
-    def _go_offline(self, name: str, message: str) -> None:
-        now = time.monotonic()
-        with self._health_lock:
-            if name in self._outages:
-                return
-            self._outages[name] = _Outage(
-                since=now, probes=0, next_probe=now + self._probe_delay(1)
-            )
-        self._set_health(name, DestinationHealth(Health.OFFLINE, message))
-        self._probe_wake.set()
-
-    def _probe_delay(self, probes: int) -> float:
-        return backoff(probes, base=self._probe_base, cap=self._probe_cap)
-
-    def _probe_loop(self) -> None:
-        """The one place an offline destination is contacted: a cheap probe, with backoff.
-
-        Each probe runs on a thread of its own, so one that a slow gallery keeps waiting
-        does not hold back the next: the first probe that gets an answer ends the outage.
-        """
-        probes: list[threading.Thread] = []
-        while not self._stopping.is_set():
-            # Cleared before looking, so a destination going offline meanwhile
-            # is never missed.
-            self._probe_wake.clear()
-            now = time.monotonic()
-            due = []
-            with self._health_lock:
-                for name, outage in self._outages.items():
-                    if outage.next_probe <= now and outage.in_flight < _PROBES_IN_FLIGHT:
-                        outage.probes += 1
-                        outage.in_flight += 1
-                        outage.next_probe = now + self._probe_delay(outage.probes + 1)
-                        due.append(name)
-            probes = [t for t in probes if t.is_alive()]
-            for name in due:
-                probe = threading.Thread(
-                    target=self._probe_once,
-                    args=(name,),
-                    name=f"uploader-probe-{name}",
-                    daemon=True,
-                )
-                probe.start()
-                probes.append(probe)
-            with self._health_lock:
-                upcoming = min((o.next_probe for o in self._outages.values()), default=math.inf)
-            self._probe_wake.wait(min(_IDLE_CHECK, max(0.0, upcoming - time.monotonic())))
-        deadline = time.monotonic() + _PROBE_JOIN
-        for probe in probes:
-            # A probe's own timeout ends it; one that outlives this is left behind (a daemon).
-            probe.join(max(0.0, deadline - time.monotonic()))
-
-    def _probe_once(self, name: str) -> None:
-        try:
-            if self._reachable(name):
-                self._back_online(name)
-        finally:
-            with self._health_lock:
-                outage = self._outages.get(name)
-                if outage is not None:
-                    outage.in_flight -= 1
-            # A slot is free: the loop may start the next probe if one is due.
-            self._probe_wake.set()
-
-    def _back_online(self, name: str) -> None:
-        """The destination answered: every waiting file of it goes now."""
-        with self._health_lock:
-            outage = self._outages.pop(name, None)
-            if outage is None:
-                return
-        waiting = 0
-        try:
-            # Files backed off by errors from before the outage need not wait it out.
-            self._outbox.make_due(name)
-            waiting = self._outbox.stats().destinations.get(name, {}).get("waiting", 0)
-        except OutboxError as exc:
-            log.error("%s", exc)
-        log.info(
-            "%s is reachable again after %.0f s; %d picture(s) waiting go now",
-            name,
-            time.monotonic() - outage.since,
-            waiting,
-        )
-        self._set_health(name, DestinationHealth(Health.ONLINE))
-        self.wake()
 
     def _fail(
         self,
@@ -1008,40 +820,6 @@ class Uploader:
     def _release(self, job: Job, *, delay: float = 0.0) -> None:
         try:
             self._outbox.release(job.id, delay=delay)
-        except OutboxError as exc:
-            log.error("%s", exc)
-
-    def _pause(self, name: str, exc: DestinationUnavailable) -> None:
-        until = self._clock() + self._pause_seconds
-        with self._health_lock:
-            before = self._health.get(name)
-        if before is None or before.health is not Health.UNAUTHORIZED:
-            log.error("%s; uploads to %s are paused, files wait in the queue", exc, name)
-        else:
-            log.warning("%s still rejects boothsync: %s", name, exc)
-        self._set_health(name, DestinationHealth(Health.UNAUTHORIZED, str(exc), paused_until=until))
-
-    def _set_health(self, name: str, health: DestinationHealth) -> None:
-        with self._health_lock:
-            before = self._health.get(name)
-            self._health[name] = health
-        if before is None or before.health is not health.health:
-            if health.health is Health.OFFLINE:
-                log.warning(
-                    "%s is offline: %s; pictures wait and go when it is back", name, health.detail
-                )
-            elif (
-                health.health is Health.ONLINE
-                and before is not None
-                # Back from offline is said by _back_online, with figures.
-                and before.health in (Health.UNAUTHORIZED, Health.RATE_LIMITED)
-            ):
-                log.info("%s is online again", name)
-            self._store_health(name, health)
-
-    def _store_health(self, name: str, health: DestinationHealth) -> None:
-        try:
-            self._outbox.set_health(name, health.health.value, health.detail)
         except OutboxError as exc:
             log.error("%s", exc)
 

@@ -13,9 +13,9 @@ import pytest
 
 from boothsync.destinations import UploadItem
 from boothsync.errors import ServerBusy
+from boothsync.health import Health
 from boothsync.outbox import LONGEST_WAIT, Outbox
 from boothsync.retry import RETRY_AFTER_CAP, RetryBudget, backoff
-from boothsync.uploader import Health
 from tests.helpers import Clock, queue, wait_for
 from tests.test_outbox import add, claim
 from tests.test_uploader import FakeGallery, picture, running, totals

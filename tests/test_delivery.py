@@ -21,10 +21,11 @@ import pytest
 
 from boothsync.bandwidth import Bandwidth
 from boothsync.destinations.eventpics import EventPicsConfig, EventPicsDestination
+from boothsync.health import Health
 from boothsync.outbox import Outbox
 from boothsync.receiver import DEMO_API_KEY, Faults, ReceivedFile, Receiver
 from boothsync.retry import backoff
-from boothsync.uploader import Health, Uploader
+from boothsync.uploader import Uploader
 from tests.helpers import jpeg, wait_for
 
 

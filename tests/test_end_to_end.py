@@ -22,10 +22,10 @@ from boothsync import watcher
 from boothsync.config import Config
 from boothsync.demo import write_sample_jpeg
 from boothsync.engine import Engine
+from boothsync.health import Health
 from boothsync.outbox import Outbox
 from boothsync.paths import outbox_path
 from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
-from boothsync.uploader import Health
 from tests.helpers import engine_config, jpeg, wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -22,8 +22,9 @@ from boothsync.errors import (
     SourceFileError,
     UploadError,
 )
+from boothsync.health import Health
 from boothsync.outbox import Outbox
-from boothsync.uploader import Health, Uploader
+from boothsync.uploader import Uploader
 from tests.helpers import queue, wait_for
 
 

@@ -34,9 +34,10 @@ from boothsync.errors import (
     ServerBusy,
     UploadError,
 )
+from boothsync.health import Health
 from boothsync.outbox import Outbox
 from boothsync.receiver import DEMO_API_KEY, Receiver
-from boothsync.uploader import Health, Uploader
+from boothsync.uploader import Uploader
 from tests.fakes.picpeak import PicPeakServer
 from tests.fakes.picsui import ENDPOINT as PICSUI_ENDPOINT
 from tests.fakes.picsui import PicsuiServer

@@ -10,11 +10,11 @@ from boothsync.config import load_config
 from boothsync.daemon import instance_state
 from boothsync.demo import write_sample_jpeg
 from boothsync.engine import Engine
+from boothsync.health import Health
 from boothsync.outbox import MISSING_FOLDERS_FLAG, PAUSED_FLAG, Outbox, Stats
 from boothsync.paths import outbox_path
 from boothsync.receiver import Receiver
 from boothsync.status import Status, from_engine, read_database, report, to_json
-from boothsync.uploader import Health
 from tests.helpers import wait_for
 from tests.test_cli import write_config
 

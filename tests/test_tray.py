@@ -18,6 +18,7 @@ from boothsync.config import parse_config
 from boothsync.demo import write_sample_jpeg
 from boothsync.engine import Snapshot
 from boothsync.errors import ConfigError
+from boothsync.health import DestinationHealth, Health
 from boothsync.outbox import Event, Outbox, Stats
 from boothsync.receiver import Faults, Receiver
 from boothsync.tray import (
@@ -36,7 +37,6 @@ from boothsync.tray import (
     tray_command,
     tray_state,
 )
-from boothsync.uploader import DestinationHealth, Health
 from tests.helpers import queue, wait_for
 from tests.test_cli import write_config as cli_config
 from tests.test_desktop import split_exec

@@ -23,10 +23,10 @@ from boothsync.errors import (
     SourceFileError,
     Unauthorized,
 )
+from boothsync.health import Health
 from boothsync.outbox import SYNCED_FLAG, Job, Outbox
 from boothsync.retry import RetryBudget
 from boothsync.uploader import (
-    Health,
     Uploader,
     UploadReport,
     _head,

@@ -18,9 +18,9 @@ from typing import Final, Literal
 from PIL import Image, ImageDraw
 
 from boothsync.engine import Snapshot
+from boothsync.health import Health
 from boothsync.outbox import Stats
 from boothsync.tray.texts import TEXTS
-from boothsync.uploader import Health
 
 __all__ = [
     "COLOURS",
