@@ -503,21 +503,7 @@ class Engine:
 
     def _finish(self, uploaded: _Uploaded) -> None:
         path, action = uploaded.path, uploaded.watch.after_upload
-        try:
-            current = path.stat()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            log.error("%s: uploaded, but cannot %s it: %s", path, action, exc)
-            return
-        if (current.st_size, current.st_mtime_ns) != (uploaded.size, uploaded.mtime_ns):
-            # Written to since: that version is queued by the watcher, and its upload decides.
-            log.debug("%s changed since it was uploaded; left for its new version", path)
-            return
-        if writer_holds(path):
-            # Never while a writer may still add to it: look again after another grace time.
-            log.debug("%s is open for writing; not %s yet", path, _DONE[action])
-            self._hold(path, uploaded.file_id, uploaded.size, uploaded.mtime_ns, uploaded.watch)
+        if not self._unchanged_and_closed(uploaded):
             return
         outbox = self._outbox
         if outbox is None:
@@ -549,20 +535,34 @@ class Engine:
                 path.unlink(missing_ok=True)
                 log.info("deleted %s after upload", path)
             else:
-                watch = uploaded.watch
-                # Keep the picture's place below the watched folder (a
-                # recursive watch has subfolders); never overwrite anything.
-                try:
-                    relative = path.relative_to(watch.path)
-                except ValueError:
-                    relative = Path(path.name)
-                wanted = _move_dir(watch) / relative
-                target = free_name(wanted.parent, wanted.name)
+                target = _moved_place(path, uploaded.watch)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(path, target)
                 log.info("moved %s to %s after upload", path.name, target.parent)
         except OSError as exc:
             log.error("%s: uploaded, but %s failed: %s", path, action, exc)
+
+    def _unchanged_and_closed(self, uploaded: _Uploaded) -> bool:
+        """Whether the uploaded picture is still there as it was uploaded (size and time),
+        with no writer holding it; one that a writer holds is looked at again later."""
+        path, action = uploaded.path, uploaded.watch.after_upload
+        try:
+            current = path.stat()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            log.error("%s: uploaded, but cannot %s it: %s", path, action, exc)
+            return False
+        if (current.st_size, current.st_mtime_ns) != (uploaded.size, uploaded.mtime_ns):
+            # Written to since: that version is queued by the watcher, and its upload decides.
+            log.debug("%s changed since it was uploaded; left for its new version", path)
+            return False
+        if writer_holds(path):
+            # Never while a writer may still add to it: look again after another grace time.
+            log.debug("%s is open for writing; not %s yet", path, _DONE[action])
+            self._hold(path, uploaded.file_id, uploaded.size, uploaded.mtime_ns, uploaded.watch)
+            return False
+        return True
 
     @staticmethod
     def _still_what_was_uploaded(outbox: Outbox, uploaded: _Uploaded) -> bool:
@@ -591,6 +591,18 @@ def _albums_by_destination(config: Config) -> dict[str, list[str]]:
                 if album and name in albums and album not in albums[name]:
                     albums[name].append(album)
     return albums
+
+
+def _moved_place(path: Path, watch: WatchConfig) -> Path:
+    """Where an uploaded picture moves to: its place below the watched folder (a recursive
+    watch has subfolders) kept in the move folder, under a free name (nothing is ever
+    overwritten)."""
+    try:
+        relative = path.relative_to(watch.path)
+    except ValueError:
+        relative = Path(path.name)
+    wanted = _move_dir(watch) / relative
+    return free_name(wanted.parent, wanted.name)
 
 
 def _move_dir(watch: WatchConfig) -> Path:

@@ -196,7 +196,8 @@ class _Ask:
         return value.strip()
 
 
-def _destination(kind: str, ask: _Ask) -> dict[str, Any]:
+# A prompt loop: each branch is an answer the gallery can give and what is asked again.
+def _destination(kind: str, ask: _Ask) -> dict[str, Any]:  # noqa: C901
     if kind == "folder":
         path = ask.text(ask.a.path, "Folder to copy every picture into", "--path")
         return {"path": str(Path(path).expanduser().absolute())}

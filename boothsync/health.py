@@ -287,20 +287,20 @@ class HealthTracker:
             if not self._stopping.is_set():
                 log.exception("checking %s at start failed unexpectedly", name)
         else:
-            with self._lock:
-                current = self._health.get(name)
-                # An upload that finished first knows better than this check.
-                if current is None or current.health is not Health.UNKNOWN:
-                    return
-                online = DestinationHealth(Health.ONLINE)
-                self._health[name] = online
-            said = (
-                "accepts the key and knows the event"
-                if isinstance(destination, Verifiable)
-                else "is reachable"
-            )
-            log.info("%s checked at start: it %s", name, said)
-            self._store_health(name, online)
+            self._checked(name, verified=isinstance(destination, Verifiable))
+
+    def _checked(self, name: str, *, verified: bool) -> None:
+        """The check at start went well: online, unless an upload that finished first
+        already said (it knows better than this check)."""
+        with self._lock:
+            current = self._health.get(name)
+            if current is None or current.health is not Health.UNKNOWN:
+                return
+            online = DestinationHealth(Health.ONLINE)
+            self._health[name] = online
+        said = "accepts the key and knows the event" if verified else "is reachable"
+        log.info("%s checked at start: it %s", name, said)
+        self._store_health(name, online)
 
     def _probe_delay(self, probes: int) -> float:
         return backoff(probes, base=self._probe_base, cap=self._probe_cap)

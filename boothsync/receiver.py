@@ -547,72 +547,122 @@ def _as_status(name: str, value: Any, *, allow_reset: bool) -> int:
 
 def _check_fault(name: str, value: Any) -> Any:
     """A value for ``Faults.<name>`` from JSON, checked; raises _Reject."""
-    if name in ("error_rate", "reset_rate", "stall_rate"):
-        rate = _as_number(name, value)
-        if not 0.0 <= rate <= 1.0:
-            raise _Reject(400, f"{name} must be between 0 and 1")
-        return rate
-    if name in ("answer_bytes", "trickle"):
-        if not isinstance(value, dict) or any(key not in ENDPOINTS for key in value):
-            raise _Reject(400, f"{name} must map endpoints to numbers")
-        if name == "trickle":
-            delays = {key: _as_number(name, v) for key, v in value.items()}
-            if any(v < 0 for v in delays.values()):
-                raise _Reject(400, "trickle must not be negative")
-            return delays
-        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value.values()):
-            raise _Reject(400, "answer_bytes must map endpoints to byte counts")
-        return dict(value)
-    if name == "echo_key":
-        if isinstance(value, bool):
-            return value
-        raise _Reject(400, "echo_key must be true or false")
-    if name == "upload_scheme":
-        if value in (None, "http", "https"):
-            return value
-        raise _Reject(400, 'upload_scheme must be "http", "https" or null')
-    if name == "redirect_next":
-        if not isinstance(value, list):
-            raise _Reject(400, "redirect_next must be a list of [endpoint, status, location]")
-        redirects: list[tuple[str, int, str]] = []
-        for entry in value:
-            if (
-                not isinstance(entry, list)
-                or len(entry) != 3
-                or entry[0] not in ENDPOINTS
-                or not isinstance(entry[2], str)
-            ):
-                raise _Reject(400, f"redirect_next entry {entry!r} is not [endpoint, status, url]")
-            status = entry[1]
-            if isinstance(status, bool) or not isinstance(status, int) or not 300 <= status < 400:
-                raise _Reject(400, "a redirect_next status must be 300-399")
-            redirects.append((entry[0], status, entry[2]))
-        return redirects
-    if name in ("delay", "url_lifetime", "stall"):
-        seconds = _as_number(name, value)
-        if seconds < 0:
-            raise _Reject(400, f"{name} must not be negative")
-        return seconds
-    if name == "error_status":
-        return _as_status(name, value, allow_reset=False)
-    if name == "retry_after":
-        if value is None or isinstance(value, str):
-            return value
-        raise _Reject(400, "retry_after must be a string or null")
-    if name == "seed":
-        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-            return value
-        raise _Reject(400, "seed must be an integer or null")
-    if name == "fail_next":
-        if not isinstance(value, list):
-            raise _Reject(400, "fail_next must be a list of [endpoint, status] pairs")
-        entries: list[tuple[str, int]] = []
-        for entry in value:
-            if not isinstance(entry, list) or len(entry) != 2 or entry[0] not in ENDPOINTS:
-                raise _Reject(400, f"fail_next entry {entry!r} is not [endpoint, status]")
-            entries.append((entry[0], _as_status("fail_next status", entry[1], allow_reset=True)))
-        return entries
-    raise _Reject(400, f"unknown fault {name!r}")
+    check = _FAULT_CHECKS.get(name)
+    if check is None:
+        raise _Reject(400, f"unknown fault {name!r}")
+    return check(name, value)
+
+
+def _rate(name: str, value: Any) -> float:
+    rate = _as_number(name, value)
+    if not 0.0 <= rate <= 1.0:
+        raise _Reject(400, f"{name} must be between 0 and 1")
+    return rate
+
+
+def _seconds(name: str, value: Any) -> float:
+    seconds = _as_number(name, value)
+    if seconds < 0:
+        raise _Reject(400, f"{name} must not be negative")
+    return seconds
+
+
+def _by_endpoint(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or any(key not in ENDPOINTS for key in value):
+        raise _Reject(400, f"{name} must map endpoints to numbers")
+    return value
+
+
+def _trickle(name: str, value: Any) -> dict[str, float]:
+    delays = {key: _as_number(name, v) for key, v in _by_endpoint(name, value).items()}
+    if any(v < 0 for v in delays.values()):
+        raise _Reject(400, "trickle must not be negative")
+    return delays
+
+
+def _answer_bytes(name: str, value: Any) -> dict[str, int]:
+    counts = _by_endpoint(name, value)
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in counts.values()):
+        raise _Reject(400, "answer_bytes must map endpoints to byte counts")
+    return dict(counts)
+
+
+def _echo_key(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _Reject(400, "echo_key must be true or false")
+
+
+def _upload_scheme(name: str, value: Any) -> str | None:
+    if value in (None, "http", "https"):
+        return cast("str | None", value)
+    raise _Reject(400, 'upload_scheme must be "http", "https" or null')
+
+
+def _redirect_next(name: str, value: Any) -> list[tuple[str, int, str]]:
+    if not isinstance(value, list):
+        raise _Reject(400, "redirect_next must be a list of [endpoint, status, location]")
+    redirects: list[tuple[str, int, str]] = []
+    for entry in value:
+        if (
+            not isinstance(entry, list)
+            or len(entry) != 3
+            or entry[0] not in ENDPOINTS
+            or not isinstance(entry[2], str)
+        ):
+            raise _Reject(400, f"redirect_next entry {entry!r} is not [endpoint, status, url]")
+        status = entry[1]
+        if isinstance(status, bool) or not isinstance(status, int) or not 300 <= status < 400:
+            raise _Reject(400, "a redirect_next status must be 300-399")
+        redirects.append((entry[0], status, entry[2]))
+    return redirects
+
+
+def _error_status(name: str, value: Any) -> int:
+    return _as_status(name, value, allow_reset=False)
+
+
+def _retry_after(name: str, value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise _Reject(400, "retry_after must be a string or null")
+
+
+def _seed(name: str, value: Any) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise _Reject(400, "seed must be an integer or null")
+
+
+def _fail_next(name: str, value: Any) -> list[tuple[str, int]]:
+    if not isinstance(value, list):
+        raise _Reject(400, "fail_next must be a list of [endpoint, status] pairs")
+    entries: list[tuple[str, int]] = []
+    for entry in value:
+        if not isinstance(entry, list) or len(entry) != 2 or entry[0] not in ENDPOINTS:
+            raise _Reject(400, f"fail_next entry {entry!r} is not [endpoint, status]")
+        entries.append((entry[0], _as_status("fail_next status", entry[1], allow_reset=True)))
+    return entries
+
+
+# Each fault that /_control may set, with the check of its value.
+_FAULT_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "error_rate": _rate,
+    "reset_rate": _rate,
+    "stall_rate": _rate,
+    "delay": _seconds,
+    "url_lifetime": _seconds,
+    "stall": _seconds,
+    "answer_bytes": _answer_bytes,
+    "trickle": _trickle,
+    "echo_key": _echo_key,
+    "upload_scheme": _upload_scheme,
+    "redirect_next": _redirect_next,
+    "error_status": _error_status,
+    "retry_after": _retry_after,
+    "seed": _seed,
+    "fail_next": _fail_next,
+}
 
 
 def _s3_error(code: str, message: str) -> bytes:

@@ -540,7 +540,7 @@ class Uploader:
                 self._send_again(job, started, capture)
             else:
                 self._source_error(job, exc, started, capture)
-        elif isinstance(exc, (FileRejected, UploadError)):
+        elif isinstance(exc, FileRejected | UploadError):
             self._fail(job, exc, started, capture)
         elif isinstance(exc, OutboxError):
             log.error("%s", exc)

@@ -60,7 +60,8 @@ def _check_display(environ: Mapping[str, str], platform: str) -> None:
         )
 
 
-def _headless(base: type[pystray.Icon]) -> type[pystray.Icon]:
+# A class of one-line overrides, each counted as a branch of this function.
+def _headless(base: type[pystray.Icon]) -> type[pystray.Icon]:  # noqa: C901
     """pystray's dummy backend made runnable: no window, a loop that waits to be stopped.
 
     PYSTRAY_BACKEND=dummy then runs the whole tray without a display, for tests and CI.
@@ -294,40 +295,78 @@ def _run_icon(
     except OSError as exc:
         log.warning("cannot write the log file: %s", exc)
 
-    failure: list[BoothsyncError] = []
-    notifier = Notifier(lang)
+    run = _TrayRun(pystray, icon, config, controller, actions, lang, stop)
+    try:
+        with stop_signals(stop):
+            icon.run(setup=run.setup)
+    finally:
+        run.returned.set()
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+    if run.failure:
+        raise run.failure[0]
+    log.info("stopped")
+    return 0
 
-    def refresh(last: dict[str, Any]) -> None:
+
+class _TrayRun:
+    """One run of the icon: what pystray's loop calls (``setup``), the refresher thread that
+    keeps the icon, its tooltip and its menu up to date, and the end of both."""
+
+    def __init__(
+        self,
+        pystray: Any,
+        icon: Any,
+        config: Config,
+        controller: Controller,
+        actions: TrayActions,
+        lang: str,
+        stop: threading.Event,
+    ) -> None:
+        self._pystray = pystray
+        self._icon = icon
+        self._config = config
+        self._controller = controller
+        self._actions = actions
+        self._lang = lang
+        self._stop = stop
+        self._notifier = Notifier(lang)
+        self._last: dict[str, Any] = {}
+        self.failure: list[BoothsyncError] = []
+        self.returned = threading.Event()
+
+    def refresh(self) -> None:
         try:
-            snapshot = controller.snapshot()
+            snapshot = self._controller.snapshot()
         except (BoothsyncError, RuntimeError) as exc:
             log.debug("no snapshot: %s", exc)
             return
+        icon, last = self._icon, self._last
         state = tray_state(snapshot)
         if state != last.get("state"):
             icon.icon = icon_image(state)
             last["state"] = state
-        icon.title = tooltip(snapshot, lang)
+        icon.title = tooltip(snapshot, self._lang)
         entries = menu_model(
             snapshot,
-            lang,
-            autostart=actions.autostart_enabled(),
-            has_config=config.source is not None,
+            self._lang,
+            autostart=self._actions.autostart_enabled(),
+            has_config=self._config.source is not None,
         )
         if entries != last.get("entries"):
             last["entries"] = entries
-            icon.menu = _pystray_menu(pystray, entries, actions)
-        for message in notifier.feed(snapshot):
+            icon.menu = _pystray_menu(self._pystray, entries, self._actions)
+        for message in self._notifier.feed(snapshot):
             if icon.HAS_NOTIFICATION:
                 icon.notify(message, "boothsync")
             log.warning("%s", message)
 
-    def refresher(icon: pystray.Icon) -> None:
-        last: dict[str, Any] = {}
+    def refresher(self, icon: pystray.Icon) -> None:
         undocked = 0
-        while not stop.wait(REFRESH_SECONDS):
+        while not self._stop.wait(REFRESH_SECONDS):
             try:
-                refresh(last)
+                self.refresh()
                 undocked = 0 if _docked(icon) is not False else undocked + 1
                 if undocked >= _REDOCK_AFTER:
                     # The tray host missed the request, or started after us: ask again.
@@ -339,13 +378,14 @@ def _run_icon(
             except Exception:  # a dead refresher would freeze the icon silently
                 log.exception("updating the tray icon failed")
 
-    returned = threading.Event()
-
-    def setup(icon: pystray.Icon) -> None:
+    def setup(self, icon: pystray.Icon) -> None:
         # The stop watcher: everything after the loop started happens here, and ends here.
         icon.visible = True
         _listen_for_clicks(icon)
-        worker = threading.Thread(target=refresher, args=(icon,), name="tray-refresh", daemon=True)
+        controller, stop = self._controller, self._stop
+        worker = threading.Thread(
+            target=self.refresher, args=(icon,), name="tray-refresh", daemon=True
+        )
         try:
             controller.start()
             log.info("tray ready")
@@ -353,24 +393,11 @@ def _run_icon(
             while not stop.wait(min(0.2, controller.tick())):
                 pass
         except BoothsyncError as exc:
-            failure.append(exc)
+            self.failure.append(exc)
         finally:
             stop.set()
             if worker.is_alive():
                 worker.join(REFRESH_SECONDS * 5)
             controller.stop(GRACE_SECONDS)
             icon.stop()
-            _end_if_stuck(returned, 1 if failure else 0)
-
-    try:
-        with stop_signals(stop):
-            icon.run(setup=setup)
-    finally:
-        returned.set()
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
-    if failure:
-        raise failure[0]
-    log.info("stopped")
-    return 0
+            _end_if_stuck(self.returned, 1 if self.failure else 0)
