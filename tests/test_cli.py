@@ -84,10 +84,11 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def boothsync(
-    *args: str, cwd: Path | None = None, **environ: str
+    *args: str, cwd: Path | None = None, python: str = sys.executable, **environ: str
 ) -> subprocess.CompletedProcess[str]:
+    """``boothsync ARGS`` run by ``python``, in ``cwd``, with ``environ`` added."""
     return subprocess.run(
-        [*BOOTHSYNC, *args],
+        [python, "-m", "boothsync", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -22,7 +22,8 @@ from boothsync.config import load_config
 from boothsync.daemon import GRACE_SECONDS
 from boothsync.errors import BoothsyncError
 from boothsync.paths import log_dir, state_dir
-from tests.test_cli import env, write_config
+from tests.test_cli import boothsync as run_boothsync
+from tests.test_cli import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_DIR = ROOT / "service"
@@ -102,15 +103,7 @@ def boothsync(
     *args: str, cwd: Path | None = None, **environ: str
 ) -> subprocess.CompletedProcess[str]:
     """``boothsync ARGS`` with :data:`PYTHON`."""
-    return subprocess.run(
-        [PYTHON, "-m", "boothsync", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        env=env(**environ),
-        check=False,
-    )
+    return run_boothsync(*args, cwd=cwd, python=PYTHON, **environ)
 
 
 def booth_config(folder: Path, *, extra: str = "") -> Path:
