@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import difflib
+import functools
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ import os
 import re
 import socket
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path, PurePath
@@ -461,19 +462,43 @@ SECTIONS: Final[Mapping[str, tuple[Option, ...]]] = MappingProxyType(
 )
 """The option table of every top-level section except ``destinations`` (see below)."""
 
+
+class _DestinationTypes(Mapping[str, tuple[tuple[Option, ...], type[DestinationConfig]]]):
+    """``{type: (option table, dataclass)}`` read from the registry as each type is asked for
+    (so only the services a config names are imported)."""
+
+    def __getitem__(self, type_name: str) -> tuple[tuple[Option, ...], type[DestinationConfig]]:
+        service = REGISTRY[type_name]
+        return service.options, service.config
+
+    def __contains__(self, type_name: object) -> bool:
+        return type_name in REGISTRY
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(REGISTRY)
+
+    def __len__(self) -> int:
+        return len(REGISTRY)
+
+
 DESTINATION_TYPES: Final[Mapping[str, tuple[tuple[Option, ...], type[DestinationConfig]]]] = (
-    MappingProxyType(
-        {name: (service.options, service.config) for name, service in REGISTRY.items()}
-    )
+    _DestinationTypes()
 )
 """``{type: (option table, dataclass)}`` for the tables under ``[destinations]``, as the
 gallery services in :data:`boothsync.destinations.REGISTRY` declare them."""
 
 _TOP_LEVEL: Final = (*SECTIONS, "destinations")
-#: The keys whose values never appear in a message, in any section.
-_SECRET_NAMES: Final = frozenset(
-    option.name for options, _ in DESTINATION_TYPES.values() for option in options if option.secret
-)
+
+
+@functools.cache
+def _secret_names() -> frozenset[str]:
+    """The keys whose values never appear in a message, in any section."""
+    return frozenset(
+        option.name
+        for options, _ in DESTINATION_TYPES.values()
+        for option in options
+        if option.secret
+    )
 
 
 def secrets(config: Config) -> list[str]:
@@ -611,7 +636,7 @@ def _toml_hint(text: str, error: str) -> str:
     line = lines[int(found.group(1)) - 1]
     assignment = _ASSIGNMENT.fullmatch(line)
     key, value = assignment.groups() if assignment else ("", "")
-    secret = key.rpartition(".")[2].strip() in _SECRET_NAMES
+    secret = key.rpartition(".")[2].strip() in _secret_names()
     if value.startswith('"') and "\\" in value and not secret:
         # As the writer meant it: every backslash is one, the string ends at the next quote.
         path = value[1:].partition('"')[0]

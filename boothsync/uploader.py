@@ -61,6 +61,7 @@ from zoneinfo import ZoneInfo
 
 import xxhash
 
+from boothsync.attempts import attempt_policy, attempts_bound
 from boothsync.bandwidth import Bandwidth
 from boothsync.capture import Capture, CaptureOptions, capture_time, content_type
 from boothsync.destinations.base import Destination, TimeBounded, UploadItem
@@ -78,7 +79,7 @@ from boothsync.errors import (
 from boothsync.health import PROBE_BASE, PROBE_CAP, DestinationHealth, HealthTracker
 from boothsync.names import upload_name
 from boothsync.outbox import Job, Outbox
-from boothsync.retry import RetryBudget, attempt_policy, attempts_bound, backoff
+from boothsync.retry import RetryBudget, backoff
 
 __all__ = [
     "Downscale",

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from boothsync.attempts import attempt_policy
 from boothsync.errors import (
     FileRejected,
     NetworkError,
@@ -17,7 +18,6 @@ from boothsync.errors import (
 )
 from boothsync.retry import (
     RetryBudget,
-    attempt_policy,
     backoff,
     classify_status,
     parse_retry_after,

@@ -9,11 +9,10 @@ destination types from it. Adding a service is one module here and one line in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
+import importlib
+from collections.abc import Iterator, Mapping
 from typing import Final
 
-from boothsync.destinations import eventpics, folder, picpeak, picsui
 from boothsync.destinations.base import (
     Album,
     CheckItem,
@@ -40,16 +39,39 @@ __all__ = [
     "create",
 ]
 
-#: Every gallery service by its type name, in the order ``boothsync init`` offers them.
-REGISTRY: Final[Mapping[str, Service]] = MappingProxyType(
+
+class _Registry(Mapping[str, Service]):
+    """The services by type name, each module imported when its service is first asked for:
+    reading a config imports only the services it names, and a command that reads none
+    (``status``) pays for none."""
+
+    def __init__(self, modules: Mapping[str, str]) -> None:
+        self._modules = dict(modules)
+
+    def __getitem__(self, type_name: str) -> Service:
+        module = self._modules[type_name]  # KeyError for an unknown type, as a dict
+        service = importlib.import_module(module).SERVICE
+        assert isinstance(service, Service) and service.type_name == type_name, module
+        return service
+
+    def __contains__(self, type_name: object) -> bool:
+        return type_name in self._modules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+#: Every gallery service by its type name, in the order ``boothsync init`` offers them: the
+#: module that declares it as ``SERVICE``.
+REGISTRY: Final[Mapping[str, Service]] = _Registry(
     {
-        service.type_name: service
-        for service in (
-            eventpics.SERVICE,
-            picsui.SERVICE,
-            picpeak.SERVICE,
-            folder.SERVICE,
-        )
+        "eventpics": "boothsync.destinations.eventpics",
+        "picsui": "boothsync.destinations.picsui",
+        "picpeak": "boothsync.destinations.picpeak",
+        "folder": "boothsync.destinations.folder",
     }
 )
 
