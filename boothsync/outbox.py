@@ -76,6 +76,7 @@ __all__ = [
     "Known",
     "NewFile",
     "Outbox",
+    "QueueNotCreated",
     "Stats",
 ]
 
@@ -845,6 +846,18 @@ def _among(column: str, values: Collection[str] | None) -> tuple[str, list[str]]
     return f" AND {column} IN ({placeholders})", list(values)
 
 
+class QueueNotCreated(OutboxError):
+    """A read-only open of a queue that does not exist yet (or whose creation has not
+    committed yet): nothing was queued."""
+
+
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' LIMIT 1"
+    ).fetchone()
+    return row is not None
+
+
 class Outbox:
     """The SQLite job queue.
 
@@ -903,7 +916,7 @@ class Outbox:
             # mode=ro would fail with SQLite's vague "unable to open database
             # file"; say what the operator needs to know instead.
             if not self._path.is_file():
-                raise OutboxError(f"no queue database at {self._path} yet")
+                raise QueueNotCreated(f"no queue database at {self._path} yet")
         else:
             self._prepare_file()
         self._conn = self._open()
@@ -1943,6 +1956,10 @@ class Outbox:
                 f"queue database {self._path} has schema version {version}, newer than"
                 f" this boothsync knows ({SCHEMA_VERSION}); upgrade boothsync"
             )
+        if self._readonly and version == 0 and not _has_tables(conn):
+            # The file its owner is creating, before the transaction that creates the tables
+            # commits: nothing is queued yet.
+            raise QueueNotCreated(f"no queue database at {self._path} yet")
         if self._readonly and version < SCHEMA_VERSION:
             raise OutboxError(
                 f"queue database {self._path} has schema version {version}, this boothsync"
@@ -1951,26 +1968,28 @@ class Outbox:
         return int(version)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Bring the schema up to date, one recorded step at a time, and say so in one line
-        (none when it was up to date): each step is not worth a line of its own."""
+        """Bring the schema up to date in one transaction, and say so in one line (none when
+        it was up to date): a reader (``boothsync status``) never sees a schema halfway
+        through, and an upgrade that fails leaves the queue as it was."""
         first: int | None = None
-        for target, statements in enumerate(_MIGRATIONS, start=1):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                # Read inside the write lock: another process may have just
-                # migrated the same file.
-                if self._check_version(conn) < target:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Read inside the write lock: another process may have just migrated the file.
+            version = self._check_version(conn)
+            for target, statements in enumerate(_MIGRATIONS, start=1):
+                if version < target:
                     for statement in statements:
                         conn.execute(statement)
-                    # PRAGMA takes no bound parameters; target is our own int.
-                    conn.execute(f"PRAGMA user_version = {int(target)}")
                     if first is None:
                         first = target - 1
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            if first is not None:
+                # PRAGMA takes no bound parameters; the version is our own int.
+                conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
         if first == 0:
             log.info("new queue database %s", self._path)
         elif first is not None:

@@ -21,7 +21,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from boothsync.outbox import MISSING_FOLDERS_FLAG, PAUSED_FLAG, Event, Outbox, Stats
+from boothsync.outbox import (
+    MISSING_FOLDERS_FLAG,
+    PAUSED_FLAG,
+    Event,
+    Outbox,
+    QueueNotCreated,
+    Stats,
+)
 
 if TYPE_CHECKING:
     from boothsync.config import Config
@@ -127,8 +134,11 @@ def report(config: Config, database: Path, instance: InstanceState) -> dict[str,
     """The JSON form of the status of the queue at ``database``, read-only: what
     ``boothsync status --json`` prints. Raises OutboxError when the queue cannot be read."""
     status: Status | None = None
-    if database.exists():
+    try:
         outbox = Outbox(database, readonly=True)
+    except QueueNotCreated:
+        pass  # nothing queued yet (or its owner is creating it this moment)
+    else:
         try:
             status = read_database(outbox, count_today=False)
         finally:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -727,6 +728,22 @@ def test_commands_without_a_running_boothsync_say_so(tmp_path: Path, command: st
     assert str(tmp_path / "state") in lines[0] and "boothsync run" in lines[0]
     assert result.stdout == ""
     assert not (tmp_path / "state").exists()
+
+
+def test_status_while_the_queue_is_being_created_says_nothing_is_queued(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A queue file whose creation has not committed yet (no tables, version 0), as `status`
+    can meet it in the first moment of a start: nothing queued yet, exit 0, not a schema
+    error."""
+    config = write_config(tmp_path, receiver.base_url)
+    (tmp_path / "state").mkdir()
+    sqlite3.connect(tmp_path / "state" / "outbox.sqlite3").close()
+    result = boothsync("status", "--json", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["queue_exists"] is False
+    assert report["totals"] == dict.fromkeys(("waiting", "uploading", "uploaded", "failed"), 0)
 
 
 def test_output_read_by_nobody_ends_quietly(tmp_path: Path, receiver: Receiver) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from boothsync import outbox as outbox_module
 from boothsync.errors import OutboxError
 from boothsync.outbox import (
     SCHEMA_VERSION,
@@ -1239,6 +1240,27 @@ def test_forget_drops_failed_jobs_by_name_destination_or_all(box: Outbox) -> Non
     assert box.forget_failed() == [("/booth/prints/c.jpg", "eventpics")]
     assert box.stats().totals["failed"] == 0
     assert box.is_known(Path("/booth/prints/a.jpg"), 100, 1)
+
+
+def test_an_upgrade_is_all_or_nothing(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schema steps of an upgrade are one transaction: one that fails at its last step
+    leaves the queue at its old version with its rows (and a reader such as `boothsync
+    status` never sees a version halfway through)."""
+    with old_queue(db, 3) as raw:
+        raw.execute(
+            "INSERT INTO files (id, path, size, mtime_ns, watch, added_at) VALUES"
+            " (1, '/booth/prints/IMG_1.jpg', 100, 1, 'prints', 5.0)"
+        )
+    broken = (*outbox_module._MIGRATIONS[:-1], ("SELECT no_such_column FROM files",))
+    monkeypatch.setattr(outbox_module, "_MIGRATIONS", broken)
+    with pytest.raises(OutboxError):
+        Outbox(db)
+    raw = sqlite3.connect(db)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone() == (3,)
+        assert raw.execute("SELECT path FROM files").fetchall() == [("/booth/prints/IMG_1.jpg",)]
+    finally:
+        raw.close()
 
 
 def test_a_fresh_queue_and_an_upgrade_are_one_log_line_each(
