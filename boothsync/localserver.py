@@ -25,8 +25,10 @@ from types import TracebackType
 from typing import Any, Literal, Self, cast
 
 __all__ = [
+    "ClientGone",
     "Framing",
     "LocalServer",
+    "Rejected",
     "TrackedHTTPServer",
     "abort_connection",
     "body_framing",
@@ -45,6 +47,19 @@ _JOIN_SECONDS = 5.0
 # answer before the client reads it.
 _LINGER_SECONDS = 5.0
 _SINK = 256 * 1024
+
+
+class Rejected(Exception):
+    """A request a local server refuses with ``status`` and a one-line ``message``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ClientGone(Exception):
+    """The client hung up or went silent before its request was complete."""
 
 
 class TrackedHTTPServer(http.server.HTTPServer):

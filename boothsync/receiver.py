@@ -51,8 +51,10 @@ from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 from boothsync.localserver import (
+    ClientGone,
     Framing,
     LocalServer,
+    Rejected,
     TrackedHTTPServer,
     abort_connection,
     body_framing,
@@ -255,19 +257,6 @@ class _Grant:
     used: bool = False
 
 
-class _Reject(Exception):
-    """A request the receiver refuses with ``status`` and a one-line ``message``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class _ClientGone(Exception):
-    """The client hung up or went silent before its request was complete."""
-
-
 class Receiver(LocalServer):
     """An EventPics-compatible server on a local port, storing uploads under ``directory``.
 
@@ -423,7 +412,7 @@ class Receiver(LocalServer):
 
     def _update_faults(self, changes: Any) -> dict[str, Any]:
         if not isinstance(changes, dict):
-            raise _Reject(400, "faults must be a JSON object")
+            raise Rejected(400, "faults must be a JSON object")
         checked = {str(name): _check_fault(str(name), value) for name, value in changes.items()}
         with self._lock:
             for name, value in checked.items():
@@ -441,26 +430,26 @@ class Receiver(LocalServer):
     def _issue_upload_url(self, request: Any) -> str:
         """Check a getuploadurl body and return the token of a new upload URL."""
         if not isinstance(request, dict):
-            raise _Reject(400, "request body must be a JSON object")
+            raise Rejected(400, "request body must be a JSON object")
         api_key = request.get("apiKey")
         events = self._events_for(api_key) if isinstance(api_key, str) else None
         if events is None:
-            raise _Reject(401, "missing or unknown apiKey")
+            raise Rejected(401, "missing or unknown apiKey")
         link_id = request.get("linkId")
         event = next((e for e in events if e.link_id == link_id), None)
         if event is None:
-            raise _Reject(404, f"unknown linkId {link_id!r}")
+            raise Rejected(404, f"unknown linkId {link_id!r}")
         album_id = request.get("albumId")
         if album_id is not None and not any(a.id == album_id for a in event.albums):
-            raise _Reject(404, f"unknown albumId {album_id!r} in event {event.link_id!r}")
+            raise Rejected(404, f"unknown albumId {album_id!r} in event {event.link_id!r}")
         file_name = request.get("fileName")
         if not isinstance(file_name, str) or not file_name:
-            raise _Reject(400, "fileName must be a non-empty string")
+            raise Rejected(400, "fileName must be a non-empty string")
         if any(c in file_name for c in "/\\\0") or file_name in (".", ".."):
-            raise _Reject(400, f"fileName {file_name!r} must be a plain file name")
+            raise Rejected(400, f"fileName {file_name!r} must be a plain file name")
         taken_at = request.get("takenAt")
         if "takenAt" in request and (not isinstance(taken_at, int) or isinstance(taken_at, bool)):
-            raise _Reject(400, f"takenAt must be an integer (Unix milliseconds), not {taken_at!r}")
+            raise Rejected(400, f"takenAt must be an integer (Unix milliseconds), not {taken_at!r}")
         token = secrets.token_urlsafe(24)
         with self._lock:
             expires_at = time.monotonic() + self.faults.url_lifetime
@@ -534,7 +523,7 @@ def _page_time_ms(ms: int | None) -> str:
 
 def _as_number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _Reject(400, f"{name} must be a number")
+        raise Rejected(400, f"{name} must be a number")
     return float(value)
 
 
@@ -542,66 +531,66 @@ def _as_status(name: str, value: Any, *, allow_reset: bool) -> int:
     is_int = isinstance(value, int) and not isinstance(value, bool)
     if is_int and (200 <= value <= 599 or (allow_reset and value == 0)):
         return cast(int, value)
-    raise _Reject(400, f"{name} must be an HTTP status 200-599" + (" or 0" if allow_reset else ""))
+    raise Rejected(400, f"{name} must be an HTTP status 200-599" + (" or 0" if allow_reset else ""))
 
 
 def _check_fault(name: str, value: Any) -> Any:
-    """A value for ``Faults.<name>`` from JSON, checked; raises _Reject."""
+    """A value for ``Faults.<name>`` from JSON, checked; raises Rejected."""
     check = _FAULT_CHECKS.get(name)
     if check is None:
-        raise _Reject(400, f"unknown fault {name!r}")
+        raise Rejected(400, f"unknown fault {name!r}")
     return check(name, value)
 
 
 def _rate(name: str, value: Any) -> float:
     rate = _as_number(name, value)
     if not 0.0 <= rate <= 1.0:
-        raise _Reject(400, f"{name} must be between 0 and 1")
+        raise Rejected(400, f"{name} must be between 0 and 1")
     return rate
 
 
 def _seconds(name: str, value: Any) -> float:
     seconds = _as_number(name, value)
     if seconds < 0:
-        raise _Reject(400, f"{name} must not be negative")
+        raise Rejected(400, f"{name} must not be negative")
     return seconds
 
 
 def _by_endpoint(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or any(key not in ENDPOINTS for key in value):
-        raise _Reject(400, f"{name} must map endpoints to numbers")
+        raise Rejected(400, f"{name} must map endpoints to numbers")
     return value
 
 
 def _trickle(name: str, value: Any) -> dict[str, float]:
     delays = {key: _as_number(name, v) for key, v in _by_endpoint(name, value).items()}
     if any(v < 0 for v in delays.values()):
-        raise _Reject(400, "trickle must not be negative")
+        raise Rejected(400, "trickle must not be negative")
     return delays
 
 
 def _answer_bytes(name: str, value: Any) -> dict[str, int]:
     counts = _by_endpoint(name, value)
     if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in counts.values()):
-        raise _Reject(400, "answer_bytes must map endpoints to byte counts")
+        raise Rejected(400, "answer_bytes must map endpoints to byte counts")
     return dict(counts)
 
 
 def _echo_key(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    raise _Reject(400, "echo_key must be true or false")
+    raise Rejected(400, "echo_key must be true or false")
 
 
 def _upload_scheme(name: str, value: Any) -> str | None:
     if value in (None, "http", "https"):
         return cast("str | None", value)
-    raise _Reject(400, 'upload_scheme must be "http", "https" or null')
+    raise Rejected(400, 'upload_scheme must be "http", "https" or null')
 
 
 def _redirect_next(name: str, value: Any) -> list[tuple[str, int, str]]:
     if not isinstance(value, list):
-        raise _Reject(400, "redirect_next must be a list of [endpoint, status, location]")
+        raise Rejected(400, "redirect_next must be a list of [endpoint, status, location]")
     redirects: list[tuple[str, int, str]] = []
     for entry in value:
         if (
@@ -610,10 +599,10 @@ def _redirect_next(name: str, value: Any) -> list[tuple[str, int, str]]:
             or entry[0] not in ENDPOINTS
             or not isinstance(entry[2], str)
         ):
-            raise _Reject(400, f"redirect_next entry {entry!r} is not [endpoint, status, url]")
+            raise Rejected(400, f"redirect_next entry {entry!r} is not [endpoint, status, url]")
         status = entry[1]
         if isinstance(status, bool) or not isinstance(status, int) or not 300 <= status < 400:
-            raise _Reject(400, "a redirect_next status must be 300-399")
+            raise Rejected(400, "a redirect_next status must be 300-399")
         redirects.append((entry[0], status, entry[2]))
     return redirects
 
@@ -625,22 +614,22 @@ def _error_status(name: str, value: Any) -> int:
 def _retry_after(name: str, value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    raise _Reject(400, "retry_after must be a string or null")
+    raise Rejected(400, "retry_after must be a string or null")
 
 
 def _seed(name: str, value: Any) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
-    raise _Reject(400, "seed must be an integer or null")
+    raise Rejected(400, "seed must be an integer or null")
 
 
 def _fail_next(name: str, value: Any) -> list[tuple[str, int]]:
     if not isinstance(value, list):
-        raise _Reject(400, "fail_next must be a list of [endpoint, status] pairs")
+        raise Rejected(400, "fail_next must be a list of [endpoint, status] pairs")
     entries: list[tuple[str, int]] = []
     for entry in value:
         if not isinstance(entry, list) or len(entry) != 2 or entry[0] not in ENDPOINTS:
-            raise _Reject(400, f"fail_next entry {entry!r} is not [endpoint, status]")
+            raise Rejected(400, f"fail_next entry {entry!r} is not [endpoint, status]")
         entries.append((entry[0], _as_status("fail_next status", entry[1], allow_reset=True)))
     return entries
 
@@ -819,7 +808,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if endpoint is not None and self._stall():
                 return
             action()
-        except (_ClientGone, ConnectionError, TimeoutError) as exc:
+        except (ClientGone, ConnectionError, TimeoutError) as exc:
             logger.debug("receiver: %s %s: the client went away (%r)", self.command, path, exc)
             self.close_connection = True
         except Exception as exc:
@@ -854,7 +843,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             error = f"internal error: {type(exc).__name__}: {exc}"
             self._reply_json(endpoint, 500, {"error": error})
-        except (_ClientGone, OSError):
+        except (ClientGone, OSError):
             self.close_connection = True
 
     def _stall(self) -> bool:
@@ -905,7 +894,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             request = self._read_json()
             token = self._receiver._issue_upload_url(request)
-        except _Reject as exc:
+        except Rejected as exc:
             self._reply_json(
                 "getuploadurl", exc.status, {"error": self._echo(exc.message, request)}
             )
@@ -972,7 +961,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _control_faults(self) -> None:
         try:
             faults = self._receiver._update_faults(self._read_json())
-        except _Reject as exc:
+        except Rejected as exc:
             self._reply_json(None, exc.status, {"error": exc.message})
             return
         self._reply_json(None, 200, faults)
@@ -1004,23 +993,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _read_json(self) -> Any:
         if self._framing == "chunked":
-            raise _Reject(411, "send the body with a Content-Length, not chunked")
+            raise Rejected(411, "send the body with a Content-Length, not chunked")
         if self._framing == "invalid":
-            raise _Reject(400, "invalid Content-Length")
+            raise Rejected(400, "invalid Content-Length")
         if self._length > _MAX_JSON_BYTES:
-            raise _Reject(413, "request body too large")
+            raise Rejected(413, "request body too large")
         self._body_partial = True
         try:
             raw = self.rfile.read(self._length)
         except OSError as exc:
-            raise _ClientGone(str(exc)) from exc
+            raise ClientGone(str(exc)) from exc
         if len(raw) < self._length:
-            raise _ClientGone("body ended early")
+            raise ClientGone("body ended early")
         self._body_pending = self._body_partial = False
         try:
             return json.loads(raw)
         except (ValueError, RecursionError):
-            raise _Reject(400, "request body is not valid JSON") from None
+            raise Rejected(400, "request body is not valid JSON") from None
 
     def _receive_body(self, out: Any) -> str:
         """Copy the declared body to ``out`` chunk by chunk; its sha256 in hex."""
@@ -1040,9 +1029,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             n = self.rfile.readinto(view)
         except OSError as exc:
-            raise _ClientGone(str(exc)) from exc
+            raise ClientGone(str(exc)) from exc
         if not n:
-            raise _ClientGone("body ended early")
+            raise ClientGone("body ended early")
         return view[:n]
 
     def _settle_body(self) -> None:
@@ -1153,7 +1142,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """The JSON body (for the key it carries), or None when it is not readable."""
         try:
             return self._read_json()
-        except _Reject:
+        except Rejected:
             return None
 
     def _echo(self, message: str, request: Any = None) -> str:

@@ -38,6 +38,7 @@ from typing import IO, Any, Final, Literal, cast
 from urllib.parse import parse_qs, urlsplit
 
 from boothsync.localserver import (
+    ClientGone,
     LocalServer,
     TrackedHTTPServer,
     abort_connection,
@@ -105,10 +106,6 @@ class _Reject(Exception):
         self.extra = extra
         # PicPeak sends a code only from the token middleware; elsewhere just ``error``.
         self.picpeak_code = bool(extra.pop("with_code", False))
-
-
-class _ClientGone(Exception):
-    """The client hung up or went silent before its request was complete."""
 
 
 class PicPeakServer(LocalServer):
@@ -342,7 +339,7 @@ class _Body:
                 return b""
         data = self._rfile.read(min(size, self._left))
         if not data:
-            raise _ClientGone("body ended early")
+            raise ClientGone("body ended early")
         self._left -= len(data)
         if self._left == 0:
             if self._chunked:
@@ -354,7 +351,7 @@ class _Body:
     def _line(self) -> bytes:
         line = self._rfile.readline(1024)
         if not line.endswith(b"\n"):
-            raise _ClientGone("chunked body ended early")
+            raise ClientGone("chunked body ended early")
         return line
 
     def _next_chunk_size(self) -> int:
@@ -430,7 +427,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(400, self._owner._error_body(reject))
         except _Reject as exc:
             self._reply(exc.status, self._owner._error_body(exc))
-        except (_ClientGone, ConnectionError, TimeoutError) as exc:
+        except (ClientGone, ConnectionError, TimeoutError) as exc:
             logger.debug("picpeak server: client went away (%r)", exc)
             self.close_connection = True
         except Exception:

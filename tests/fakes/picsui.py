@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, cast
 from urllib.parse import parse_qs, urlsplit
 
-from boothsync.localserver import LocalServer, TrackedHTTPServer
+from boothsync.localserver import LocalServer, Rejected, TrackedHTTPServer
 from boothsync.paths import free_name
 from boothsync.receiver import Faults
 from tests.fakes.multipart import MultipartError, parse_multipart
@@ -85,13 +85,6 @@ class ReceivedPhoto:
     sha256: str
     path: Path
     received_at: float
-
-
-class _Reject(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class PicsuiServer(LocalServer):
@@ -308,7 +301,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         # unread makes the kernel reset the connection, which can destroy the answer.
         try:
             self._body = self._read_body()
-        except _Reject as exc:
+        except Rejected as exc:
             self._reply(exc.status, {"error": exc.message})
             return
         if not allowed:
@@ -401,15 +394,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding") is not None:
             self.close_connection = True
-            raise _Reject(411, "send the body with a Content-Length")
+            raise Rejected(411, "send the body with a Content-Length")
         value = (self.headers.get("Content-Length") or "0").strip()
         if not (value.isascii() and value.isdigit()):
             self.close_connection = True
-            raise _Reject(400, "invalid Content-Length")
+            raise Rejected(400, "invalid Content-Length")
         length = int(value)
         if length > MAX_UPLOAD_BYTES:
             self.close_connection = True
-            raise _Reject(413, "the photo is too large")
+            raise Rejected(413, "the photo is too large")
         data = self.rfile.read(length)
         if len(data) < length:
             raise ConnectionError("the body ended early")
