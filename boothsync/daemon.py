@@ -494,12 +494,7 @@ def instance_state(folder: Path) -> InstanceState:
     with open(fd, "rb") as handle:
         held = not _probe(handle.fileno())
         mtime = os.fstat(handle.fileno()).st_mtime
-        # From byte 1: on Windows byte 0 is the locked one, which nobody else can read.
-        handle.seek(1)
-        try:
-            words = handle.read(200).decode("utf-8").split()
-        except (OSError, UnicodeDecodeError):
-            words = []
+        words = _lock_words(handle)
     pid = int(words[0]) if words and words[0].isdigit() else None
     if held:
         return InstanceState(running=True, pid=pid, since=mtime)
@@ -605,13 +600,24 @@ def _try_lock(handle: IO[str]) -> bool:
     return True
 
 
+def _lock_words(handle: IO[bytes]) -> list[str]:
+    """What the lock file says (the pid, then ``stopped`` after a clean end); read from
+    byte 1: on Windows byte 0 is the locked one, which nobody else can read."""
+    try:
+        handle.seek(1)
+        return handle.read(200).decode("utf-8").split()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
 def _lock_holder(path: Path) -> str:
     """`` (pid 1234)`` from the lock file, or nothing when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8").split()
-    except (OSError, UnicodeDecodeError):
+        with path.open("rb") as handle:
+            words = _lock_words(handle)
+    except OSError:
         return ""
-    return f" (pid {text[0]})" if text and text[0].isdigit() else ""
+    return f" (pid {words[0]})" if words and words[0].isdigit() else ""
 
 
 # -- the running service ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import getpass
 import json
 import os
 import tempfile
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -26,9 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from boothsync.config import DESTINATION_TYPES, parse_config
-from boothsync.destinations import GalleryEvent, create
-from boothsync.destinations.eventpics import DEFAULT_BASE_URL
-from boothsync.destinations.picsui import DEFAULT_PICSUI_URL
+from boothsync.destinations import REGISTRY, GalleryEvent, create
 from boothsync.errors import BoothsyncError, ConfigError, Unauthorized, UnknownTarget
 
 __all__ = ["Answers", "Prompter", "example_text", "write_first_config"]
@@ -37,8 +36,15 @@ __all__ = ["Answers", "Prompter", "example_text", "write_first_config"]
 #: served by finding the right one first).
 MAX_TRIES = 5
 
-_KEY_NAMES = {"eventpics": "api_key", "picsui": "api_key", "picpeak": "api_token"}
-_GALLERY = {"eventpics": "EventPics", "picsui": "Picsui", "picpeak": "PicPeak"}
+
+def _key_name(kind: str) -> str:
+    """The service's key option (its secret one): ``api_key``, ``api_token``."""
+    return next(option.name for option in DESTINATION_TYPES[kind][0] if option.secret)
+
+
+def _gallery(kind: str) -> str:
+    """The service's name in messages ("EventPics"), as its destination calls itself."""
+    return str(getattr(REGISTRY[kind].factory, "label", "")) or kind
 
 
 def example_text() -> str:
@@ -120,8 +126,7 @@ def write_first_config(target: Path, answers: Answers, prompter: Prompter) -> Pa
     table = {"type": kind, **_destination(kind, interactive)}
     text = _render(folder, kind, table)
     # The file as written must read as a config: what `run` will read.
-    data = {"watch": [{"path": folder}], "destinations": {kind: table}}
-    parse_config(data, source=target, environ={})
+    parse_config(tomllib.loads(text), source=target, environ={})
     _write_private(target, text)
     return target
 
@@ -201,7 +206,7 @@ def _destination(kind: str, ask: _Ask) -> dict[str, Any]:  # noqa: C901
     if kind == "folder":
         path = ask.text(ask.a.path, "Folder to copy every picture into", "--path")
         return {"path": str(Path(path).expanduser().absolute())}
-    gallery, key_name = _GALLERY[kind], _KEY_NAMES[kind]
+    gallery, key_name = _gallery(kind), _key_name(kind)
     base_url, key, event_id = ask.a.base_url, ask.a.api_key, ask.a.event_id
     tries = 0
     while True:
@@ -271,7 +276,7 @@ def _pick(kind: str, events: list[GalleryEvent], ask: _Ask) -> dict[str, Any]:
     flag = f"--{id_key.replace('_', '-')}"
     if not events:
         raise BoothsyncError(
-            f"this key reaches no event in {_GALLERY[kind]}: create one there first, then run "
+            f"this key reaches no event in {_gallery(kind)}: create one there first, then run "
             "`boothsync init` again"
         )
     wanted = ask.a.link_id if kind == "eventpics" else ask.a.event_id
@@ -327,7 +332,7 @@ def _choose(
 
 
 def _render(folder: str, kind: str, table: Mapping[str, Any]) -> str:
-    defaults = {"eventpics": DEFAULT_BASE_URL, "picsui": DEFAULT_PICSUI_URL}
+    options = DESTINATION_TYPES[kind][0]
     lines = [
         "# boothsync configuration, written by `boothsync init`.",
         "# `boothsync init --example` prints every other key, each explained.",
@@ -338,10 +343,10 @@ def _render(folder: str, kind: str, table: Mapping[str, Any]) -> str:
         f"[destinations.{kind}]",
     ]
     # In the order the reference config documents them.
-    order = [option.name for option in DESTINATION_TYPES[kind][0]]
+    order = [option.name for option in options]
     for key in sorted(table, key=order.index):
         value = table[key]
-        if key == "base_url" and value == defaults.get(kind):
+        if key == "base_url" and value == options[order.index(key)].default:
             continue
         if key == "path":
             value = _posix(value)
@@ -377,8 +382,6 @@ def _write_private(target: Path, text: str) -> None:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
-        if os.name == "posix":
-            os.chmod(temporary, 0o600)
         os.replace(temporary, target)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)
