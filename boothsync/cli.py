@@ -50,6 +50,8 @@ EXIT_INTERRUPTED = INTERRUPTED_EXIT
 # How long `pause`, `resume` and `reload` wait for the running boothsync to take the command
 # (seconds): it looks every second, but not while a config reload restarts its work.
 COMMAND_WAIT = 10.0
+# How often, meanwhile, it looks whether that boothsync still runs (seconds).
+_STILL_RUNNING_LOOK = 1.0
 
 if TYPE_CHECKING:
     from boothsync.destinations import DestinationContext
@@ -375,8 +377,7 @@ def _running_line(instance: InstanceState) -> str:
 
 def _retry(args: argparse.Namespace) -> int:
     config = _load(args)
-    if args.destination and args.destination not in config.destinations:
-        raise ConfigError(f"no destination named {args.destination!r}", key="--destination")
+    _destinations_for(config, args.destination)  # an unknown --destination is refused
     database = outbox_path(config)
     if not database.exists():
         print("nothing to retry: the queue is empty")
@@ -423,16 +424,20 @@ def _send_command(args: argparse.Namespace) -> int:
     try:
         command = outbox.send_command(control)
         deadline = time.monotonic() + COMMAND_WAIT
+        look = time.monotonic() + _STILL_RUNNING_LOOK
         while not (taken := outbox.command_taken(command)):
             if taken is None:
                 raise BoothsyncError(
                     f"boothsync (pid {instance.pid}) was just starting and dropped the"
                     f" {control} as sent before it ran; send it again"
                 )
-            if not instance_state(database.parent).running:
-                raise BoothsyncError(
-                    f"boothsync (pid {instance.pid}) stopped before it took the {control}"
-                )
+            if time.monotonic() >= look:
+                # The lock is looked at seldom: each look is one a starting boothsync waits out.
+                look = time.monotonic() + _STILL_RUNNING_LOOK
+                if not instance_state(database.parent).running:
+                    raise BoothsyncError(
+                        f"boothsync (pid {instance.pid}) stopped before it took the {control}"
+                    )
             if time.monotonic() >= deadline:
                 print(
                     f"{control} sent: boothsync (pid {instance.pid}) has not taken it yet"
@@ -449,8 +454,7 @@ def _send_command(args: argparse.Namespace) -> int:
 def _forget(args: argparse.Namespace) -> int:
     """Drop failed pictures from the queue: all of them, one destination's, or one picture."""
     config = _load(args)
-    if args.destination and args.destination not in config.destinations:
-        raise ConfigError(f"no destination named {args.destination!r}", key="--destination")
+    _destinations_for(config, args.destination)  # an unknown --destination is refused
     database = outbox_path(config)
     forgotten: list[tuple[str, str]] = []
     failed: list[tuple[str, str]] = []

@@ -29,7 +29,6 @@ __all__ = [
     "option",
     "options_of",
     "positive",
-    "positive_int",
     "quality_option",
     "timeout_option",
     "type_option",
@@ -128,12 +127,6 @@ def options_of(cls: type[Any]) -> tuple[Option, ...]:
 
 
 def positive(value: float) -> float:
-    if value <= 0:
-        raise Invalid("must be greater than 0", value)
-    return value
-
-
-def positive_int(value: int) -> int:
     if value <= 0:
         raise Invalid("must be greater than 0", value)
     return value

@@ -417,7 +417,9 @@ def _check_account(account: str, *, run_as: str | None, environ: Mapping[str, st
         ) from None
 
 
-def _check_private_tmp(config: Config, command: Sequence[str]) -> None:
+def _check_private_tmp(
+    config: Config, command: Sequence[str], config_file: Path, writable: Sequence[Path]
+) -> None:
     """Refuse a system service that would need something kept in /tmp or /var/tmp.
 
     Its unit has PrivateTmp=yes, so it would not find its program or config there (it would
@@ -426,10 +428,10 @@ def _check_private_tmp(config: Config, command: Sequence[str]) -> None:
     """
     places: list[tuple[str, Path]] = [
         ("the program", Path(command[0])),
-        ("the config", _config_file(config)),
+        ("the config", config_file),
     ]
     places += [("the watch folder", watch.path) for watch in config.watches]
-    places += [("the folder", path) for path in writable_paths(config)]
+    places += [("the folder", path) for path in writable]
     if config.triggers.sparkbooth_status is not None:
         places.append(("the Sparkbooth status file", config.triggers.sparkbooth_status))
     hidden: dict[Path, str] = {}
@@ -483,8 +485,9 @@ def render(
     env = os.environ if environ is None else environ
     account = service_account(run_as, environ=env)
     _check_account(account, run_as=run_as, environ=env)
-    _check_private_tmp(config, command)
-    return render_unit(command, account=account, writable=writable_paths(config))
+    writable = writable_paths(config)
+    _check_private_tmp(config, command, config_file, writable)
+    return render_unit(command, account=account, writable=writable)
 
 
 def _config_file(config: Config) -> Path:

@@ -50,7 +50,7 @@ from boothsync.options import (
     lan_url,
     max_edge_option,
     option,
-    positive_int,
+    positive,
     quality_option,
     timeout_option,
     type_option,
@@ -91,7 +91,7 @@ class PicPeakConfig(DestinationConfig):
         "int",
         "The PicPeak event's number; `boothsync events` lists them. Required.",
         required=True,
-        check=positive_int,
+        check=positive,
     )
     base_url: str = option(  # no trailing slash
         "str",
