@@ -1785,11 +1785,14 @@ class Outbox:
                 (destination, health, _message(self._redact(detail)), self._clock()),
             )
 
-    def health_times(self) -> dict[str, float]:
-        """When each destination's health was last recorded (wall clock)."""
+    def health_records(self) -> dict[str, tuple[str, str, float]]:
+        """The last recorded health of each destination with when it was recorded (wall
+        clock): ``{name: (health, detail, updated_at)}``."""
         with self._read("read destination health") as conn:
-            rows = conn.execute("SELECT name, updated_at FROM destinations").fetchall()
-        return {str(name): float(at) for name, at in rows}
+            rows = conn.execute(
+                "SELECT name, health, detail, updated_at FROM destinations"
+            ).fetchall()
+        return {str(n): (str(h), str(d), float(at)) for n, h, d, at in rows}
 
     def health(self) -> dict[str, tuple[str, str]]:
         """The last recorded health of each destination: ``{name: (health, detail)}``."""

@@ -98,13 +98,12 @@ def read_database(outbox: Outbox, *, count_today: bool = True) -> Status:
     does not show it. Raises OutboxError when the database cannot be read.
     """
     stats = outbox.stats()
-    health = outbox.health()
-    health_times = outbox.health_times()
+    records = outbox.health_records()
     flags = outbox.flags()
     return Status(
         stats=stats,
-        health=health,
-        health_times=health_times,
+        health={name: (health, detail) for name, (health, detail, _) in records.items()},
+        health_times={name: at for name, (_, _, at) in records.items()},
         paused=flags.get(PAUSED_FLAG) == "1",
         missing_folders=tuple(_json_list(flags.get(MISSING_FOLDERS_FLAG))),
         uploaded_today=_uploaded_today(outbox) if count_today else 0,
@@ -123,7 +122,7 @@ def from_engine(engine: Engine) -> Status:
     return Status(
         stats=snapshot.stats,
         health={name: (h.health.value, h.detail) for name, h in snapshot.health.items()},
-        health_times=engine.outbox.health_times(),
+        health_times={name: at for name, (_, _, at) in engine.outbox.health_records().items()},
         paused=snapshot.paused,
         missing_folders=snapshot.missing_folders,
         uploaded_today=snapshot.uploaded_today,
