@@ -15,7 +15,7 @@ imported where it is used. Must not write to the database.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STATES",
     "Status",
+    "attention",
     "empty_stats",
     "from_engine",
     "iso",
@@ -192,13 +193,19 @@ def to_json(
     return result
 
 
+def attention(failed: int, healths: Iterable[str], missing_folders: bool) -> bool:
+    """Whether someone must act (the tray red, `status` exit 3): pictures failed, a
+    destination rejects boothsync, or a watch folder is missing."""
+    return bool(failed or "unauthorized" in set(healths) or missing_folders)
+
+
 def needs_attention(status_json: Mapping[str, Any]) -> bool:
-    """What makes `status` exit 3, as the tray turns red: pictures failed, a destination
-    rejects boothsync, or the running boothsync misses a watch folder."""
-    return bool(
-        status_json["totals"]["failed"]
-        or any(d["health"] == "unauthorized" for d in status_json["destinations"].values())
-        or (status_json["running"] and status_json["missing_folders"])
+    """What makes `status` exit 3: :func:`attention` of the report, a missing watch folder
+    counting only while boothsync runs (it is what a running one found)."""
+    return attention(
+        status_json["totals"]["failed"],
+        (d["health"] for d in status_json["destinations"].values()),
+        bool(status_json["running"] and status_json["missing_folders"]),
     )
 
 

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 from boothsync.engine import Snapshot
 from boothsync.health import Health
 from boothsync.outbox import Stats
+from boothsync.status import attention
 from boothsync.tray.texts import TEXTS
 
 __all__ = [
@@ -59,7 +60,7 @@ def tray_state(snapshot: Snapshot) -> State:
     """Red when someone must act, orange when pictures wait, blue while uploading, else green."""
     totals = snapshot.stats.totals
     healths = _healths(snapshot)
-    if Health.UNAUTHORIZED in healths or totals.get("failed", 0) or snapshot.missing_folders:
+    if attention(totals.get("failed", 0), healths, bool(snapshot.missing_folders)):
         return "attention"
     if Health.OFFLINE in healths or Health.RATE_LIMITED in healths or snapshot.paused:
         return "waiting"
