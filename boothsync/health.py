@@ -278,7 +278,7 @@ class HealthTracker:
             if not self._stopping.is_set():
                 self.unauthorized(name, exc)
         except NetworkError as exc:
-            if not self._stopping.is_set() and not self._reachable(name):
+            if not self._stopping.is_set() and self.unreachable(name):
                 self.offline(name, str(exc) or type(exc).__name__)
         except UploadError as exc:
             log.info("%s could not be checked at start (%s); its first upload will tell", name, exc)

@@ -64,7 +64,7 @@ import xxhash
 from boothsync.attempts import attempt_policy, attempts_bound
 from boothsync.bandwidth import Bandwidth
 from boothsync.capture import Capture, CaptureOptions, capture_time, content_type
-from boothsync.destinations.base import Destination, TimeBounded, UploadItem
+from boothsync.destinations.base import READ_CHUNK, Destination, TimeBounded, UploadItem
 from boothsync.errors import (
     DestinationUnavailable,
     FileRejected,
@@ -123,8 +123,6 @@ _HEDGE_AFTER = 1.0
 # of it) is handed back for this long, uncounted: two versions of one picture never travel
 # at once, so the second finds the first's content and is not sent twice.
 _SAME_FILE_WAIT = 1.0
-# The chunk a destination reads at a time (destinations/base.py), for the bandwidth share.
-_CHUNK_BYTES = 256 * 1024
 
 # A file that cannot be read (permissions, a locked file) is tried this many
 # times, with the job backoff in between (about 20 minutes in all), before it fails
@@ -247,7 +245,7 @@ class Uploader:
         self._spares = concurrency if spares is None else spares
         self._hedge_after = hedge_after
         if bandwidth is not None:
-            self._hedge_after += _CHUNK_BYTES * concurrency / bandwidth.rate
+            self._hedge_after += READ_CHUNK * concurrency / bandwidth.rate
         self._on_report = on_report
         self._on_file_done = on_file_done
         # Short: the writer is most likely done by then, and if not, the next

@@ -24,6 +24,7 @@ from boothsync.errors import SourceFileError
 from boothsync.options import Option, options_of
 
 __all__ = [
+    "READ_CHUNK",
     "Album",
     "CheckItem",
     "Destination",
@@ -36,7 +37,8 @@ __all__ = [
     "Verifiable",
 ]
 
-_CHUNK = 256 * 1024
+#: How much of a picture a destination reads (and sends) at a time.
+READ_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class UploadItem:
         shrank meanwhile."""
         reader = _ItemReader(self)
         try:
-            while chunk := reader.read(_CHUNK):
+            while chunk := reader.read(READ_CHUNK):
                 yield chunk
         finally:
             reader.close()

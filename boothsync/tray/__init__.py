@@ -19,9 +19,9 @@ only inside :func:`run_tray`. Must not be imported by the headless daemon.
 
 from __future__ import annotations
 
-from boothsync.desktop import XdgAutostart, default_opener, open_path
+from boothsync.desktop import XdgAutostart
 from boothsync.tray.actions import TrayActions, tray_command
-from boothsync.tray.controllers import AttachedController, Controller, EngineController
+from boothsync.tray.controllers import AttachedController, EngineController
 from boothsync.tray.icon import run_tray
 from boothsync.tray.texts import TEXTS, language
 from boothsync.tray.view import (
@@ -40,17 +40,14 @@ __all__ = [
     "MAX_TOOLTIP",
     "TEXTS",
     "AttachedController",
-    "Controller",
     "EngineController",
     "MenuEntry",
     "Notifier",
     "TrayActions",
     "XdgAutostart",
-    "default_opener",
     "icon_image",
     "language",
     "menu_model",
-    "open_path",
     "run_tray",
     "tooltip",
     "tray_command",
