@@ -799,9 +799,7 @@ def _rebuild_damaged(path: Path, now: float) -> tuple[Path, int]:
     built = False
     source: sqlite3.Connection | None = None
     try:
-        source = sqlite3.connect(
-            f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None
-        )
+        source = _read_only(path)
         kept = _copy_rows(source, building, in_flight=False)
         _fsync(building)
         built = True
@@ -844,6 +842,16 @@ def _among(column: str, values: Collection[str] | None) -> tuple[str, list[str]]
     # Only "?" marks are formatted in; the values themselves are bound.
     placeholders = ", ".join("?" * len(values))
     return f" AND {column} IN ({placeholders})", list(values)
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A connection that can only read the database at ``path`` (any thread may use it)."""
+    return sqlite3.connect(
+        f"{path.absolute().as_uri()}?mode=ro",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+    )
 
 
 class QueueNotCreated(OutboxError):
@@ -1040,12 +1048,7 @@ class Outbox:
             return
         self._next_deep_check = now + _DEEP_CHECK_SECONDS
         try:
-            reader = sqlite3.connect(
-                f"{self._path.absolute().as_uri()}?mode=ro",
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
-            )
+            reader = _read_only(self._path)
             try:
                 reader.execute("PRAGMA busy_timeout = 5000")
                 detail = _quick_check_detail(reader.execute("PRAGMA quick_check").fetchall())
@@ -1827,12 +1830,7 @@ class Outbox:
         # behind our back; every write says BEGIN IMMEDIATE itself.
         try:
             if self._readonly:
-                return sqlite3.connect(
-                    f"{self._path.absolute().as_uri()}?mode=ro",
-                    uri=True,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
+                return _read_only(self._path)
             return sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise OutboxError(
@@ -1974,18 +1972,14 @@ class Outbox:
         """Bring the schema up to date in one transaction, and say so in one line (none when
         it was up to date): a reader (``boothsync status``) never sees a schema halfway
         through, and an upgrade that fails leaves the queue as it was."""
-        first: int | None = None
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Read inside the write lock: another process may have just migrated the file.
             version = self._check_version(conn)
-            for target, statements in enumerate(_MIGRATIONS, start=1):
-                if version < target:
-                    for statement in statements:
-                        conn.execute(statement)
-                    if first is None:
-                        first = target - 1
-            if first is not None:
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
+                    conn.execute(statement)
+            if version < SCHEMA_VERSION:
                 # PRAGMA takes no bound parameters; the version is our own int.
                 conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
             conn.execute("COMMIT")
@@ -1993,13 +1987,13 @@ class Outbox:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        if first == 0:
+        if version == 0:
             log.info("new queue database %s", self._path)
-        elif first is not None:
+        elif version < SCHEMA_VERSION:
             log.info(
                 "queue database %s upgraded from schema version %d to %d",
                 self._path,
-                first,
+                version,
                 SCHEMA_VERSION,
             )
 
