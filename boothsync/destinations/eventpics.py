@@ -146,32 +146,38 @@ class EventPicsDestination(HttpDestination):
     def verify(self, album_ids: Collection[str] = ()) -> None:
         """The key is accepted (one listing), the link is among its events and every album
         (the table's and ``album_ids``) in that event."""
-        events = self.events()
         link_id = self._config.link_id
-        event = next((e for e in events if e.link_id == link_id), None)
+        event = self._linked(self.events())
         if event is None:
             raise UnknownTarget(
                 f"EventPics has no event with link_id {link_id!r} for this key: check link_id "
                 f"in {self.section}; `boothsync events` lists them"
             )
         albums = {a.id for a in event.albums}
-        for album_id in dict.fromkeys([self._config.album_id, *album_ids]):
-            if album_id and album_id not in albums:
+        for album_id in self._wanted(album_ids):
+            if album_id not in albums:
                 raise UnknownTarget(
                     f"EventPics event {event.title!r} has no album {album_id!r}: check "
                     f"album_id in {self.section} and the [[watch]] tables; `boothsync events` "
                     "lists them"
                 )
 
+    def _linked(self, events: list[GalleryEvent]) -> GalleryEvent | None:
+        """The event of the configured link, among the key's ``events``."""
+        return next((e for e in events if e.link_id == self._config.link_id), None)
+
+    def _wanted(self, album_ids: Collection[str]) -> list[str]:
+        """The albums to confirm: the table's and ``album_ids``, each once."""
+        return [a for a in dict.fromkeys([self._config.album_id, *album_ids]) if a]
+
     def check(self, album_ids: Collection[str] = ()) -> list[CheckItem]:
         """Reach the API, then confirm the key, the link and every album named in the config."""
-        wanted = [a for a in dict.fromkeys([self._config.album_id, *album_ids]) if a]
         events, items = self.check_opening("API key")
         if events is None:
             return items
         items.append(CheckItem(True, f"{self.name}: API key accepted", f"{len(events)} event(s)"))
         link_id = self._config.link_id
-        event = next((e for e in events if e.link_id == link_id), None)
+        event = self._linked(events)
         if event is None:
             known = ", ".join(e.link_id for e in events) or "none"
             items.append(
@@ -184,7 +190,7 @@ class EventPicsDestination(HttpDestination):
             return items
         items.append(CheckItem(True, f"{self.name}: link_id {link_id!r} exists", event.title))
         albums = {a.id: a.title for a in event.albums}
-        for album_id in wanted:
+        for album_id in self._wanted(album_ids):
             title = albums.get(album_id)
             if title is None:
                 known = ", ".join(albums) or "none"
