@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import difflib
 import functools
+import ipaddress
 import json
 import logging
 import math
@@ -57,8 +58,10 @@ __all__ = [
     "TriggersConfig",
     "UploadConfig",
     "WatchConfig",
+    "WebConfig",
     "find_config",
     "load_config",
+    "loopback_listen",
     "parse_config",
     "secrets",
 ]
@@ -70,6 +73,9 @@ CONFIG_ENV: Final = "BOOTHSYNC_CONFIG"
 DEFAULT_PATTERNS: Final = ("*.jpg", "*.jpeg", "*.png", "*.gif")
 MAX_CONCURRENCY: Final = 16
 DEFAULT_TRIGGER_PORT: Final = 8787
+#: ``[web] listen``: the dashboard, on this machine only.
+DEFAULT_WEB_LISTEN: Final = "127.0.0.1:8700"
+WEB_PASSWORD_ENV: Final = "BOOTHSYNC_WEB_PASSWORD"
 #: ``[booth] language``: the tray's texts; "auto" follows the system locale.
 LANGUAGES: Final = ("auto", "en", "de")
 
@@ -171,6 +177,32 @@ def _time_zone(value: str) -> str:
         hint = f'; did you mean "{close[0]}"?' if close else ' (an IANA name like "Europe/Berlin")'
         raise Invalid(f"unknown time zone {_show(value)}{hint}") from None
     return value
+
+
+def _listen(value: str) -> str:
+    """``host:port`` with an IP address (IPv6 in brackets) or ``localhost``; normalised."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise Invalid('must be an address and a port, e.g. "127.0.0.1:8700"', value)
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if bare.lower() == "localhost":
+        bare = "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        raise Invalid(
+            'must be an IP address of this computer (or "localhost") and a port, e.g. '
+            '"127.0.0.1:8700" or "0.0.0.0:8700"',
+            value,
+        ) from None
+    shown = f"[{address}]" if address.version == 6 else str(address)
+    return f"{shown}:{int(port)}"
+
+
+def loopback_listen(listen: str) -> bool:
+    """Whether a normalised ``[web] listen`` is reachable from this computer only."""
+    host = listen.rpartition(":")[0].strip("[]")
+    return ipaddress.ip_address(host).is_loopback
 
 
 def _rate(value: str) -> int:
@@ -364,6 +396,32 @@ TRIGGERS_OPTIONS: Final[tuple[Option, ...]] = (
     ),
 )
 
+WEB_OPTIONS: Final[tuple[Option, ...]] = (
+    Option(
+        "enabled",
+        "bool",
+        "Serve the dashboard (`boothsync dashboard` opens it) while boothsync runs.",
+        default=True,
+    ),
+    Option(
+        "listen",
+        "str",
+        'The address and port the dashboard listens on. "127.0.0.1:8700" is this computer '
+        'only; "0.0.0.0:8700" lets a phone on the venue network in, and then needs password.',
+        default=DEFAULT_WEB_LISTEN,
+        check=_listen,
+    ),
+    Option(
+        "password",
+        "str",
+        "The dashboard's login password for other devices; required when listen is not "
+        "127.0.0.1. Never logged. Default: none (only the login link from `boothsync "
+        "dashboard` or the tray gets in).",
+        env=WEB_PASSWORD_ENV,
+        secret=True,
+    ),
+)
+
 
 # -- the dataclasses -----------------------------------------------------------------------------
 
@@ -439,6 +497,23 @@ class TriggersConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WebConfig:
+    """``[web]``: the dashboard. ``listen`` is normalised (``"127.0.0.1:8700"``)."""
+
+    enabled: bool = True
+    listen: str = DEFAULT_WEB_LISTEN
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole configuration; ``source`` is the file it came from, None when built in code."""
 
@@ -449,6 +524,7 @@ class Config:
     upload: UploadConfig = field(default_factory=UploadConfig)
     state: StateConfig = field(default_factory=StateConfig)
     triggers: TriggersConfig = field(default_factory=TriggersConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
 
 SECTIONS: Final[Mapping[str, tuple[Option, ...]]] = MappingProxyType(
@@ -458,6 +534,7 @@ SECTIONS: Final[Mapping[str, tuple[Option, ...]]] = MappingProxyType(
         "upload": UPLOAD_OPTIONS,
         "state": STATE_OPTIONS,
         "triggers": TRIGGERS_OPTIONS,
+        "web": WEB_OPTIONS,
     }
 )
 """The option table of every top-level section except ``destinations`` (see below)."""
@@ -510,6 +587,8 @@ def secrets(config: Config) -> list[str]:
             value = getattr(destination, option.name, None) if option.secret else None
             if isinstance(value, str) and value:
                 found.append(value)
+    if config.web.password:
+        found.append(config.web.password)
     return found
 
 
@@ -717,6 +796,7 @@ def _parse(data: Mapping[str, Any], ctx: _Context, source: Path | None) -> Confi
     triggers = TriggersConfig(
         **_read_table(top.get("triggers", {}), TRIGGERS_OPTIONS, "triggers", ctx)
     )
+    web = _web(top.get("web", {}), ctx)
     return Config(
         source=source,
         booth=booth,
@@ -725,7 +805,19 @@ def _parse(data: Mapping[str, Any], ctx: _Context, source: Path | None) -> Confi
         upload=upload,
         state=state,
         triggers=triggers,
+        web=web,
     )
+
+
+def _web(raw: object, ctx: _Context) -> WebConfig:
+    web = WebConfig(**_read_table(raw, WEB_OPTIONS, "web", ctx))
+    if web.enabled and not web.password and not loopback_listen(web.listen):
+        raise ctx.error(
+            f"{web.listen} lets other devices reach the dashboard: set web.password (or "
+            f"${WEB_PASSWORD_ENV}) too, or listen on 127.0.0.1",
+            "web.listen",
+        )
+    return web
 
 
 def _booth(raw: object, ctx: _Context) -> BoothConfig:

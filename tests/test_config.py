@@ -25,6 +25,7 @@ from boothsync.config import (
     TriggersConfig,
     UploadConfig,
     WatchConfig,
+    WebConfig,
     find_config,
     load_config,
     parse_config,
@@ -145,6 +146,7 @@ def test_example_values_are_the_documented_defaults() -> None:
         "upload": config.upload,
         "state": config.state,
         "triggers": config.triggers,
+        "web": config.web,
     }
     for section, options in SECTIONS.items():
         for option in options:
@@ -164,6 +166,7 @@ def test_dataclass_defaults_match_the_option_tables() -> None:
         "upload": UploadConfig,
         "state": StateConfig,
         "triggers": TriggersConfig,
+        "web": WebConfig,
     }
     tables = [(classes[s], options) for s, options in SECTIONS.items()]
     tables += [(cls, options) for options, cls in DESTINATION_TYPES.values()]
@@ -483,7 +486,7 @@ ERRORS = [
         "head",
         "verbose = true",
         "verbose",
-        "unknown key (known: booth, watch, upload, state, triggers, destinations)",
+        "unknown key (known: booth, watch, upload, state, triggers, web, destinations)",
     ),
     (
         "watch",
@@ -1353,3 +1356,60 @@ def test_eventpics_still_refuses_plain_http_on_the_lan(tmp_path: Path) -> None:
     never travels unencrypted beyond this machine."""
     error = load_error(write(tmp_path, config_text(destination='base_url = "http://192.168.1.20"')))
     assert error.key == "destinations.eventpics.base_url"
+
+
+# -- [web] ---------------------------------------------------------------------------------------
+
+
+def test_web_defaults_to_this_computer_only() -> None:
+    """Without a [web] table the dashboard is on, on 127.0.0.1:8700, with no password."""
+    config = parse_config(minimal(), source=None, environ={})
+    assert (config.web.enabled, config.web.listen, config.web.password) == (
+        True,
+        "127.0.0.1:8700",
+        None,
+    )
+    assert (config.web.host, config.web.port) == ("127.0.0.1", 8700)
+
+
+@pytest.mark.parametrize(
+    ("written", "normalised"),
+    [
+        ("localhost:8701", "127.0.0.1:8701"),
+        ("[::1]:9000", "[::1]:9000"),
+        ("127.0.0.1:80", "127.0.0.1:80"),
+    ],
+)
+def test_web_listen_is_normalised(written: str, normalised: str) -> None:
+    """`listen` takes an IP address or localhost and a port, and is kept in one spelling."""
+    config = parse_config({**minimal(), "web": {"listen": written}}, source=None, environ={})
+    assert config.web.listen == normalised
+
+
+@pytest.mark.parametrize("written", ["8700", "example.com:8700", "127.0.0.1:0", "127.0.0.1:x"])
+def test_a_bad_web_listen_is_one_line_naming_the_key(written: str) -> None:
+    """A listen that is no address and port is refused naming web.listen."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**minimal(), "web": {"listen": written}}, source=None, environ={})
+    assert caught.value.key == "web.listen"
+    assert "\n" not in str(caught.value)
+
+
+def test_listening_beyond_this_computer_needs_a_password() -> None:
+    """`listen = "0.0.0.0:8700"` without a password is refused in one line naming the key;
+    with one (in the file or the environment) it is taken, and the password is a secret."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**minimal(), "web": {"listen": "0.0.0.0:8700"}}, source=None, environ={})
+    assert caught.value.key == "web.listen"
+    assert "web.password" in str(caught.value)
+    config = parse_config(
+        {**minimal(), "web": {"listen": "0.0.0.0:8700"}},
+        source=None,
+        environ={"BOOTHSYNC_WEB_PASSWORD": "open sesame"},
+    )
+    assert config.web.password == "open sesame"
+    assert "open sesame" in secrets(config)
+    assert "open sesame" not in repr(config)
+    # A dashboard that is switched off listens nowhere, so it needs none.
+    off = {**minimal(), "web": {"listen": "0.0.0.0:8700", "enabled": False}}
+    parse_config(off, source=None, environ={})
