@@ -7,7 +7,9 @@ It also remembers which content each uploaded job sent (its XXH3-128 hash), so t
 uploader can ask whether a destination already has a picture. And it
 carries the control channel between processes: commands a tray or the CLI
 sends the running service (pause, resume, retry), and flags the service keeps
-about itself (paused, missing folders) for them to read.
+about itself (paused, missing folders) for them to read. The lists a dashboard shows (recent
+uploads, waiting and failed jobs, throughput) are one query each along an index, however long
+the queue.
 A row is written before anything is uploaded and marked uploaded only after
 the destination said yes, so a crash at any moment loses nothing: the next
 start calls :meth:`Outbox.recover`.
@@ -58,6 +60,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from itertools import groupby
 from pathlib import Path
 
 from boothsync.errors import OutboxError
@@ -71,13 +74,17 @@ __all__ = [
     "PAUSED_FLAG",
     "SYNCED_FLAG",
     "Event",
+    "FailedJob",
     "Job",
     "JobState",
     "Known",
     "NewFile",
     "Outbox",
     "QueueNotCreated",
+    "RecentUpload",
     "Stats",
+    "Throughput",
+    "WaitingJob",
 ]
 
 log = logging.getLogger(__name__)
@@ -163,6 +170,64 @@ class Stats:
     last_error: Event | None
     duplicates: dict[str, int] = field(default_factory=dict)
     sources: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecentUpload:
+    """One picture (a row of ``files``) that finished uploading (:meth:`Outbox.recent_uploads`).
+
+    ``destinations`` are those whose job of it is uploaded (sorted), ``finished_at`` the latest
+    of their finish times (wall clock), ``seconds`` the longest of their uploads (claim to
+    finish; None when no claim time was recorded), ``note`` why one of them needed no upload
+    (a duplicate), if so.
+    """
+
+    file_id: int
+    path: Path
+    size: int
+    taken_at_ms: int | None
+    taken_at_source: str | None
+    destinations: tuple[str, ...]
+    finished_at: float
+    seconds: float | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class WaitingJob:
+    """A job waiting or uploading (:meth:`Outbox.waiting_jobs`). ``next_attempt_at`` is on the
+    queue's schedule (:meth:`Outbox.now`), not the wall clock."""
+
+    id: int
+    file_id: int
+    path: Path
+    destination: str
+    state: JobState
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """A job that failed for good (:meth:`Outbox.failed_jobs`); ``failed_at`` is wall clock."""
+
+    id: int
+    file_id: int
+    path: Path
+    destination: str
+    attempts: int
+    last_error: str | None
+    failed_at: float
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """What one destination finished since a moment (:meth:`Outbox.throughput`): how many jobs
+    became uploaded and the sum of their files' sizes (bytes)."""
+
+    uploads: int
+    bytes: int
 
 
 # Each entry moves the schema from version i to i + 1 and is applied in the
@@ -421,6 +486,69 @@ _DUPLICATES = """
     WHERE note IS NOT NULL AND state = 'uploaded'
     GROUP BY destination
 """
+
+# recent_uploads(): the uploaded jobs newest first along jobs_finished, each kept only when it
+# is its file's latest uploaded job, so the walk stops after `limit` pictures however many
+# destinations each has. The probe for a later job of the same file goes through the
+# UNIQUE (file_id, destination) index: the unary plus keeps the planner off jobs_finished
+# there, which would read every uploaded job for each picture. A legacy row without a finish
+# time counts as oldest.
+_RECENT_UPLOADS = """
+    SELECT f.id, f.path, f.size, f.taken_at_ms, f.taken_at_source, latest.finished_at,
+           u.destination, u.finished_at - u.claimed_at AS seconds, u.note
+    FROM (
+        SELECT j.file_id, j.finished_at, j.id
+        FROM jobs AS j INDEXED BY jobs_finished
+        WHERE j.state = 'uploaded' AND NOT EXISTS (
+            SELECT 1 FROM jobs AS later
+            WHERE later.file_id = j.file_id AND +later.state = 'uploaded'
+                AND (COALESCE(later.finished_at, 0), later.id)
+                    > (COALESCE(j.finished_at, 0), j.id)
+        )
+        ORDER BY j.finished_at DESC, j.id DESC
+        LIMIT ?
+    ) AS latest
+    JOIN files AS f ON f.id = latest.file_id
+    JOIN jobs AS u ON u.file_id = latest.file_id AND u.state = 'uploaded'
+    ORDER BY latest.finished_at DESC, latest.id DESC, u.destination
+"""
+
+# waiting_jobs(): one range of jobs_due. 'uploading' sorts before 'waiting', so the jobs in
+# flight come first, then the waiting ones in the claim's order (next_attempt_at, id), all
+# read in the index's own order.
+_WAITING_JOBS = """
+    SELECT j.id, j.file_id, f.path, j.destination, j.state, j.attempts, j.next_attempt_at,
+           j.last_error
+    FROM jobs AS j INDEXED BY jobs_due JOIN files AS f ON f.id = j.file_id
+    WHERE j.state IN ('uploading', 'waiting')
+    ORDER BY j.state, j.next_attempt_at, j.id
+    LIMIT ?
+"""
+
+# fail() sets finished_at; a legacy row without one shows when it was last updated.
+_FAILED_JOBS = """
+    SELECT j.id, j.file_id, f.path, j.destination, j.attempts, j.last_error,
+           COALESCE(j.finished_at, j.updated_at) AS failed_at
+    FROM jobs AS j INDEXED BY jobs_finished JOIN files AS f ON f.id = j.file_id
+    WHERE j.state = 'failed'
+    ORDER BY j.finished_at DESC, j.id DESC
+    LIMIT ?
+"""
+
+_THROUGHPUT = """
+    SELECT j.destination, COUNT(*), COALESCE(SUM(f.size), 0)
+    FROM jobs AS j INDEXED BY jobs_finished JOIN files AS f ON f.id = j.file_id
+    WHERE j.state = 'uploaded' AND j.finished_at >= ?
+    GROUP BY j.destination
+"""
+
+# What a retry resets, for all failed jobs (retry_failed()) or one (retry_job()): a fresh
+# start, due now. The old error is cleared so status stops reporting it as the latest.
+# Bound in this order: the new state, the due time, the wall-clock time of the change.
+_RETRY_SET = (
+    "state = ?, attempts = 0, next_attempt_at = ?, finished_at = NULL, last_error = NULL,"
+    " updated_at = ?"
+)
 
 
 def _find_uploaded_by(column: str, index: str) -> str:
@@ -821,6 +949,25 @@ def _rebuild_damaged(path: Path, now: float) -> tuple[Path, int]:
                 f"queue database {path}: cannot put the rebuilt queue in place: {_os_cause(exc)}"
             ) from exc
     return moved, kept
+
+
+def _recent_upload(rows: Sequence[sqlite3.Row]) -> RecentUpload:
+    """One picture of :meth:`Outbox.recent_uploads` from its rows, one per uploaded job."""
+    first = rows[0]
+    seconds = [float(row["seconds"]) for row in rows if row["seconds"] is not None]
+    notes = [str(row["note"]) for row in rows if row["note"] is not None]
+    return RecentUpload(
+        file_id=int(first["id"]),
+        path=Path(_loaded(first["path"])),
+        size=int(first["size"]),
+        taken_at_ms=first["taken_at_ms"],
+        taken_at_source=first["taken_at_source"],
+        destinations=tuple(str(row["destination"]) for row in rows),
+        # A legacy job without a finish time: the Unix epoch, as its place in the order says.
+        finished_at=float(first["finished_at"] or 0.0),
+        seconds=max(seconds) if seconds else None,
+        note=notes[0] if notes else None,
+    )
 
 
 def _note_stale(cur: sqlite3.Cursor, job_id: int) -> None:
@@ -1412,11 +1559,7 @@ class Outbox:
     def retry_failed(self, *, destination: str | None = None) -> int:
         """Queue failed jobs again from scratch (all, or one destination's); returns how many."""
         with self._write("retry failed jobs") as conn:
-            sql = (
-                "UPDATE jobs SET state = ?, attempts = 0, next_attempt_at = ?, finished_at = NULL,"
-                # The old error is cleared so status stops reporting it as the latest.
-                " last_error = NULL, updated_at = ? WHERE state = ?"
-            )
+            sql = f"UPDATE jobs SET {_RETRY_SET} WHERE state = ?"
             params: list[object] = [JobState.WAITING, self.now(), self._clock(), JobState.FAILED]
             if destination is not None:
                 sql += " AND destination = ?"
@@ -1425,6 +1568,16 @@ class Outbox:
         # Whoever asked says how many (a command prints it, the service logs it): said here
         # too, a command would show it twice.
         return count
+
+    def retry_job(self, job_id: int) -> bool:
+        """Queue one failed job again from scratch, due now, as :meth:`retry_failed` does for
+        all; False (and nothing changes) when there is no such job or it is not failed."""
+        with self._write("retry a failed job") as conn:
+            cur = conn.execute(
+                f"UPDATE jobs SET {_RETRY_SET} WHERE id = ? AND state = ?",
+                (JobState.WAITING, self.now(), self._clock(), job_id, JobState.FAILED),
+            )
+            return cur.rowcount == 1
 
     def forget_failed(
         self, *, destination: str | None = None, name: str | None = None
@@ -1676,6 +1829,60 @@ class Outbox:
                 (since,),
             ).fetchone()
         return int(row[0])
+
+    def recent_uploads(self, limit: int = 24) -> list[RecentUpload]:
+        """The last ``limit`` pictures that finished uploading, newest first: one entry per
+        file version, with every destination that has it (works read-only)."""
+        with self._read("list recent uploads") as conn:
+            rows = conn.execute(_RECENT_UPLOADS, (max(0, limit),)).fetchall()
+        # The rows of one picture are adjacent: ordered by its latest job, then destination.
+        return [_recent_upload(list(group)) for _, group in groupby(rows, key=lambda row: row[0])]
+
+    def waiting_jobs(self, limit: int = 100) -> list[WaitingJob]:
+        """Up to ``limit`` jobs not done yet: those uploading now, then the waiting ones in the
+        order :meth:`claim` takes them (works read-only)."""
+        with self._read("list waiting jobs") as conn:
+            rows = conn.execute(_WAITING_JOBS, (max(0, limit),)).fetchall()
+        return [
+            WaitingJob(
+                id=int(row["id"]),
+                file_id=int(row["file_id"]),
+                path=Path(_loaded(row["path"])),
+                destination=str(row["destination"]),
+                state=JobState(row["state"]),
+                attempts=int(row["attempts"]),
+                next_attempt_at=float(row["next_attempt_at"]),
+                last_error=row["last_error"],
+            )
+            for row in rows
+        ]
+
+    def failed_jobs(self, limit: int = 200) -> list[FailedJob]:
+        """Up to ``limit`` failed jobs, the latest failure first (works read-only)."""
+        with self._read("list failed jobs") as conn:
+            rows = conn.execute(_FAILED_JOBS, (max(0, limit),)).fetchall()
+        return [
+            FailedJob(
+                id=int(row["id"]),
+                file_id=int(row["file_id"]),
+                path=Path(_loaded(row["path"])),
+                destination=str(row["destination"]),
+                attempts=int(row["attempts"]),
+                last_error=row["last_error"],
+                failed_at=float(row["failed_at"]),
+            )
+            for row in rows
+        ]
+
+    def throughput(self, since: float) -> dict[str, Throughput]:
+        """Per destination, the jobs that became uploaded at or after ``since`` (wall clock, as
+        finish times are kept) and their files' sizes; a destination with none is left out."""
+        with self._read("measure throughput") as conn:
+            rows = conn.execute(_THROUGHPUT, (since,)).fetchall()
+        return {
+            str(destination): Throughput(uploads=int(count), bytes=int(size))
+            for destination, count, size in rows
+        }
 
     def uploaded_hashes(self, file_id: int) -> list[str | None]:
         """The content hash (XXH3-128) each job of this file version recorded when it was

@@ -7,6 +7,10 @@ last error, the capture-time sources, the uploads of today), where it comes from
 another process) and its one JSON form, whose keys the README documents as a contract:
 ``boothsync status --json`` prints it, and the tray reads the same :class:`Status`.
 
+Also owns what a dashboard shows of the pictures (:func:`pictures`: the recent uploads, the
+jobs waiting and failed, and each destination's pace over the last :data:`RATE_WINDOW`
+seconds) and how a stored error reads to a booth operator (:func:`plain_reason`).
+
 ``status --json`` must stay fast: this module imports neither the engine nor the uploader
 (nor, through them, httpx or watchdog) at import time; what only the tray needs from them is
 imported where it is used. Must not write to the database.
@@ -15,6 +19,8 @@ imported where it is used. Must not write to the database.
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,9 +31,13 @@ from boothsync.outbox import (
     MISSING_FOLDERS_FLAG,
     PAUSED_FLAG,
     Event,
+    FailedJob,
+    JobState,
     Outbox,
     QueueNotCreated,
+    RecentUpload,
     Stats,
+    WaitingJob,
 )
 
 if TYPE_CHECKING:
@@ -36,19 +46,29 @@ if TYPE_CHECKING:
     from boothsync.engine import Engine, Snapshot
 
 __all__ = [
+    "RATE_WINDOW",
     "STATES",
+    "FailedPicture",
+    "Pictures",
+    "Rate",
     "Status",
+    "WaitingPicture",
     "attention",
     "empty_stats",
     "from_engine",
     "iso",
     "needs_attention",
+    "pictures",
+    "plain_reason",
     "read_database",
     "report",
     "to_json",
 ]
 
 STATES = ("waiting", "uploading", "uploaded", "failed")
+
+#: The span (seconds) over which :func:`pictures` measures each destination's pace.
+RATE_WINDOW = 300.0
 
 
 def empty_stats() -> Stats:
@@ -144,6 +164,225 @@ def report(config: Config, database: Path, instance: InstanceState) -> dict[str,
         finally:
             outbox.close()
     return to_json(status, config, database, instance)
+
+
+@dataclass(frozen=True)
+class WaitingPicture:
+    """A job not done yet: ``due_in`` is how many seconds until it is tried (0 when it is due
+    or uploading), ``reason`` its last error in plain words (None when it has none)."""
+
+    job: WaitingJob
+    due_in: float
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class FailedPicture:
+    """A job that failed for good, with its stored error in plain words."""
+
+    job: FailedJob
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rate:
+    """One destination's pace over the last :data:`RATE_WINDOW` seconds.
+
+    ``pending`` counts its jobs waiting or uploading, ``uploads`` those that became uploaded in
+    the window (with ``per_minute`` and ``bytes_per_second``, their files' sizes, over the whole
+    window). ``eta_seconds`` is how long the pending ones take at that pace: None when nothing
+    was uploaded in the window (no pace to go by), 0 when nothing is pending.
+    """
+
+    pending: int
+    uploads: int
+    per_minute: float
+    bytes_per_second: float
+    eta_seconds: float | None
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """What a dashboard shows of the pictures, read at ``at`` (wall clock): the latest uploads
+    (newest first, one per picture), the jobs not done yet (in flight first, then in the order
+    they go), the failed ones (latest first) and each destination's :class:`Rate`."""
+
+    at: float
+    recent: tuple[RecentUpload, ...]
+    waiting: tuple[WaitingPicture, ...]
+    failed: tuple[FailedPicture, ...]
+    rates: Mapping[str, Rate]
+
+
+def pictures(outbox: Outbox, *, now: float | None = None, recent: int = 24) -> Pictures:
+    """The pictures of the queue ``outbox`` holds (read-only is enough) as a dashboard shows
+    them; ``now`` is the wall-clock time to measure the rates back from (default: now),
+    ``recent`` how many recent uploads to list. The lists of waiting and failed jobs are as long
+    as :meth:`~boothsync.outbox.Outbox.waiting_jobs` and
+    :meth:`~boothsync.outbox.Outbox.failed_jobs` give by default (100, 200); each rate counts
+    all of its destination's jobs. Raises OutboxError when the queue cannot be read."""
+    at = time.time() if now is None else now
+    scheduled = outbox.now()
+    waiting = tuple(
+        WaitingPicture(
+            job=job,
+            due_in=(
+                0.0
+                if job.state is JobState.UPLOADING
+                else max(0.0, job.next_attempt_at - scheduled)
+            ),
+            reason=None if job.last_error is None else plain_reason(job.last_error),
+        )
+        for job in outbox.waiting_jobs()
+    )
+    failed = tuple(
+        FailedPicture(job=job, reason=plain_reason(job.last_error)) for job in outbox.failed_jobs()
+    )
+    return Pictures(
+        at=at,
+        recent=tuple(outbox.recent_uploads(recent)),
+        waiting=waiting,
+        failed=failed,
+        rates=_rates(outbox, at),
+    )
+
+
+def _rates(outbox: Outbox, now: float) -> dict[str, Rate]:
+    """Each destination's :class:`Rate` (every destination with a job, or an upload in the
+    window), by name."""
+    done = outbox.throughput(now - RATE_WINDOW)
+    counts = outbox.stats().destinations
+    rates: dict[str, Rate] = {}
+    for name in sorted(counts.keys() | done.keys()):
+        states = counts.get(name, {})
+        pending = states.get(JobState.WAITING, 0) + states.get(JobState.UPLOADING, 0)
+        uploads = done[name].uploads if name in done else 0
+        size = done[name].bytes if name in done else 0
+        eta = None if uploads == 0 else pending * RATE_WINDOW / uploads
+        rates[name] = Rate(
+            pending=pending,
+            uploads=uploads,
+            per_minute=uploads * 60.0 / RATE_WINDOW,
+            bytes_per_second=size / RATE_WINDOW,
+            eta_seconds=eta,
+        )
+    return rates
+
+
+# How the errors the uploader and the destinations store (Outbox.fail(), retry_later()) read to
+# a booth operator, first match wins; each pattern follows the message it words (the module
+# named beside it), and one that matches none is shown as stored.
+_REASONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.DOTALL), words)
+    for pattern, words in (
+        # uploader.py, capture.py: a file gone is dropped from the queue, so this is rare.
+        (
+            r"missing: .* vanished|.*: vanished before upload",
+            "The picture was deleted from the booth folder before it was uploaded.",
+        ),
+        # uploader.py, capture.py, destinations/base.py: permissions, a lock, a failing drive.
+        (
+            r".*: cannot be read: (?P<why>.*)",
+            "boothsync cannot read the picture ({why}): check its permissions, and whether the"
+            " booth software still has it open.",
+        ),
+        # destinations/base.py, destinations/folder.py.
+        (
+            r".*: (shrank while it was being uploaded|only \d+ of \d+ bytes could be read)",
+            "The picture got shorter while it was being uploaded: it was still being written,"
+            " or its drive has trouble.",
+        ),
+        # uploader.py (_CHANGED_ERROR).
+        (
+            r"changed while it was being uploaded.*",
+            "The picture changed while it was being uploaded; it is sent again.",
+        ),
+        # engine.py (_refused_source).
+        (
+            r".* leads to (?P<target>.*), outside the watched folders: not uploaded.*",
+            "The picture is a link to {target}, outside the watched folders, so it is not"
+            " uploaded (allow_outside_links = true in its [[watch]] allows it).",
+        ),
+        # destinations/picpeak.py: refused before sending.
+        (
+            r".* \((?P<mb>[\d.]+) MB\) is larger than (?P<who>.+)'s (?P<limit>\d+) MB limit",
+            "The picture ({mb} MB) is too large: {who} takes at most {limit} MB.",
+        ),
+        (
+            r".* is (?P<type>\S+): (?P<who>.+)'s API takes only images",
+            "{who} takes only pictures, and this file is {type}.",
+        ),
+        # destinations/picpeak.py, destinations/picsui.py: 413.
+        (
+            r"(?P<who>.+?) refused the file as too large \(413\) \((?P<said>.*)\)",
+            "{who} refused the picture as too large: {said}",
+        ),
+        (
+            r"(?P<who>.+?) refused the file as too large \(413\).*",
+            "{who} refused the picture as too large.",
+        ),
+        # destinations/picsui.py: any other 4xx.
+        (
+            r"(?P<who>.+?) refused the file \((?P<status>\d{3})\): (?P<said>.*)",
+            "{who} refused the picture: {said}",
+        ),
+        (
+            r"(?P<who>.+?) refused the file \((?P<status>\d{3})\)",
+            "{who} refused the picture ({status}).",
+        ),
+        # destinations/http.py (raise_for): a 4xx but 408 and 429 (busy) refuses the picture.
+        (
+            r"(?P<who>.+?) answered (?!408|429)(?P<status>4\d\d): (?P<said>.*)",
+            "{who} refused the picture: {said}",
+        ),
+        (
+            r"(?P<who>.+?) answered (?!408|429)(?P<status>4\d\d)",
+            "{who} refused the picture ({status}).",
+        ),
+        (
+            r"(?P<who>.+?) answered (?P<status>5\d\d|408|429)(: .*)?",
+            "{who} is busy or has trouble ({status}); boothsync tries again.",
+        ),
+        # destinations/http.py (_network_error).
+        (
+            r"cannot reach (?P<who>.+?): (?P<why>.*)",
+            "No connection to {who} ({why}); boothsync tries again.",
+        ),
+        (
+            r"(?P<who>.+?) did not (answer in time|complete the request within) .*",
+            "{who} did not answer in time; boothsync tries again.",
+        ),
+        # destinations/folder.py.
+        (
+            r"(?P<folder>.+) is full \(.*\): make room on it",
+            "The folder {folder} is full: make room on it.",
+        ),
+        (
+            r"(?P<folder>.+) already holds (?P<n>\d+) files named like (?P<name>.+)",
+            "The folder {folder} already holds {n} files named like {name}: move some away.",
+        ),
+        (
+            r"cannot make the album folder (?P<folder>.+): a file of that name is in the way",
+            "A file is in the way of the album folder {folder}: move it away.",
+        ),
+        (
+            r"cannot write into (?P<folder>.+?): (?P<why>.*)",
+            "boothsync cannot write into the folder {folder} ({why}).",
+        ),
+    )
+)
+
+
+def plain_reason(error: str | None) -> str:
+    """A job's stored error in words for a booth operator, where it is of a known kind; any
+    other error as it is stored."""
+    if error is None:
+        return "No reason was recorded."
+    for pattern, words in _REASONS:
+        match = pattern.fullmatch(error)
+        if match is not None:
+            return words.format(**match.groupdict())
+    return error
 
 
 def to_json(
