@@ -41,10 +41,12 @@ import httpx
 
 from bench.idle import (
     READY_SECONDS,
+    SERVING,
     STOP_SECONDS,
     BenchError,
     Child,
     ReceiverProcess,
+    answering,
     cpu_seconds,
     machine,
     positive,
@@ -154,11 +156,22 @@ def _used(before: float | None, after: float | None) -> float | None:
 
 
 def burst(
-    gallery: Gallery, config: Path, staging: Sequence[Path], watched: Path, name: str
+    gallery: Gallery,
+    config: Path,
+    staging: Sequence[Path],
+    watched: Path,
+    name: str,
+    *,
+    dashboard: bool = False,
 ) -> tuple[Run, Child]:
-    """Start the daemon, rename every file in at once, wait until all arrived."""
+    """Start the daemon, rename every file in at once, wait until all arrived. With the
+    dashboard, the files come once it answers (it starts after ready: its start is not what
+    a burst measures)."""
     daemon = Child(["run", "-c", str(config)])
     daemon.wait_for_line(re.compile(r"\bready\b"), READY_SECONDS, "ready line")
+    if dashboard:
+        served = daemon.wait_for_line(SERVING, READY_SECONDS, "dashboard line")
+        answering(served.group(1), READY_SECONDS)
     before = len(gallery.records())
     size = sum(p.stat().st_size for p in staging)
     targets = [watched / p.name for p in staging]
@@ -182,7 +195,9 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def write_config(root: Path, watched: Path, base_url: str, round_: int) -> Path:
+def write_config(
+    root: Path, watched: Path, base_url: str, round_: int, *, dashboard: bool = False
+) -> Path:
     # A fresh state folder per round: the same pictures come back, and must be new to it.
     return _write_config(
         root / f"burst-{round_}.toml",
@@ -191,6 +206,7 @@ def write_config(root: Path, watched: Path, base_url: str, round_: int) -> Path:
         base_url=base_url,
         name="bench-burst",
         concurrency=CONCURRENCY,
+        dashboard=dashboard,
     )
 
 
@@ -207,12 +223,13 @@ def receiver_folder(root: Path) -> Iterator[Path]:
         yield root / "received"
 
 
-def run(files: int, size_mb: float, rounds: int) -> int:
+def run(files: int, size_mb: float, rounds: int, *, dashboard: bool = False) -> int:
     say = print
     size = int(size_mb * 1_000_000)
+    served = "with its dashboard served (a thumbnail per picture)" if dashboard else "no dashboard"
     say(
         f"boothsync burst: {files} file(s) of {size / 1e6:.1f} MB renamed in at once,"
-        f" concurrency {CONCURRENCY}, {rounds} round(s)"
+        f" concurrency {CONCURRENCY}, {rounds} round(s), {served}"
     )
     say(f"machine: {machine()}")
     floors: list[Run] = []
@@ -230,8 +247,10 @@ def run(files: int, size_mb: float, rounds: int) -> int:
             say(f"floor 1: {floors[-1].seconds:.2f} s")
             for number in range(1, rounds + 1):
                 clear_stored(received)
-                config = write_config(root, watched, receiver.base_url, number)
-                daemon_run, daemon = burst(gallery, config, staging, watched, f"boothsync {number}")
+                config = write_config(root, watched, receiver.base_url, number, dashboard=dashboard)
+                daemon_run, daemon = burst(
+                    gallery, config, staging, watched, f"boothsync {number}", dashboard=dashboard
+                )
                 code, _ = daemon.stop()
                 daemons.append(daemon_run)
                 say(f"{daemon_run.name}: {daemon_run.seconds:.2f} s")
@@ -295,13 +314,18 @@ def _parser() -> argparse.ArgumentParser:
         default=5,
         help="boothsync runs, each followed by a floor run (default: %(default)s)",
     )
+    parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve the dashboard (as a default config does): its thumbnails count too",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return run(args.files, args.size_mb, args.rounds)
+        return run(args.files, args.size_mb, args.rounds, dashboard=args.dashboard)
     except BenchError as exc:
         print(f"bench.burst: invalid measurement: {exc}", file=sys.stderr)
         return 1

@@ -1,8 +1,9 @@
 """Idle cost: what a running ``boothsync run`` costs while no picture arrives.
 
 Owns one measurement: a real ``python -m boothsync run`` process watching a folder of
-already-uploaded pictures (10,000 by default), in native and in polling mode, over an idle
-window, against a baseline taken in the same run (the same daemon watching an empty folder),
+already-uploaded pictures (10,000 by default), in native and in polling mode, and natively with
+its dashboard served (``web``), and served with one page open on it (``web+page``), over an
+idle window, against a baseline taken in the same run (the same daemon watching an empty folder),
 because the machines are shared and noisy and only ratios within one run compare. For each
 run it reports the process's CPU time during the window, its peak RSS, the time from start
 to the "ready" log line, and how many uploads the receiver got (it must be 0: nothing known
@@ -62,6 +63,9 @@ BOOTHSYNC = [sys.executable, "-m", "boothsync"]
 
 TARGET_NATIVE_CPU_PERCENT = 1.0
 TARGET_RSS_MB = 80.0
+# The dashboard: served and unused it must cost what no dashboard costs ("web" against
+# "native"); with a page open, under 1 % of a core.
+TARGET_PAGE_CPU_PERCENT = 1.0
 # The daemon promises to exit within 10 s of SIGTERM (README, service units).
 STOP_SECONDS = 10.0
 # Generous: a slow shared machine starting Python and scanning 10,000 files.
@@ -73,6 +77,7 @@ SETTLE_SECONDS = 0.5
 # "ready: every folder scanned"; \b keeps "already" from matching.
 _READY = re.compile(r"\bready\b")
 _RECEIVER_URL = re.compile(r"receiver on (http://\S+)")
+SERVING = re.compile(r"dashboard on (http://\S+)")
 _LINUX = sys.platform.startswith("linux")
 
 
@@ -213,6 +218,88 @@ class ReceiverProcess:
         self.child.stop()
 
 
+class DashboardPage:
+    """What an open dashboard page asks of boothsync: logged in through ``boothsync dashboard
+    --print-url``, then its live part every second (the thumbnails once, as a browser keeps
+    them). The browser's own cost is not boothsync's and is not measured."""
+
+    def __init__(self, config_file: Path) -> None:
+        url = subprocess.run(
+            [*BOOTHSYNC, "dashboard", "-c", str(config_file), "--print-url"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={k: v for k, v in os.environ.items() if not k.startswith("BOOTHSYNC_")},
+        )
+        if url.returncode != 0:
+            raise BenchError(f"no dashboard to open: {url.stderr.strip()}")
+        self.login = urlsplit(url.stdout.strip())
+        self.requests = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self._looked = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="bench-page", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._looked.wait(READY_SECONDS):
+            raise BenchError("the page's first look took too long")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        if self.failures:
+            raise BenchError(f"the page's requests failed {self.failures} time(s)")
+
+    def _poll(self) -> None:
+        conn = http.client.HTTPConnection(
+            self.login.hostname or "127.0.0.1", self.login.port, timeout=10
+        )
+        try:
+            conn.request("GET", f"{self.login.path}?{self.login.query}")
+            answer = conn.getresponse()
+            answer.read()
+            cookie = (answer.getheader("Set-Cookie") or "").split(";", 1)[0]
+            host = f"{self.login.hostname}:{self.login.port}"
+            fetched: set[str] = set()
+            while not self._stop.is_set():
+                conn.request("GET", "/live", headers={"Cookie": cookie, "Host": host})
+                live = conn.getresponse()
+                body = live.read().decode("utf-8", "replace")
+                self.requests += 1
+                self.failures += live.status != 200
+                for thumb in set(re.findall(r'src="(/thumbs/\d+\.jpg)"', body)) - fetched:
+                    conn.request("GET", thumb, headers={"Cookie": cookie, "Host": host})
+                    conn.getresponse().read()
+                    fetched.add(thumb)
+                self._looked.set()
+                self._stop.wait(1.0)
+        except OSError:
+            self.failures += 1
+        finally:
+            self._looked.set()
+            conn.close()
+
+
+def answering(base_url: str, timeout: float) -> None:
+    """Wait until the dashboard at ``base_url`` answers (its thread has done its imports)."""
+    parts = urlsplit(base_url)
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=5)
+        try:
+            conn.request("GET", "/mode")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        if time.monotonic() >= deadline:
+            raise BenchError(f"the dashboard at {base_url} did not answer within {timeout:.0f} s")
+        threading.Event().wait(0.05)
+
+
 # -- what a process costs ----------------------------------------------------------------------
 
 
@@ -266,8 +353,10 @@ def write_config(
     poll: bool = False,
     poll_interval: float = 2.0,
     concurrency: int = 2,
+    dashboard: bool = False,
 ) -> Path:
-    """The config a benchmark's daemon runs with: one folder, the local receiver."""
+    """The config a benchmark's daemon runs with: one folder, the local receiver; the
+    dashboard only when asked for (on a free port)."""
 
     def toml(value: Path) -> str:
         # A JSON string of a path is a valid TOML basic string.
@@ -297,6 +386,10 @@ concurrency = {concurrency}
 
 [state]
 dir = {toml(state)}
+
+[web]
+enabled = {"true" if dashboard else "false"}
+listen = "127.0.0.1:0"
 """,
         encoding="utf-8",
     )
@@ -393,18 +486,35 @@ def measure(
     sample: Path,
     receiver: ReceiverProcess,
     seconds: float,
+    *,
+    dashboard: bool = False,
+    browser: bool = False,
 ) -> Result:
-    """Start a daemon, wait for ready, measure an idle window, prove it still uploads, stop."""
+    """Start a daemon, wait for ready, measure an idle window, prove it still uploads, stop.
+    ``dashboard``: the window starts once the dashboard serves (it starts after ready: its
+    start is a start cost, not an idle one). ``browser``: during the window a logged-in page
+    polls the dashboard's live part as the page in a browser does (every second)."""
     before = receiver.uploads()
     daemon = Child(["run", "-c", str(config_file)])
+    page: DashboardPage | None = None
     try:
         daemon.wait_for_line(_READY, READY_SECONDS, "ready line")
         ready = time.monotonic() - daemon.started
+        if dashboard:
+            served = daemon.wait_for_line(SERVING, READY_SECONDS, "dashboard line")
+            answering(served.group(1), READY_SECONDS)
+        if browser:
+            page = DashboardPage(config_file)
+            # Opened before the window: the window measures a page left open, not its first
+            # look (which makes the thumbnails these pictures, never uploaded here, lack).
+            page.start()
         cpu_start = cpu_seconds(daemon.pid)
         window_start = time.monotonic()
         # The window itself: nothing to wait for, the daemon is meant to do nothing.
         threading.Event().wait(seconds)
         cpu_end = cpu_seconds(daemon.pid)
+        if page is not None:
+            page.stop()
         window = time.monotonic() - window_start
         rss = peak_rss_mb(daemon.pid)
         if daemon.process.poll() is not None:
@@ -426,6 +536,8 @@ def measure(
             threading.Event().wait(0.05)
         canary = time.monotonic() - dropped
     finally:
+        if page is not None:
+            page.stop()
         exit_code, stop_seconds = daemon.stop()
     if exit_code != 0:
         said = "did not stop within" if exit_code is None else f"exited with {exit_code} within"
@@ -489,6 +601,9 @@ def target(result: Result, baseline: Result) -> str:
     pct = result.percent
     if result.mode == "polling":
         return f"low: {_num(pct, '.2f')} % of a core, {_times(result, baseline)}"
+    if result.mode == "web+page":
+        page_ok = "n/a" if pct is None else ("met" if pct < TARGET_PAGE_CPU_PERCENT else "MISSED")
+        return f"< {TARGET_PAGE_CPU_PERCENT:g} % core with a page open: {page_ok}"
     cpu_ok = "n/a" if pct is None else ("met" if pct <= TARGET_NATIVE_CPU_PERCENT else "MISSED")
     rss = result.rss_mb
     rss_ok = "n/a" if rss is None else ("met" if rss <= TARGET_RSS_MB else "MISSED")
@@ -620,31 +735,22 @@ def run(seconds: float, files: int, poll_interval: float) -> int:
         receiver = ReceiverProcess(root / "received")
         try:
             url = receiver.base_url
-            base_cfg = write_config(
-                root / "baseline.toml",
-                watch=empty,
-                state=root / "state-baseline",
-                base_url=url,
-                poll=False,
-                poll_interval=poll_interval,
-            )
-            # Native and polling share the folder and the queue: the same 10,000 known files.
-            native_cfg = write_config(
-                root / "native.toml",
-                watch=pictures,
-                state=root / "state",
-                base_url=url,
-                poll=False,
-                poll_interval=poll_interval,
-            )
-            polling_cfg = write_config(
-                root / "polling.toml",
-                watch=pictures,
-                state=root / "state",
-                base_url=url,
-                poll=True,
-                poll_interval=poll_interval,
-            )
+
+            def config(name: str, watch: Path, state: str, **more: Any) -> Path:
+                return write_config(
+                    root / f"{name}.toml",
+                    watch=watch,
+                    state=root / state,
+                    base_url=url,
+                    poll_interval=poll_interval,
+                    **more,
+                )
+
+            base_cfg = config("baseline", empty, "state-baseline")
+            # The other runs share the folder and the queue: the same 10,000 known files.
+            native_cfg = config("native", pictures, "state")
+            dashboard_cfg = config("dashboard", pictures, "state", dashboard=True)
+            polling_cfg = config("polling", pictures, "state", poll=True)
             started = time.monotonic()
             seeded = mark_uploaded(native_cfg)
             seeding = time.monotonic() - started
@@ -654,15 +760,34 @@ def run(seconds: float, files: int, poll_interval: float) -> int:
             )
             say(
                 f"targets: native <= {TARGET_NATIVE_CPU_PERCENT:g} % of one core and peak RSS"
-                f" <= {TARGET_RSS_MB:.0f} MB; polling (every {poll_interval:g} s): low"
+                f" <= {TARGET_RSS_MB:.0f} MB; web (the dashboard served, no page open): as"
+                f" native; web+page (one page open): < {TARGET_PAGE_CPU_PERCENT:g} % of one"
+                f" core; polling (every {poll_interval:g} s): low"
             )
             say("")
 
             baseline = measure("baseline", base_cfg, empty, 0, sample, receiver, seconds)
             say(describe(baseline, None))
             results = [baseline]
-            for mode, cfg in (("native", native_cfg), ("polling", polling_cfg)):
-                result = measure(mode, cfg, pictures, files, sample, receiver, seconds)
+            runs = (
+                ("native", native_cfg, False),
+                ("web", dashboard_cfg, False),
+                ("web+page", dashboard_cfg, True),
+                ("polling", polling_cfg, False),
+            )
+            for mode, cfg, page in runs:
+                served = cfg == dashboard_cfg
+                result = measure(
+                    mode,
+                    cfg,
+                    pictures,
+                    files,
+                    sample,
+                    receiver,
+                    seconds,
+                    dashboard=served,
+                    browser=page,
+                )
                 say(describe(result, baseline))
                 results.append(result)
         finally:

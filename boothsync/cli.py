@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import threading
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from boothsync import __version__
-from boothsync.config import Config, find_config, load_config, secrets
+from boothsync.config import CONFIG_ENV, Config, find_config, load_config, secrets
 from boothsync.daemon import (
     INTERRUPTED_EXIT,
     InstanceState,
@@ -32,14 +33,16 @@ from boothsync.daemon import (
     stop_signals,
     wait_for_stop,
 )
-from boothsync.errors import BoothsyncError, ConfigError
+from boothsync.errors import BoothsyncError, ConfigError, NoConfigFile
 from boothsync.names import printable
 from boothsync.outbox import Outbox
-from boothsync.paths import CONFIG_FILE_NAME, outbox_path
+from boothsync.paths import CONFIG_FILE_NAME, default_state_dir, outbox_path, user_config_file
 from boothsync.status import STATES, iso, needs_attention
 from boothsync.status import report as status_json
 
 __all__ = ["main"]
+
+log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -263,6 +266,25 @@ def _parser() -> argparse.ArgumentParser:
     uninstall.add_argument("--unit-dir", type=Path, metavar="DIR", help="remove it from here")
     uninstall.set_defaults(handler=_service_uninstall)
 
+    dashboard = commands.add_parser(
+        "dashboard",
+        parents=[with_config],
+        help="open the running boothsync's dashboard in the browser (with a login link)",
+    )
+    dashboard.add_argument(
+        "--print-url",
+        action="store_true",
+        help="only print the URL to open (it logs in once, within 5 minutes)",
+    )
+    dashboard.set_defaults(handler=_dashboard)
+
+    setup = commands.add_parser(
+        "setup",
+        parents=[with_config],
+        help="set boothsync up in the browser (the first config, or change the one there is)",
+    )
+    setup.set_defaults(handler=_setup)
+
     demo = commands.add_parser(
         "demo", parents=[common], help="see it work: local receiver, hot folder, sample pictures"
     )
@@ -273,6 +295,9 @@ def _parser() -> argparse.ArgumentParser:
         help="demo folder (default: %(default)s)",
     )
     demo.add_argument("--samples", type=int, default=3, help="sample pictures to write")
+    demo.add_argument(
+        "--no-browser", action="store_true", help="print the dashboard's address, do not open it"
+    )
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -297,13 +322,89 @@ def _secrets(config: Config) -> list[str]:
 def _run(args: argparse.Namespace) -> int:
     from boothsync.daemon import run_service
 
-    return run_service(_load(args), args.level)
+    config = _load_or_set_up(args, browser=False)
+    return EXIT_OK if config is None else run_service(config, args.level)
 
 
 def _tray(args: argparse.Namespace) -> int:
     from boothsync.tray import run_tray
 
-    return run_tray(_load(args), attach=args.attach)
+    if args.attach:
+        return run_tray(_load(args), attach=True)
+    config = _load_or_set_up(args, browser=True)
+    return EXIT_OK if config is None else run_tray(config, attach=False)
+
+
+def _setup(args: argparse.Namespace) -> int:
+    """The setup in the browser: the first config's wizard, or the settings of an existing
+    one (of the running boothsync, or of one started here)."""
+    from boothsync.daemon import run_service
+
+    explicit: Path | None = args.config
+    if explicit is not None and not explicit.expanduser().exists():
+        config = _set_up(explicit.expanduser(), args, browser=True)
+    else:
+        config = _load_or_set_up(args, browser=True)
+        if config is not None:
+            folder = outbox_path(config).parent
+            if instance_state(folder).running:
+                return _open_dashboard(folder, "/settings")
+            _open_when_served(folder, "/settings")
+    return EXIT_OK if config is None else run_service(config, args.level)
+
+
+def _load_or_set_up(args: argparse.Namespace, *, browser: bool) -> Config | None:
+    """The config, or (none anywhere) the one the setup wizard saves; None if stopped first."""
+    try:
+        return _load(args)
+    except NoConfigFile:
+        pass
+    named = os.environ.get(CONFIG_ENV)
+    return _set_up(Path(named) if named else user_config_file(), args, browser=browser)
+
+
+def _set_up(target: Path, args: argparse.Namespace, *, browser: bool) -> Config | None:
+    from boothsync.daemon import first_setup
+
+    if not first_setup(target, on_serving=_open_login if browser else None):
+        return None
+    return _load(argparse.Namespace(config=target, level=args.level))
+
+
+def _open_login(login: str) -> None:
+    from boothsync.desktop import can_open_browser, open_path
+
+    if can_open_browser() and open_path(login):
+        print("opened the setup in the browser", flush=True)
+    else:
+        print(f"open this in a browser within 5 minutes:\n{login}", flush=True)
+
+
+def _open_dashboard(folder: Path, page: str = "/") -> int:
+    from boothsync.web.server import NoDashboard, login_link
+
+    try:
+        _open_login(login_link(folder, page))
+    except NoDashboard as exc:
+        raise BoothsyncError(f"boothsync {exc}") from exc
+    return EXIT_OK
+
+
+def _open_when_served(folder: Path, page: str) -> None:
+    """Open the dashboard of the boothsync about to start here, once it serves."""
+    from boothsync.web.server import NoDashboard, login_link, serving_url
+
+    def opener() -> None:
+        deadline = time.monotonic() + 30
+        pause = threading.Event()
+        while serving_url(folder) is None and time.monotonic() < deadline:
+            pause.wait(0.2)
+        try:
+            _open_login(login_link(folder, page))
+        except NoDashboard as exc:
+            log.warning("cannot open the dashboard: %s", exc)
+
+    threading.Thread(target=opener, name="open-dashboard", daemon=True).start()
 
 
 def _say(line: str) -> None:
@@ -529,25 +630,15 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _check_config(config: Config) -> int:
-    from boothsync.destinations import create
+    from boothsync.checks import run_checks
 
-    lines: list[tuple[bool, str, str]] = [(True, "config is valid", str(config.source or ""))]
-    for watch in config.watches:
-        exists = watch.path.is_dir()
-        lines.append((exists, f"watch folder {watch.path}", "exists" if exists else "missing"))
-    state = outbox_path(config).parent
-    lines.append(_writable(state))
-    for name, cfg in config.destinations.items():
-        albums = [w.album_id for w in config.watches if w.album_id and name in w.destinations]
-        destination = create(cfg, context=_context(config))
-        try:
-            lines.extend((i.ok, i.label, i.detail) for i in destination.check(albums))
-        finally:
-            destination.close()
     problems = 0
-    for ok, label, detail in lines:
-        problems += not ok
-        print(f"[{'ok' if ok else 'FAIL'}] {label}" + (f": {detail}" if detail else ""))
+    for line in run_checks(config):
+        problems += not line.ok
+        print(
+            f"[{'ok' if line.ok else 'FAIL'}] {line.label}"
+            + (f": {line.detail}" if line.detail else "")
+        )
     print("all good" if not problems else f"{problems} problem(s)")
     return EXIT_OK if not problems else EXIT_FAILED
 
@@ -582,18 +673,6 @@ def _init(args: argparse.Namespace) -> int:
     if result == EXIT_OK:
         print(f"next: boothsync run -c {written}")
     return result
-
-
-def _writable(folder: Path) -> tuple[bool, str, str]:
-    label = f"state folder {folder}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".boothsync-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        return False, label, f"not writable: {exc.strerror or exc}"
-    return True, label, "writable"
 
 
 def _service_install(args: argparse.Namespace) -> int:
@@ -645,6 +724,33 @@ def _receiver(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    """Leave a one-time login token for the running boothsync's dashboard and open (or print)
+    the URL that uses it."""
+    from boothsync.web.server import NoDashboard, login_link
+
+    try:
+        folder = outbox_path(_load(args)).parent
+    except NoConfigFile:
+        # A boothsync without a config serves its setup from the default state folder.
+        folder = default_state_dir()
+    instance = instance_state(folder)
+    if not instance.running:
+        raise BoothsyncError(
+            f"no boothsync runs with the queue in {folder}; start it with `boothsync run`, the"
+            " tray or the service (or give the -c FILE it runs with)"
+        )
+    try:
+        login = login_link(folder)
+    except NoDashboard as exc:
+        raise BoothsyncError(f"boothsync (pid {instance.pid}) {exc}") from exc
+    if args.print_url:
+        print(login)
+        return EXIT_OK
+    _open_login(login)
+    return EXIT_OK
+
+
 def _demo(args: argparse.Namespace) -> int:
     from boothsync.demo import run_demo
 
@@ -655,6 +761,6 @@ def _demo(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     try:
-        return run_demo(args.dir, samples=args.samples, say=say)
+        return run_demo(args.dir, samples=args.samples, say=say, browser=not args.no_browser)
     except OSError as exc:
         raise BoothsyncError(f"{args.dir}: {exc.strerror or exc}") from exc

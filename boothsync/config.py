@@ -40,7 +40,7 @@ from boothsync.bandwidth import parse_rate
 from boothsync.capture import DEFAULT_FILENAME_DATES, CaptureOptions, compile_filename_date
 from boothsync.destinations import REGISTRY
 from boothsync.destinations.base import DestinationConfig
-from boothsync.errors import ConfigError
+from boothsync.errors import ConfigError, NoConfigFile
 from boothsync.options import API_KEY_ENV, MISSING, Invalid, Kind, Option, positive
 from boothsync.paths import CONFIG_FILE_NAME, user_config_file
 
@@ -48,6 +48,7 @@ __all__ = [
     "API_KEY_ENV",
     "CONFIG_ENV",
     "DESTINATION_TYPES",
+    "EVENT_KEYS",
     "SECTIONS",
     "SKIPPED_FOLDERS",
     "BoothConfig",
@@ -63,7 +64,9 @@ __all__ = [
     "load_config",
     "loopback_listen",
     "parse_config",
+    "read_config_file",
     "secrets",
+    "setup_web",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,7 @@ DEFAULT_TRIGGER_PORT: Final = 8787
 #: ``[web] listen``: the dashboard, on this machine only.
 DEFAULT_WEB_LISTEN: Final = "127.0.0.1:8700"
 WEB_PASSWORD_ENV: Final = "BOOTHSYNC_WEB_PASSWORD"
+WEB_LISTEN_ENV: Final = "BOOTHSYNC_WEB_LISTEN"
 #: ``[booth] language``: the tray's texts; "auto" follows the system locale.
 LANGUAGES: Final = ("auto", "en", "de")
 
@@ -182,7 +186,7 @@ def _time_zone(value: str) -> str:
 def _listen(value: str) -> str:
     """``host:port`` with an IP address (IPv6 in brackets) or ``localhost``; normalised."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise Invalid('must be an address and a port, e.g. "127.0.0.1:8700"', value)
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if bare.lower() == "localhost":
@@ -407,8 +411,10 @@ WEB_OPTIONS: Final[tuple[Option, ...]] = (
         "listen",
         "str",
         'The address and port the dashboard listens on. "127.0.0.1:8700" is this computer '
-        'only; "0.0.0.0:8700" lets a phone on the venue network in, and then needs password.',
+        'only; "0.0.0.0:8700" lets a phone on the venue network in, and then needs password. '
+        "Port 0: a free one, chosen at each start (`boothsync dashboard` finds it).",
         default=DEFAULT_WEB_LISTEN,
+        env=WEB_LISTEN_ENV,
         check=_listen,
     ),
     Option(
@@ -619,9 +625,9 @@ def find_config(
         if candidate.is_file():
             return candidate
     looked = ", ".join(str(candidate) for candidate in candidates)
-    raise ConfigError(
-        f"no config file found (looked for ${CONFIG_ENV}, {looked}); run `boothsync init` "
-        "to write one, or pass -c FILE"
+    raise NoConfigFile(
+        f"no config file found (looked for ${CONFIG_ENV}, {looked}); run `boothsync setup` "
+        "or `boothsync init` to write one, or pass -c FILE"
     )
 
 
@@ -640,6 +646,19 @@ def load_config(
     destination's event (``link_id``, ``event_id``) may be missing or empty ("" or 0 then),
     and so may the ``[[watch]]`` tables: only the key is needed to list what it can reach.
     """
+    _, _, data = read_config_file(path)
+    source = Path(os.path.abspath(path))
+    ctx = _Context(file=str(path), base=source.parent, environ=_env(environ), listing=listing)
+    return _parse(data, ctx, source)
+
+
+def read_config_file(path: Path | str) -> tuple[bytes, str, dict[str, Any]]:
+    """A config file as :func:`load_config` reads it: its bytes, its text (decoded as its byte
+    order mark says) and what TOML makes of that, not yet checked as a config.
+
+    Raises ConfigError naming the file when it is missing, cannot be read, is not text or not
+    TOML (with a hint for the usual mistakes, which never repeats a key's value).
+    """
     shown = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -654,9 +673,7 @@ def load_config(
         raise ConfigError(
             f"not valid TOML: {exc}{_toml_hint(text, str(exc))}", file=shown
         ) from None
-    source = Path(os.path.abspath(path))
-    ctx = _Context(file=shown, base=source.parent, environ=_env(environ), listing=listing)
-    return _parse(data, ctx, source)
+    return raw, text, data
 
 
 # UTF-32's little-endian mark starts with UTF-16's, so it is looked for first.
@@ -762,6 +779,13 @@ def parse_config(
     return _parse(data, ctx, source)
 
 
+def setup_web(environ: Mapping[str, str] | None = None) -> WebConfig:
+    """The ``[web]`` table before any config file exists (the first setup): the defaults, and
+    what the environment says."""
+    ctx = _Context(file=None, base=Path.cwd(), environ=_env(environ))
+    return _web({}, ctx)
+
+
 def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if environ is None else environ
 
@@ -862,7 +886,7 @@ def _destinations(raw: object, ctx: _Context) -> dict[str, DestinationConfig]:
 
 
 #: The keys that name a destination's event: what ``boothsync events`` lists.
-_EVENT_KEYS: Final = ("link_id", "event_id")
+EVENT_KEYS: Final = ("link_id", "event_id")
 
 
 def _without_event(
@@ -872,11 +896,11 @@ def _without_event(
     may be missing or empty (its value is then "" or 0, which no gallery has)."""
     relaxed = tuple(
         replace(o, required=False, default=0 if o.kind == "int" else "", check=None)
-        if o.name in _EVENT_KEYS
+        if o.name in EVENT_KEYS
         else o
         for o in options
     )
-    kept = {k: v for k, v in table.items() if not (k in _EVENT_KEYS and _unset(v))}
+    kept = {k: v for k, v in table.items() if not (k in EVENT_KEYS and _unset(v))}
     return kept, relaxed
 
 
@@ -1031,7 +1055,7 @@ def _value(option: Option, table: Mapping[str, Any], key: str, ctx: _Context) ->
 
 def _event_hint(option: Option) -> str:
     """For a destination's event key: where to find its value."""
-    if option.name not in _EVENT_KEYS:
+    if option.name not in EVENT_KEYS:
         return ""
     return "; `boothsync events -c FILE` lists the events this key can upload to"
 

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
     # Imported where an engine is built: `boothsync status` and friends import this module for
     # its logging set-up and must not pay for the HTTP and watching stack.
     from boothsync.engine import Engine
+    from boothsync.uploader import UploadReport
+    from boothsync.web.auth import Sessions
+    from boothsync.web.backend import EngineBackend
+    from boothsync.web.server import DashboardServer
 
 __all__ = [
     "GRACE_SECONDS",
@@ -640,7 +644,13 @@ class Service:
     here.
     """
 
-    def __init__(self, config: Config, *, notify: SystemdNotify | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        notify: SystemdNotify | None = None,
+        sessions: Sessions | None = None,
+    ) -> None:
         self.config = config
         self._notify = notify if notify is not None else SystemdNotify(environ={})
         self._config_file = _ConfigFile(config.source)
@@ -653,6 +663,12 @@ class Service:
         self._next_ping = 0.0
         self._workers_dead = False
         self._revived_at = -REVIVE_SECONDS
+        self._web: DashboardServer | None = None
+        self._backend: EngineBackend | None = None
+        # The dashboard's logged-in browsers, kept when it starts again ([web] changed).
+        self._sessions: Sessions | None = sessions
+        self._web_revived_at = -REVIVE_SECONDS
+        self._web_started = False
         watchdog = self._notify.watchdog_seconds
         # Half the timeout is systemd's advice; a quarter leaves room for a busy machine.
         self._ping_every = watchdog / 4 if watchdog else None
@@ -679,10 +695,55 @@ class Service:
         self._engine = self._started(self.config)
         self._next_check = time.monotonic() + CONFIG_CHECK_SECONDS
 
+    @property
+    def dashboard(self) -> DashboardServer | None:
+        """The dashboard this boothsync serves, if it does."""
+        return self._web
+
+    def _start_web(self) -> None:
+        if not self.config.web.enabled:
+            return
+        from boothsync.web.auth import Sessions
+        from boothsync.web.backend import EngineBackend, start_dashboard
+
+        if self._sessions is None:
+            self._sessions = Sessions()
+        backend = EngineBackend(lambda: self.engine, lambda: self.config, self.request_reload)
+        self._web = start_dashboard(backend, self.config.web, sessions=self._sessions)
+        if self._web is not None:
+            backend.start()
+            self._backend = backend
+
+    def _report(self, report: UploadReport) -> None:
+        backend = self._backend
+        if backend is not None:
+            backend.uploaded(report)
+
+    def _stop_web(self) -> None:
+        web, self._web = self._web, None
+        if web is not None:
+            web.stop()
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
+    def _dead_web(self, now: float) -> None:
+        """The dashboard's thread ended (it logged why): serve it again, now and then."""
+        if now - self._web_revived_at >= REVIVE_SECONDS:
+            self._web_revived_at = now
+            log.warning("dashboard: starting it again")
+            self._stop_web()
+            self._start_web()
+
     def _started(self, config: Config, *, paused: bool = False) -> Engine:
         from boothsync.engine import Engine
 
-        engine = Engine(config, on_reload=self.request_reload, commands_since=self._since)
+        engine = Engine(
+            config,
+            on_reload=self.request_reload,
+            commands_since=self._since,
+            on_report=self._report,
+        )
         if paused:
             # A pause is the operator's; a config reload must not lift it.
             engine.pause()
@@ -706,11 +767,7 @@ class Service:
             raise OutboxError(str(failure)) from failure
         now = time.monotonic()
         if not self._ready and engine.wait_ready(0):
-            self._ready = True
-            log.info("ready: every folder scanned")
-            self._status = self._status_line()
-            self._notify.send("READY=1", f"STATUS={self._status}")
-            self._next_status = now + STATUS_SECONDS
+            self._became_ready(now)
         if engine.alive:
             self._workers_dead = False
             if self._ping_every is not None and now >= self._next_ping:
@@ -724,10 +781,24 @@ class Service:
             if line != self._status:
                 self._status = line
                 self._notify.send(f"STATUS={line}")
+        if self._web is not None and not self._web.alive:
+            self._dead_web(now)
         if now >= self._next_check or self._config_file.reload.is_set():
             self._next_check = now + CONFIG_CHECK_SECONDS
             if self._config_file.changed():
                 self._reload()
+
+    def _became_ready(self, now: float) -> None:
+        self._ready = True
+        log.info("ready: every folder scanned")
+        if not self._web_started:
+            # Once the first scan is done: its imports and its thread cost the start of the
+            # uploads nothing.
+            self._web_started = True
+            self._start_web()
+        self._status = self._status_line()
+        self._notify.send("READY=1", f"STATUS={self._status}")
+        self._next_status = now + STATUS_SECONDS
 
     def _dead_workers(self, now: float) -> None:
         if not self._workers_dead:
@@ -791,6 +862,10 @@ class Service:
         else:
             log.info("the config changed; restarting with it")
         self._notify.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        if fresh.web != self.config.web:
+            # Served again with the new [web] once the restarted engine is ready.
+            self._stop_web()
+            self._web_started = False
         self._restart(fresh)
 
     def _restart(self, config: Config) -> None:
@@ -832,6 +907,7 @@ class Service:
         """Tell systemd, stop watching, give in-flight uploads the grace time."""
         self._notify.send("STOPPING=1", "STATUS=stopping")
         log.info("stopping: no new uploads; up to %.0f s for the ones in flight", GRACE_SECONDS)
+        self._stop_web()
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.stop(GRACE_SECONDS)
@@ -881,6 +957,49 @@ def run(
             service.stop()
     log.info("stopped")
     return 0
+
+
+def first_setup(
+    target: Path,
+    *,
+    on_serving: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> bool:
+    """No config yet: serve the dashboard's setup wizard until it saved ``target`` (True) or a
+    stop signal came (False). ``on_serving`` gets the login link once it serves (``boothsync
+    setup`` opens it in the browser). The state folder is the default one, held meanwhile."""
+    from boothsync.config import setup_web
+    from boothsync.paths import default_state_dir
+    from boothsync.web.backend import start_setup
+    from boothsync.web.server import login_link
+
+    stop = stop if stop is not None else threading.Event()
+    web = setup_web(os.environ if environ is None else environ)
+    state = default_state_dir(environ=environ)
+    saved = threading.Event()
+    with instance_lock(state), stop_signals(stop):
+        server = start_setup(target, web, state, saved=saved.set)
+        if server is None:
+            raise BoothsyncError(
+                f"no config yet, and the setup cannot be served on {web.listen}; write one with"
+                " `boothsync init`, or free that port"
+            )
+        try:
+            log.info(
+                "no config yet (%s): set boothsync up in the browser: `boothsync setup`, or"
+                " `boothsync dashboard` for its address",
+                target,
+            )
+            if on_serving is not None:
+                on_serving(login_link(state))
+            while not saved.is_set() and not stop.wait(0.2):
+                pass
+        finally:
+            server.stop()
+    if saved.is_set():
+        log.info("config saved to %s; starting", target)
+    return saved.is_set()
 
 
 def run_service(config: Config, level: int) -> int:

@@ -14,17 +14,23 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import piexif
 from PIL import Image, ImageDraw
 
-from boothsync.config import Config, parse_config
+from boothsync.config import WEB_LISTEN_ENV, Config, parse_config
 from boothsync.daemon import GRACE_SECONDS, stop_signals, wait_for_stop
 from boothsync.destinations.eventpics import EventPicsConfig
 from boothsync.engine import Engine
+from boothsync.paths import state_dir
 from boothsync.receiver import DEMO_API_KEY, Receiver, demo_events
 from boothsync.uploader import UploadReport
+
+if TYPE_CHECKING:
+    from boothsync.web.backend import EngineBackend
+    from boothsync.web.server import DashboardServer
 
 __all__ = ["describe", "run_demo", "write_sample_jpeg"]
 
@@ -93,7 +99,8 @@ def demo_config(folder: Path, base_url: str) -> Config:
             "state": {"dir": str(folder / "state")},
         },
         source=None,
-        environ={},
+        # Only the dashboard's address may come from the environment (a second demo, tests).
+        environ={k: v for k, v in os.environ.items() if k == WEB_LISTEN_ENV},
     )
 
 
@@ -103,8 +110,10 @@ def run_demo(
     samples: int = 3,
     say: Callable[[str], None] = print,
     stop: threading.Event | None = None,
+    browser: bool = True,
 ) -> int:
-    """Run the demo in ``folder`` until ``stop`` is set or a stop signal arrives."""
+    """Run the demo in ``folder`` until ``stop`` is set or a stop signal arrives; with
+    ``browser``, its dashboard opens in the browser (where there is a display)."""
     stop = stop if stop is not None else threading.Event()
     folder = folder.resolve()
     received = folder / "received"
@@ -114,11 +123,18 @@ def run_demo(
         tz = config.booth.tz
         gallery = config.destinations["eventpics"]
         album = gallery.album_id if isinstance(gallery, EventPicsConfig) else None
-        engine = Engine(config, on_report=lambda r: say(describe(r, tz, album)))
+        listeners: list[Callable[[UploadReport], None]] = [lambda r: say(describe(r, tz, album))]
+
+        def report(upload: UploadReport) -> None:
+            for listener in listeners:
+                listener(upload)
+
+        engine = Engine(config, on_report=report)
         say(f"Receiver (EventPics-compatible) on {receiver.base_url} (open it to see what arrived)")
         say(f"Hot folder: {config.watches[0].path}")
         say(f"Received files: {received} (each with a .json record)")
         engine.start()
+        dashboard = _dashboard(engine, config, say, browser=browser, listeners=listeners)
         try:
             stamp = time.strftime("%H%M%S")
             now = datetime.now(tz).replace(microsecond=0)
@@ -131,5 +147,33 @@ def run_demo(
             wait_for_stop(stop)
         finally:
             say("Stopping...")
+            if dashboard is not None:
+                dashboard[0].stop()
+                dashboard[1].close()
             engine.stop(GRACE_SECONDS)
     return 0
+
+
+def _dashboard(
+    engine: Engine,
+    config: Config,
+    say: Callable[[str], None],
+    *,
+    browser: bool,
+    listeners: list[Callable[[UploadReport], None]],
+) -> tuple[DashboardServer, EngineBackend] | None:
+    from boothsync.desktop import can_open_browser, open_path
+    from boothsync.web.backend import EngineBackend, start_dashboard
+    from boothsync.web.server import login_link
+
+    backend = EngineBackend(lambda: engine, lambda: config)
+    server = start_dashboard(backend, config.web)
+    if server is None:
+        return None
+    backend.start()
+    listeners.append(backend.uploaded)
+    login = login_link(state_dir(config))
+    say(f"Dashboard: {login} (logs in once; `boothsync dashboard` is for a real config)")
+    if browser and can_open_browser():
+        open_path(login)
+    return server, backend

@@ -23,6 +23,7 @@ __all__ = [
     "Autostart",
     "WindowsAutostart",
     "XdgAutostart",
+    "can_open_browser",
     "default_opener",
     "open_path",
     "platform_autostart",
@@ -38,6 +39,17 @@ def default_opener(platform: str = sys.platform) -> list[str] | None:
     if platform == "darwin":
         return ["open"]
     return ["xdg-open"]
+
+
+def can_open_browser(
+    environ: Mapping[str, str] | None = None, platform: str = sys.platform
+) -> bool:
+    """Whether a browser window can appear: always on Windows and macOS, on Linux only with a
+    display (over SSH or on a headless booth there is none)."""
+    if platform in ("win32", "darwin"):
+        return True
+    env = os.environ if environ is None else environ
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
 
 
 def open_path(

@@ -336,6 +336,14 @@ class Engine:
             uploader.wake()
         return count
 
+    def retry_job(self, job_id: int) -> int:
+        """Queue one failed upload again (the dashboard's Retry); 1 if it was failed, else 0."""
+        retried = self.outbox.retry_job(job_id)
+        uploader = self._uploader
+        if retried and uploader is not None:
+            uploader.wake()
+        return int(retried)
+
     def missing_folders(self) -> list[Path]:
         """The watched folders that are missing now."""
         watcher = self._watcher

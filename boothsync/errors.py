@@ -7,6 +7,7 @@ ever see these types::
     BoothsyncError
     ├── AlreadyRunning            another boothsync holds the same state folder
     ├── ConfigError               the config file is missing, unparsable or invalid
+    │   └── NoConfigFile          none exists yet where boothsync looks (first setup)
     ├── OutboxError               the queue database cannot be opened or used
     ├── SourceFileError           a picture vanished or cannot be read
     │   └── SourceChanged         it changed while it was being sent: send it again
@@ -32,6 +33,7 @@ __all__ = [
     "DestinationUnavailable",
     "FileRejected",
     "NetworkError",
+    "NoConfigFile",
     "OutboxError",
     "RetryableError",
     "ServerBusy",
@@ -68,6 +70,11 @@ class ConfigError(BoothsyncError):
         parts = [p for p in (self.file, self.key) if p]
         parts.append(self.message)
         return ": ".join(parts)
+
+
+class NoConfigFile(ConfigError):
+    """No config file exists where boothsync looks: ``run``, ``tray`` and ``setup`` then
+    serve the setup wizard."""
 
 
 class OutboxError(BoothsyncError):

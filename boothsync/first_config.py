@@ -8,8 +8,10 @@ rejects at a prompt is one line and the question again; given as a flag it ends 
 The key is read without echo on a terminal and never written anywhere but the config file.
 
 Also prints the full reference config (``boothsync init --example``), which an installation
-without the source folder has no other way to see. Must not run the check itself (the CLI
-does, on the file as written) nor print anything but through ``say``.
+without the source folder has no other way to see. The dashboard's setup wizard writes its
+first config through the same steps (:func:`gallery_events`, :func:`write_config`), so the two
+cannot write different files. Must not run the check itself (the CLI does, on the file as
+written) nor print anything but through ``say``.
 """
 
 from __future__ import annotations
@@ -17,24 +19,47 @@ from __future__ import annotations
 import difflib
 import getpass
 import json
-import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
-from boothsync.config import DESTINATION_TYPES, parse_config
+from boothsync.config import DESTINATION_TYPES, Config, Option, parse_config
 from boothsync.destinations import REGISTRY, GalleryEvent, create
 from boothsync.errors import BoothsyncError, ConfigError, Unauthorized, UnknownTarget
+from boothsync.paths import write_private
 
-__all__ = ["Answers", "Prompter", "example_text", "write_first_config"]
+__all__ = [
+    "TYPED_EVENT",
+    "Answers",
+    "Prompter",
+    "example_text",
+    "first_options",
+    "gallery_events",
+    "gallery_label",
+    "posix_path",
+    "rejected",
+    "render",
+    "write_config",
+    "write_first_config",
+]
 
 #: Wrong keys typed at a prompt before init gives up (an operator who needs more is better
 #: served by finding the right one first).
 MAX_TRIES = 5
+
+#: The keys a first config may hold besides the required ones: the API's address (PicPeak has
+#: no default one; the others are asked only when a flag names one) and EventPics' album.
+_FIRST_OPTIONAL: Final = ("base_url", "album_id")
+
+#: What wrote a first config, in its first line.
+INIT: Final = "`boothsync init`"
+
+#: The services whose event id is typed, not picked from a listing: their API has no list of
+#: a key's events, only the one event it is asked about.
+TYPED_EVENT: Final = frozenset({"picsui"})
 
 
 def _key_name(kind: str) -> str:
@@ -42,9 +67,29 @@ def _key_name(kind: str) -> str:
     return next(option.name for option in DESTINATION_TYPES[kind][0] if option.secret)
 
 
-def _gallery(kind: str) -> str:
+def gallery_label(kind: str) -> str:
     """The service's name in messages ("EventPics"), as its destination calls itself."""
     return str(getattr(REGISTRY[kind].factory, "label", "")) or kind
+
+
+def first_options(kind: str) -> tuple[Option, ...]:
+    """The keys of a first ``[destinations.NAME]`` table of this kind, in the order the
+    reference config documents them: ``type``, the required ones, its address and its album
+    where the service has them."""
+    return tuple(
+        option
+        for option in DESTINATION_TYPES[kind][0]
+        if option.required or option.name in _FIRST_OPTIONAL
+    )
+
+
+def rejected(kind: str, exc: Unauthorized) -> str:
+    """What is said when the gallery refuses the key: "EventPics rejected this api key (401)"."""
+    return f"{gallery_label(kind)} rejected this {_spoken(_key_name(kind))} ({exc.status or 'no'})"
+
+
+def _spoken(name: str) -> str:
+    return name.replace("_", " ")
 
 
 def example_text() -> str:
@@ -124,11 +169,27 @@ def write_first_config(target: Path, answers: Answers, prompter: Prompter) -> Pa
         folder = interactive.folder()
         kind = interactive.type()
     table = {"type": kind, **_destination(kind, interactive)}
-    text = _render(folder, kind, table)
-    # The file as written must read as a config: what `run` will read.
-    parse_config(tomllib.loads(text), source=target, environ={})
-    _write_private(target, text)
+    write_config(target, folder, kind, table, environ={})
     return target
+
+
+def write_config(
+    target: Path,
+    folder: str,
+    kind: str,
+    table: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+    by: str = INIT,
+) -> Config:
+    """Write a first config (:func:`render`) to ``target``, readable by this account only,
+    and return it as read. The text is checked first, as ``run`` will read it (with
+    ``environ``, the process's environment when None): ConfigError, and nothing written, if it
+    is not a config."""
+    text = render(folder, kind, table, by=by)
+    config = parse_config(tomllib.loads(text), source=target, environ=environ)
+    write_private(target, text)
+    return config
 
 
 class _Ask:
@@ -206,22 +267,24 @@ def _destination(kind: str, ask: _Ask) -> dict[str, Any]:  # noqa: C901
     if kind == "folder":
         path = ask.text(ask.a.path, "Folder to copy every picture into", "--path")
         return {"path": str(Path(path).expanduser().absolute())}
-    gallery, key_name = _gallery(kind), _key_name(kind)
-    base_url, key, event_id = ask.a.base_url, ask.a.api_key, ask.a.event_id
+    gallery, key = gallery_label(kind), _key_name(kind)
+    # A self-hosted gallery (PicPeak) has no default address: it is asked for.
+    server = any(o.name == "base_url" and o.required for o in first_options(kind))
+    base_url, secret, event_id = ask.a.base_url, ask.a.api_key, ask.a.event_id
     tries = 0
     while True:
         table: dict[str, Any] = {}
-        if kind == "picpeak" or base_url is not None:
+        if server or base_url is not None:
             base_url = ask.text(
-                base_url, "Your PicPeak server (https://..., or http://192.168...)", "--base-url"
+                base_url, f"Your {gallery} server (https://..., or http://192.168...)", "--base-url"
             )
             table["base_url"] = base_url
-        if key is None:
-            key = ask.p.secret(f"{gallery} {key_name.replace('_', ' ')}", "--api-key")
-        table[key_name] = key
-        if kind == "picsui":
+        if secret is None:
+            secret = ask.p.secret(f"{gallery} {_spoken(key)}", "--api-key")
+        table[key] = secret
+        if kind in TYPED_EVENT:
             event_id = ask.text(
-                event_id, "Picsui event id (Picsui shows it with the event)", "--event-id"
+                event_id, f"{gallery} event id ({gallery} shows it with the event)", "--event-id"
             )
             table["event_id"] = event_id
         try:
@@ -232,37 +295,51 @@ def _destination(kind: str, ask: _Ask) -> dict[str, Any]:  # noqa: C901
             ask.p.say(f"  {exc.message}")
             base_url = None
         except Unauthorized as exc:
-            said = f"{gallery} rejected this {key_name.replace('_', ' ')} ({exc.status or 'no'})"
+            said = rejected(kind, exc)
             if ask.a.api_key is not None:
                 raise BoothsyncError(f"--api-key: {said}; check it in your account") from None
             tries += 1
             if tries >= MAX_TRIES:
                 raise BoothsyncError(f"{said}, {tries} times; check it in your account") from None
             ask.p.say(f"  {said}: type it again")
-            key = None
+            secret = None
         except UnknownTarget as exc:
-            if kind != "picsui" or ask.a.event_id is not None:
+            if kind not in TYPED_EVENT or ask.a.event_id is not None:
                 raise
             ask.p.say(f"  {exc}")
             event_id = None
         else:
             break
-    if kind == "picsui":
+    if kind in TYPED_EVENT:
         ask.p.say(f"  event: {events[0].title or '(untitled)'}")
         return table
     return {**table, **_pick(kind, events, ask)}
 
 
 def _events(kind: str, table: Mapping[str, Any]) -> list[GalleryEvent]:
-    """The events the key reaches, through the destination itself (its checks of base_url
-    and every message as ``run`` would give them)."""
+    """:func:`gallery_events`, a value that cannot be used named by its flag (``--base-url``)."""
+    try:
+        return gallery_events(kind, table)
+    except ConfigError as exc:
+        flag = f"--{exc.key.replace('_', '-')}" if exc.key else None
+        raise ConfigError(exc.message, key=flag) from None
+
+
+def gallery_events(kind: str, table: Mapping[str, Any]) -> list[GalleryEvent]:
+    """The events the key in ``table`` (a ``[destinations.NAME]`` table of ``kind``, its event
+    id optional) reaches, through the destination itself: its checks of base_url and every
+    message as ``run`` would give them.
+
+    Raises ConfigError keyed by the option's name (``base_url``) for a value that cannot be
+    used, UploadError (Unauthorized, UnknownTarget, NetworkError...) for what the gallery said.
+    """
     try:
         config = parse_config(
             {"destinations": {kind: {"type": kind, **table}}}, source=None, environ={}, listing=True
         )
     except ConfigError as exc:
-        key = exc.key.rsplit(".", 1)[-1] if exc.key else ""
-        raise ConfigError(exc.message, key=f"--{key.replace('_', '-')}" if key else None) from None
+        key = exc.key.rsplit(".", 1)[-1] if exc.key else None
+        raise ConfigError(exc.message, key=key) from None
     destination = create(config.destinations[kind])
     try:
         return destination.events()
@@ -276,7 +353,7 @@ def _pick(kind: str, events: list[GalleryEvent], ask: _Ask) -> dict[str, Any]:
     flag = f"--{id_key.replace('_', '-')}"
     if not events:
         raise BoothsyncError(
-            f"this key reaches no event in {_gallery(kind)}: create one there first, then run "
+            f"this key reaches no event in {gallery_label(kind)}: create one there first, then run "
             "`boothsync init` again"
         )
     wanted = ask.a.link_id if kind == "eventpics" else ask.a.event_id
@@ -331,14 +408,18 @@ def _choose(
         ask.p.say(f"  {answer!r} is not one of them: a number from 1 to {len(options)}")
 
 
-def _render(folder: str, kind: str, table: Mapping[str, Any]) -> str:
+def render(folder: str, kind: str, table: Mapping[str, Any], *, by: str = INIT) -> str:
+    """A first config's text: a ``[[watch]]`` of ``folder`` and ``table`` (with its ``type``)
+    as ``[destinations.KIND]``, its keys in the reference config's order, paths with forward
+    slashes, ``base_url`` left out where it is the service's default. Its first line says it
+    was written ``by`` what."""
     options = DESTINATION_TYPES[kind][0]
     lines = [
-        "# boothsync configuration, written by `boothsync init`.",
+        f"# boothsync configuration, written by {by}.",
         "# `boothsync init --example` prints every other key, each explained.",
         "",
         "[[watch]]",
-        f"path = {_toml(_posix(folder))}",
+        f"path = {_toml(posix_path(folder))}",
         "",
         f"[destinations.{kind}]",
     ]
@@ -349,12 +430,13 @@ def _render(folder: str, kind: str, table: Mapping[str, Any]) -> str:
         if key == "base_url" and value == options[order.index(key)].default:
             continue
         if key == "path":
-            value = _posix(value)
+            value = posix_path(value)
         lines.append(f"{key} = {_toml(value)}")
     return "\n".join(lines) + "\n"
 
 
-def _posix(path: str) -> str:
+def posix_path(path: str) -> str:
+    """``path`` with forward slashes, as boothsync writes paths into a config."""
     # Forward slashes read the same on Windows and need no escaping in TOML.
     return Path(path).as_posix()
 
@@ -362,27 +444,8 @@ def _posix(path: str) -> str:
 def _toml(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int | float):
+        # repr: a float keeps its point ("30.0"), which TOML needs to read it as one.
+        return repr(value)
     # A JSON string is a TOML basic string (the same escapes).
     return json.dumps(str(value), ensure_ascii=False)
-
-
-def _write_private(target: Path, text: str) -> None:
-    """Write ``target`` whole or not at all, readable by this account only (it holds the
-    key): a temporary file in the same folder, created 0600, then renamed over it."""
-    folder = target.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".boothsync-init-", dir=folder)
-    except OSError as exc:
-        raise BoothsyncError(f"{target}: cannot be written: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        raise BoothsyncError(f"{target}: cannot be written: {exc.strerror or exc}") from exc

@@ -9,7 +9,9 @@ Also owns how private those folders are: the queue may hold what servers answere
 what happened at the event, and nobody else on the machine needs either. On POSIX the state and
 log folders are made 0700 and boothsync's own files in them 0600 (``private_folder``,
 ``private_file``, ``open_private``), without touching the process's umask: boothsync also writes
-pictures into the operator's folders, and those keep their usual permissions.
+pictures into the operator's folders, and those keep their usual permissions. The config file
+holds the gallery's key: ``write_private`` writes it whole or not at all, 0600 on POSIX (for
+``boothsync init`` and the dashboard's setup).
 
 And :func:`free_name`, the one rule for naming a file in a folder where its name is taken
 (``name (1).ext``, ``name (2).ext``...): the after-upload move and the local receiver keep
@@ -22,11 +24,14 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 import platformdirs
+
+from boothsync.errors import BoothsyncError
 
 if TYPE_CHECKING:
     from boothsync.config import Config
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PRIVATE_FILE",
     "PRIVATE_FOLDER",
+    "default_state_dir",
     "free_name",
     "log_dir",
     "log_file",
@@ -43,6 +49,7 @@ __all__ = [
     "private_folder",
     "state_dir",
     "user_config_file",
+    "write_private",
 ]
 
 APP_NAME = "boothsync"
@@ -73,6 +80,14 @@ def state_dir(config: Config, *, environ: Mapping[str, str] | None = None) -> Pa
         return from_service
     if config.state.dir is not None:
         return config.state.dir
+    return default_state_dir(environ=environ)
+
+
+def default_state_dir(*, environ: Mapping[str, str] | None = None) -> Path:
+    """The state folder of a boothsync without a config yet (the first setup)."""
+    from_service = _first_directory(environ, "STATE_DIRECTORY")
+    if from_service is not None:
+        return from_service
     return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
 
 
@@ -155,6 +170,28 @@ def open_private(path: Path | str, flags: int) -> int:
         if stat.S_ISREG(st.st_mode):
             _restrict(st, lambda mode: os.fchmod(fd, mode))
     return fd
+
+
+def write_private(target: Path, text: str) -> None:
+    """Write ``target`` whole or not at all, readable by this account only (it holds the
+    key): a temporary file in the same folder, created 0600, flushed to disk, then renamed over
+    it. A reader never sees half a file, and a crash leaves the old one. Raises BoothsyncError
+    naming ``target`` when it cannot be written."""
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}-", dir=folder)
+    except OSError as exc:
+        raise BoothsyncError(f"{target}: cannot be written: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise BoothsyncError(f"{target}: cannot be written: {exc.strerror or exc}") from exc
 
 
 def _restrict(st: os.stat_result, chmod: Callable[[int], None]) -> None:

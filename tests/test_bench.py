@@ -31,15 +31,17 @@ def _run_bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[
 
 def test_idle_benchmark_runs_and_reports_every_mode() -> None:
     """`python -m bench.idle` in a tiny configuration exits 0 and prints CPU, % of a core,
-    ratio, peak RSS, start-to-ready time and uploads for the baseline, native and polling
-    runs, with no known file uploaded again."""
+    ratio, peak RSS, start-to-ready time and uploads for the baseline, native, dashboard
+    (served, and with a page open) and polling runs, with no known file uploaded again."""
     result = _run_bench("bench.idle", "--seconds", "2", "--files", "200", "--poll-interval", "0.5")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Traceback" not in output
-    for mode, files in (("baseline", 0), ("native", 200), ("polling", 200)):
+    modes = (("baseline", 0), ("native", 200), ("web", 200), ("web+page", 200), ("polling", 200))
+    for mode, files in modes:
         row = re.search(
-            rf"^{mode} +{files}( +{FIGURE}){{4}} +[0-9]+\.[0-9]+ +(?P<uploads>[0-9]+) +\S",
+            rf"^{re.escape(mode)} +{files}( +{FIGURE}){{4}}"
+            rf" +[0-9]+\.[0-9]+ +(?P<uploads>[0-9]+) +\S",
             result.stdout,
             re.MULTILINE,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from boothsync import __version__
+from boothsync.config import WEB_LISTEN_ENV
 from boothsync.demo import write_sample_jpeg
 from boothsync.receiver import DEMO_API_KEY, Faults, Receiver
 from tests.fakes.picpeak import DEMO_TOKEN as PICPEAK_TOKEN
@@ -78,7 +80,7 @@ def env(**extra: str) -> dict[str, str]:
     environ = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("BOOTHSYNC_") and k not in SERVICE_VARIABLES
+        if (not k.startswith("BOOTHSYNC_") or k == WEB_LISTEN_ENV) and k not in SERVICE_VARIABLES
     }
     environ.update(extra)
     return environ
@@ -107,16 +109,17 @@ class Daemon:
     (through ``$LOGS_DIRECTORY``).
     """
 
-    def __init__(self, *args: str, **environ: str) -> None:
+    def __init__(self, *args: str, cwd: Path | None = None, **environ: str) -> None:
         config = Path(args[args.index("-c") + 1]) if "-c" in args else Path.cwd() / "boothsync"
-        self.log_dir = config.parent / "daemon-logs"
-        environ.setdefault("LOGS_DIRECTORY", str(self.log_dir))
+        environ.setdefault("LOGS_DIRECTORY", str(config.parent / "daemon-logs"))
+        self.log_dir = Path(environ["LOGS_DIRECTORY"])
         self.process = subprocess.Popen(
             [*BOOTHSYNC, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=env(**environ),
+            cwd=cwd,
         )
         self.lines: list[str] = []
         self._readers = [
@@ -514,7 +517,7 @@ def test_receiver_command_serves_the_protocol(tmp_path: Path) -> None:
 def test_demo_uploads_samples_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     """`boothsync demo` writes samples, shows each upload with time and album, stops on Ctrl+C."""
     folder = tmp_path / "demo"
-    daemon = Daemon("demo", "--dir", str(folder))
+    daemon = Daemon("demo", "--dir", str(folder), "--no-browser")
     try:
         wait_for(lambda: daemon.output.count("uploaded  demo-") == 3, timeout=60, what="3 uploads")
         wait_for(lambda: "Ctrl+C" in daemon.output, timeout=10)
@@ -522,6 +525,7 @@ def test_demo_uploads_samples_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         code = daemon.stop(signal.SIGINT)
     assert code == 0, daemon.output
     assert "album a1" in daemon.output
+    assert re.search(r"Dashboard: http://127\.0\.0\.1:\d+/login\?token=", daemon.output)
     assert "Traceback" not in daemon.output
     received = list((folder / "received").rglob("demo-*.jpg"))
     assert len(received) == 3

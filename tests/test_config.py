@@ -1386,7 +1386,7 @@ def test_web_listen_is_normalised(written: str, normalised: str) -> None:
     assert config.web.listen == normalised
 
 
-@pytest.mark.parametrize("written", ["8700", "example.com:8700", "127.0.0.1:0", "127.0.0.1:x"])
+@pytest.mark.parametrize("written", ["8700", "example.com:8700", "127.0.0.1:65536", "127.0.0.1:x"])
 def test_a_bad_web_listen_is_one_line_naming_the_key(written: str) -> None:
     """A listen that is no address and port is refused naming web.listen."""
     with pytest.raises(ConfigError) as caught:

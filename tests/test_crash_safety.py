@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from boothsync.config import WEB_LISTEN_ENV
 from boothsync.demo import write_sample_jpeg
 from boothsync.errors import OutboxError
 from boothsync.outbox import JobState, Outbox
@@ -164,7 +165,9 @@ dir = "{state.as_posix()}"
 """,
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTHSYNC_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("BOOTHSYNC_") or k == WEB_LISTEN_ENV
+    }
     result = subprocess.run(
         [sys.executable, "-m", "boothsync", "run", "-c", str(config)],
         cwd=ROOT,
@@ -197,7 +200,11 @@ def test_a_damaged_queue_is_moved_aside_and_the_folder_queued_again(tmp_path: Pa
             f'link_id = "demo"\nbase_url = "{receiver.base_url}"\n'
             f'[state]\ndir = "{state.as_posix()}"\n'
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTHSYNC_")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("BOOTHSYNC_") or k == WEB_LISTEN_ENV
+        }
         daemon = subprocess.Popen(
             [sys.executable, "-m", "boothsync", "run", "-c", str(config)],
             stderr=subprocess.PIPE,

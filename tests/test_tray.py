@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from boothsync.config import parse_config
+from boothsync.config import WEB_LISTEN_ENV, parse_config
 from boothsync.demo import write_sample_jpeg
 from boothsync.engine import Snapshot
 from boothsync.errors import ConfigError
@@ -190,7 +190,8 @@ def by_action(entries: list[MenuEntry], action: str) -> MenuEntry:
 
 
 def test_menu_shows_status_lines_and_every_action() -> None:
-    """Status lines first (counts, last upload, each destination), then the actions."""
+    """Open dashboard first, then the status lines (counts, last upload, each destination),
+    then the actions."""
     last = Event(path="/booth/IMG_7.jpg", destination="eventpics", at=0.0, error=None)
     snapshot = snap(
         waiting=3,
@@ -202,6 +203,7 @@ def test_menu_shows_status_lines_and_every_action() -> None:
     )
     entries = menu_model(snapshot, "en", autostart=True, clock_format=lambda at: "14:32")
     assert labels(entries) == [
+        "Open dashboard",
         "Uploaded today: 45",
         "Waiting: 3",
         "Failed: 1",
@@ -218,7 +220,9 @@ def test_menu_shows_status_lines_and_every_action() -> None:
         "Start at login",
         "Quit",
     ]
-    assert all(not e.enabled and e.action is None for e in entries[:6])
+    assert entries[0].action == "open_dashboard" and entries[0].enabled
+    assert entries[1].separator
+    assert all(not e.enabled and e.action is None for e in entries[2:8])
     assert by_action(entries, "retry").enabled
     assert by_action(entries, "forget").enabled
     assert by_action(entries, "autostart").checked is True
@@ -243,7 +247,12 @@ def test_menu_follows_the_state() -> None:
 def test_menu_speaks_german() -> None:
     """Every text of the German menu comes from the German table."""
     entries = menu_model(snap(waiting=1), "de")
-    assert labels(entries)[:3] == ["Heute hochgeladen: 0", "Wartend: 1", "Fehlgeschlagen: 0"]
+    assert labels(entries)[:4] == [
+        "Dashboard öffnen",
+        "Heute hochgeladen: 0",
+        "Wartend: 1",
+        "Fehlgeschlagen: 0",
+    ]
     assert by_action(entries, "pause").label == "Uploads anhalten"
     assert by_action(entries, "quit").label == "Beenden"
     english = set(labels(menu_model(snap(waiting=1), "en")))
@@ -583,7 +592,8 @@ def env(**extra: str) -> dict[str, str]:
     environ = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("BOOTHSYNC_") and k not in ("DISPLAY", "WAYLAND_DISPLAY")
+        if (not k.startswith("BOOTHSYNC_") or k == WEB_LISTEN_ENV)
+        and k not in ("DISPLAY", "WAYLAND_DISPLAY")
     }
     environ.pop("PYSTRAY_BACKEND", None)
     environ.update(extra)

@@ -111,6 +111,7 @@ class FolderDestination:
     """Copies each picture into ``config.path`` (and an album's subfolder, if asked)."""
 
     type = "folder"
+    label = "Folder"  # its name where the galleries are named by theirs (the setup page)
 
     def __init__(self, config: FolderConfig, *, context: DestinationContext | None = None) -> None:
         self.name = config.name

@@ -13,7 +13,7 @@ from pathlib import Path
 from boothsync.config import Config
 from boothsync.desktop import Autostart, open_path
 from boothsync.errors import BoothsyncError
-from boothsync.paths import log_file
+from boothsync.paths import log_file, state_dir
 from boothsync.tray.controllers import Controller
 
 __all__ = ["TrayActions", "tray_command"]
@@ -65,6 +65,7 @@ class TrayActions:
             "resume": self.controller.resume,
             "retry": self.controller.retry_failed,
             "forget": self.controller.forget_failed,
+            "open_dashboard": self.open_dashboard,
             "open_folder": self.open_folder,
             "open_log": self.open_log,
             "open_config": self.open_config,
@@ -83,6 +84,12 @@ class TrayActions:
 
     def _open(self, path: Path) -> None:
         open_path(path, opener=self._opener)
+
+    def open_dashboard(self) -> None:
+        """The dashboard in the browser, logged in by a one-time link."""
+        from boothsync.web.server import login_link
+
+        open_path(login_link(state_dir(self.config)), opener=self._opener)
 
     def open_folder(self) -> None:
         for watch in self.config.watches:

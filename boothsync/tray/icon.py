@@ -353,6 +353,7 @@ class _TrayRun:
             self._lang,
             autostart=self._actions.autostart_enabled(),
             has_config=self._config.source is not None,
+            dashboard=self._config.web.enabled,
         )
         if entries != last.get("entries"):
             last["entries"] = entries

@@ -163,6 +163,7 @@ def menu_model(
     *,
     autostart: bool | None = False,
     has_config: bool = True,
+    dashboard: bool = True,
     clock_format: Callable[[float], str] | None = None,
 ) -> list[MenuEntry]:
     """The menu for this snapshot. ``autostart`` None: start at login is not offered here."""
@@ -182,7 +183,8 @@ def menu_model(
     for name, health in sorted(snapshot.health.items()):
         lines.append(t["destination"].format(name=name, health=t[health.health.value]))
     lines.extend(t["missing_line"].format(path=path) for path in snapshot.missing_folders)
-    entries = [MenuEntry(line, None, enabled=False) for line in lines]
+    entries = [MenuEntry(t["open_dashboard"], "open_dashboard", enabled=dashboard), SEPARATOR]
+    entries += [MenuEntry(line, None, enabled=False) for line in lines]
     entries += [
         SEPARATOR,
         MenuEntry(t["resume"], "resume") if snapshot.paused else MenuEntry(t["pause"], "pause"),
