@@ -153,7 +153,7 @@ def test_changing_the_album_keeps_the_config_comments(
     config.write_text(text, encoding="utf-8")
     run = Daemon("run", "-c", str(config))
     try:
-        wait_for(lambda: "ready" in run.output, timeout=30)
+        wait_for(lambda: "dashboard on" in run.output, timeout=30)
         link = boothsync("dashboard", "-c", str(config), "--print-url")
         browser.get(link.stdout.strip().replace("/login?", "/login?next=/settings&"))
         wait_for_text(browser, "Watched folders")

@@ -237,6 +237,8 @@ def test_a_taken_port_is_one_line_and_uploads_go_on(tmp_path: Path, receiver: Re
             wait_for(lambda: "ready" in daemon.output, timeout=30)
             drop(tmp_path / "hot", "IMG_1.jpg")
             wait_for(lambda: len(receiver.received()) == 1, timeout=30)
+            # The dashboard starts after the first scan, on its own time: wait for its word.
+            wait_for(lambda: "cannot listen" in daemon.output, timeout=30)
             lines = [line for line in daemon.output.splitlines() if "cannot listen" in line]
             assert len(lines) == 1
             assert f"127.0.0.1:{port}" in lines[0]
