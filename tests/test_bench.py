@@ -185,3 +185,29 @@ def test_recovery_benchmark_runs_and_reports_first_pictures() -> None:
         result.stdout,
         re.MULTILINE,
     ), output
+
+
+def test_link_self_check_runs_and_reports_rates_and_round_trips() -> None:
+    """`python -m bench.link --measure` for one profile and 0.5 MB exits 0 and prints, for
+    the bare loopback baseline and the link, the rate up (one connection and four), the rate
+    down and the round trips, each link figure beside its set value, then the verdict."""
+    result = _run_bench("bench.link", "--measure", "--profile", "venue", "--megabytes", "0.5")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert re.search(r"^machine: \S", result.stdout, re.MULTILINE), output
+    for direction in ("up", "up, 4 conns", "down"):
+        # Over loopback the rest of a transfer may come in one read: no time, "inf".
+        assert re.search(
+            rf"^direct +{direction} +n/a +(?:[0-9]+\.[0-9]+|inf) +n/a$", result.stdout, re.M
+        ), f"no baseline for {direction}:\n{output}"
+        assert re.search(
+            rf"^venue +{direction} +20\.00 +[0-9]+\.[0-9]+ +[0-9]+\.[0-9]+$",
+            result.stdout,
+            re.MULTILINE,
+        ), f"no figures for {direction}:\n{output}"
+    assert re.search(r"^direct +n/a +[0-9.]+ +n/a +n/a +[0-9.]+ +n/a$", result.stdout, re.M)
+    assert re.search(
+        r"^venue +80\.0 +[0-9.]+ +[0-9.]+ +160\.0 +[0-9.]+ +[0-9.]+$", result.stdout, re.M
+    ), output
+    assert re.search(r"^target: .*: (met|MISSED)$", result.stdout, re.MULTILINE), output
