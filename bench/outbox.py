@@ -58,6 +58,10 @@ STATS_RUNS = 5
 XXH128 = "0" * 32
 HEAD = "0" * 16
 SYNC_DELAY = 0.2  # the uploader's: a completion reaches the disk at most this long after
+LIVE_WINDOW = 120.0  # [upload] live_window's default
+# The newest tenth of the queue was just written (live pictures atop a backlog): both turns
+# of the live claim order are taken.
+LIVE_SHARE = 0.1
 
 
 # -- the queue ---------------------------------------------------------------------------------
@@ -68,6 +72,8 @@ def fill(path: Path, jobs: int) -> None:
     the way the watcher queues pictures that arrive together: :meth:`Outbox.add_many`, a
     batch per transaction."""
     outbox = Outbox(path)
+    live_from = jobs - int(jobs * LIVE_SHARE)
+    now_ns = time.time_ns()
     try:
         for start in range(1, jobs + 1, FILL_BATCH):
             outbox.add_many(
@@ -75,7 +81,7 @@ def fill(path: Path, jobs: int) -> None:
                     NewFile(
                         Path(f"/booth/pictures/IMG_{i:06d}.jpg"),
                         34_000 + i % 1000,
-                        1_700_000_000 + i,
+                        now_ns + i if i > live_from else 1_700_000_000 + i,
                         "/booth/pictures",
                         {DESTINATION: "a1"},
                     )
@@ -93,6 +99,8 @@ def cycles_outbox(path: Path, cycles: int, threads: int) -> float:
     """Claim-and-complete cycles per second through one :class:`Outbox` shared by ``threads``
     threads; every job must be handed out once."""
     outbox = Outbox(path)
+    # The claim order a config without [upload] order has.
+    outbox.order_live(LIVE_WINDOW)
     seen: list[int] = []
     errors: list[BaseException] = []
     share = [cycles // threads + (1 if t < cycles % threads else 0) for t in range(threads)]

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from boothsync import __version__
 from boothsync.config import CONFIG_ENV, Config, find_config, load_config, secrets
@@ -425,10 +425,8 @@ def _status(args: argparse.Namespace) -> int:
         return code
     _say(_running_line(instance))
     _say(f"queue: {database}" + ("" if report["queue_exists"] else " (nothing queued yet)"))
-    if report["paused"]:
-        _say("uploads: paused (`boothsync resume` resumes them)")
-    for folder in report["missing_folders"]:
-        _say(f"watch folder missing: {folder}")
+    for line in _queue_lines(report):
+        _say(line)
     for name, entry in report["destinations"].items():
         counts = "  ".join(f"{state} {entry[state]}" for state in STATES)
         if entry["duplicates"]:
@@ -459,6 +457,17 @@ def _status(args: argparse.Namespace) -> int:
             " `boothsync forget` drops them"
         )
     return code
+
+
+def _queue_lines(report: dict[str, Any]) -> list[str]:
+    """Paused, missing folders, and what waits: new pictures (they go first) and backlog."""
+    lines = []
+    if report["paused"]:
+        lines.append("uploads: paused (`boothsync resume` resumes them)")
+    lines.extend(f"watch folder missing: {folder}" for folder in report["missing_folders"])
+    if report["totals"]["waiting"]:
+        lines.append(f"waiting: {report['live']} new (they go first), {report['backlog']} backlog")
+    return lines
 
 
 def _running_line(instance: InstanceState) -> str:

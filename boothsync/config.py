@@ -368,6 +368,22 @@ UPLOAD_OPTIONS: Final[tuple[Option, ...]] = (
         "booth's own traffic keeps its share. Default: no limit.",
         check=_rate,
     ),
+    Option(
+        "order",
+        "str",
+        '"live": pictures queued in the last live_window seconds go first, newest first, the '
+        "backlog oldest first behind them (every second upload is the backlog's while both "
+        'wait); "oldest": strictly in the order they were queued.',
+        default="live",
+        choices=("live", "oldest"),
+    ),
+    Option(
+        "live_window",
+        "float",
+        'Seconds a newly queued picture counts as live for order = "live". Greater than 0.',
+        default=120.0,
+        check=positive,
+    ),
 )
 
 STATE_OPTIONS: Final[tuple[Option, ...]] = (
@@ -484,6 +500,8 @@ class UploadConfig:
 
     concurrency: int = 2
     bandwidth_limit: int | None = None  # bytes per second
+    order: str = "live"
+    live_window: float = 120.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -86,6 +86,7 @@ class Snapshot:
     paused: bool = False
     missing_folders: tuple[str, ...] = ()
     uploaded_today: int = 0
+    live: int = 0
 
 
 def local_midnight(now: float | None = None) -> float:
@@ -150,6 +151,8 @@ class Engine:
         outbox = Outbox.open_or_rebuild(outbox_path(self.config), secrets=secrets(self.config))
         self._outbox = outbox
         self._failure = None
+        upload = self.config.upload
+        outbox.order_live(upload.live_window if upload.order == "live" else None)
         outbox.recover()
         if self._given_destinations is not None:
             self._destinations = dict(self._given_destinations)
@@ -308,7 +311,12 @@ class Engine:
             paused=self.paused,
             missing_folders=tuple(str(path) for path in self.missing_folders()),
             uploaded_today=self.outbox.uploaded_since(local_midnight()),
+            live=self._live_count(),
         )
+
+    def _live_count(self) -> int:
+        upload = self.config.upload
+        return self.outbox.live_count(upload.live_window) if upload.order == "live" else 0
 
     def health(self) -> dict[str, DestinationHealth]:
         """Each destination's health now (cheaper than a whole :meth:`snapshot`)."""

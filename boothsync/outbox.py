@@ -377,6 +377,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE jobs ADD COLUMN unreadable INTEGER NOT NULL DEFAULT 0",
         "CREATE INDEX jobs_unreadable ON jobs (file_id) WHERE unreadable = 1",
     ),
+    (
+        # When the job was queued, on the queue's schedule, or when its file was written if
+        # that was earlier (never changed after): a picture queued in the last live window
+        # goes before the backlog (claim()). Jobs queued before this are the backlog (0).
+        # The index holds the jobs never tried, the only ones that can be live, so the
+        # newest is one lookup however long the backlog.
+        "ALTER TABLE jobs ADD COLUMN queued_at REAL NOT NULL DEFAULT 0",
+        "CREATE INDEX jobs_fresh ON jobs (state, queued_at) WHERE attempts = 0",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -449,6 +458,10 @@ _SALVAGE_STEP = 256
 # either, the new ids start this far above the highest one kept, past any lost job a worker
 # may still report on.
 _LOST_IDS = 1_000_000
+# The backlog's turn in the live order looks at most this many of the jobs due first for one
+# that is not live: a claim costs the same with 100,000 live jobs. (Only while more live jobs
+# than this are due before every backlog job does the backlog wait for them or the window.)
+_BACKLOG_LOOK = 256
 # A writer's page cache (KiB): a limit, not an allocation (see Outbox._setup).
 _WRITER_CACHE_KIB = 32 * 1024
 
@@ -1067,6 +1080,9 @@ class Outbox:
         # Where the damaged database this one replaces was moved to; set only
         # by open_or_rebuild() and heal(), for the engine and status to report.
         self.rebuilt_from: Path | None = None
+        # The claim order (order_live()): None oldest first; else the live window (seconds).
+        self._live_window: float | None = None
+        self._last_live = False
         if readonly:
             # mode=ro would fail with SQLite's vague "unable to open database
             # file"; say what the operator needs to know instead.
@@ -1362,12 +1378,15 @@ class Outbox:
                 file_id = self._file_id(conn, file.path, file.size, file.mtime_ns)
                 assert file_id is not None  # inserted or already there, in this transaction
                 new = 0
+                # A picture written long before it was queued (found by the scan at start,
+                # after boothsync was off) is backlog, not the picture a guest just took.
+                fresh = min(due, file.mtime_ns / 1e9)
                 for destination, album_id in file.destinations.items():
                     cur = conn.execute(
                         "INSERT OR IGNORE INTO jobs (file_id, destination, album_id, state,"
-                        " attempts, next_attempt_at, updated_at)"
-                        " VALUES (?, ?, ?, ?, 0, ?, ?)",
-                        (file_id, destination, album_id, JobState.WAITING, due, now),
+                        " attempts, next_attempt_at, updated_at, queued_at)"
+                        " VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
+                        (file_id, destination, album_id, JobState.WAITING, due, now, fresh),
                     )
                     new += cur.rowcount
                 counts.append(new)
@@ -1376,9 +1395,29 @@ class Outbox:
                 log.debug("queued %s for %d destination(s)", file.path, new)
         return counts
 
+    def order_live(self, window: float | None) -> None:
+        """The claim order: jobs queued in the last ``window`` seconds and never tried first,
+        newest first, the backlog oldest first behind them, alternating while both wait
+        (``[upload] order = "live"``); None: every job oldest first (``"oldest"``)."""
+        self._live_window = window
+
+    def live_count(self, window: float, *, now: float | None = None) -> int:
+        """How many waiting jobs are live: queued in the last ``window`` seconds, never
+        tried. The rest of the waiting jobs are the backlog."""
+        since = (self.now() if now is None else now) - window
+        with self._read("count the live jobs") as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM jobs INDEXED BY jobs_fresh"
+                " WHERE state = ? AND attempts = 0 AND queued_at >= ?",
+                (JobState.WAITING, since),
+            ).fetchone()
+        return int(row[0])
+
     def claim(self, *, only: Collection[str] | None = None, now: float | None = None) -> Job | None:
-        """Take the waiting job due longest ago (of the ``only`` destinations, if given), or None.
-        ``now``: the time on the schedule (:meth:`now`) to look from, if not now.
+        """Take the next waiting job (of the ``only`` destinations, if given), or None: the one
+        due longest ago, or in the live order (:meth:`order_live`) the newest live one or the
+        backlog's oldest due one. ``now``: the time on the schedule (:meth:`now`) to look from,
+        if not now.
 
         The uploader passes the destinations it can serve now: configured and
         not paused. Jobs of the others simply wait.
@@ -1397,15 +1436,52 @@ class Outbox:
         with self._write("claim a job", synced=False) as conn:
             due = self.now() if now is None else now
             clause, params = _among("destination", only)
-            row = conn.execute(
-                "SELECT id FROM jobs WHERE state = ? AND next_attempt_at <= ?"
-                + clause
-                + " ORDER BY next_attempt_at, id LIMIT 1",
-                [JobState.WAITING, due, *params],
-            ).fetchone()
+            window = self._live_window
+            if window is None:
+                row = conn.execute(
+                    "SELECT id, 0 FROM jobs WHERE state = ? AND next_attempt_at <= ?"
+                    + clause
+                    + " ORDER BY next_attempt_at, id LIMIT 1",
+                    [JobState.WAITING, due, *params],
+                ).fetchone()
+            else:
+                since = due - window
+                # One statement: the newest live job and the backlog's oldest due one, the
+                # live one first unless the last claim took a live one (then the backlog's
+                # turn: while both wait, every second upload is the backlog's).
+                live_turn = 1 if self._last_live else 0
+                row = conn.execute(
+                    "SELECT id, live FROM ("
+                    " SELECT * FROM (SELECT id, 1 AS live FROM jobs INDEXED BY jobs_fresh"
+                    "  WHERE state = ? AND attempts = 0 AND queued_at >= ?"
+                    "  AND next_attempt_at <= ?" + clause + " ORDER BY queued_at DESC, id DESC"
+                    "  LIMIT 1)"
+                    " UNION ALL"
+                    " SELECT * FROM (SELECT id, 0 AS live FROM (SELECT id, attempts, queued_at,"
+                    "  next_attempt_at FROM jobs INDEXED BY jobs_due"
+                    "  WHERE state = ? AND next_attempt_at <= ?"
+                    + clause
+                    + "  ORDER BY next_attempt_at, id LIMIT ?)"
+                    "  WHERE NOT (attempts = 0 AND queued_at >= ?)"
+                    "  ORDER BY next_attempt_at, id LIMIT 1)"
+                    ") ORDER BY live = ? LIMIT 1",
+                    [
+                        JobState.WAITING,
+                        since,
+                        due,
+                        *params,
+                        JobState.WAITING,
+                        due,
+                        *params,
+                        _BACKLOG_LOOK,
+                        since,
+                        live_turn,
+                    ],
+                ).fetchone()
             if row is None:
                 return None
             job_id: int = row[0]
+            self._last_live = bool(row[1])
             at = self._clock()
             conn.execute(
                 "UPDATE jobs SET state = ?, attempts = attempts + 1, claimed_at = ?,"

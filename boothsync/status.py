@@ -57,6 +57,7 @@ __all__ = [
     "empty_stats",
     "from_engine",
     "iso",
+    "live_window",
     "needs_attention",
     "pictures",
     "plain_reason",
@@ -90,6 +91,7 @@ class Status:
     paused: bool = False
     missing_folders: tuple[str, ...] = ()
     uploaded_today: int = 0
+    live: int = 0  # waiting jobs queued in the live window, never tried (order = "live")
 
     def snapshot(self) -> Snapshot:
         """The tray's view of this status: an unknown health reads as unknown."""
@@ -109,14 +111,24 @@ class Status:
             paused=self.paused,
             missing_folders=self.missing_folders,
             uploaded_today=self.uploaded_today,
+            live=self.live,
         )
 
 
-def read_database(outbox: Outbox, *, count_today: bool = True) -> Status:
+def live_window(config: Config) -> float | None:
+    """The live window of ``[upload]``, None when the order is oldest first."""
+    upload = config.upload
+    return upload.live_window if upload.order == "live" else None
+
+
+def read_database(
+    outbox: Outbox, *, count_today: bool = True, live_window: float | None = None
+) -> Status:
     """The status a queue database records (opened read-only by a reader in another process).
 
     ``count_today`` False leaves ``uploaded_today`` 0 and saves its query, for a reader that
-    does not show it. Raises OutboxError when the database cannot be read.
+    does not show it; ``live_window`` None counts no picture as live. Raises OutboxError
+    when the database cannot be read.
     """
     stats = outbox.stats()
     records = outbox.health_records()
@@ -128,6 +140,7 @@ def read_database(outbox: Outbox, *, count_today: bool = True) -> Status:
         paused=flags.get(PAUSED_FLAG) == "1",
         missing_folders=tuple(_json_list(flags.get(MISSING_FOLDERS_FLAG))),
         uploaded_today=_uploaded_today(outbox) if count_today else 0,
+        live=outbox.live_count(live_window) if live_window is not None else 0,
     )
 
 
@@ -147,6 +160,7 @@ def from_engine(engine: Engine) -> Status:
         paused=snapshot.paused,
         missing_folders=snapshot.missing_folders,
         uploaded_today=snapshot.uploaded_today,
+        live=snapshot.live,
     )
 
 
@@ -160,7 +174,7 @@ def report(config: Config, database: Path, instance: InstanceState) -> dict[str,
         pass  # nothing queued yet (or its owner is creating it this moment)
     else:
         try:
-            status = read_database(outbox, count_today=False)
+            status = read_database(outbox, count_today=False, live_window=live_window(config))
         finally:
             outbox.close()
     return to_json(status, config, database, instance)
@@ -406,6 +420,8 @@ def to_json(
         "sources": {},
         "paused": False,
         "missing_folders": [],
+        "live": 0,
+        "backlog": 0,
     }
     if status is None:
         return result
@@ -423,6 +439,8 @@ def to_json(
             destinations[name]["health"] = state
             destinations[name]["detail"] = detail
     result["totals"] = {state: stats.totals.get(state, 0) for state in STATES}
+    result["live"] = status.live
+    result["backlog"] = max(0, result["totals"]["waiting"] - status.live)
     result["last_upload"] = _event_json(stats.last_upload)
     result["last_error"] = _event_json(stats.last_error)
     rejected = _rejection(status.health, status.health_times, after=stats.last_error)

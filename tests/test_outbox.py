@@ -497,7 +497,7 @@ def test_a_schema_1_database_is_migrated_with_its_data(db: Path, clock: Clock) -
         box.close()
     raw = sqlite3.connect(db)
     try:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
     finally:
         raw.close()
 

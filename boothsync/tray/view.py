@@ -172,7 +172,13 @@ def menu_model(
     show_time = clock_format or (lambda at: datetime.fromtimestamp(at).strftime("%H:%M"))
     lines = [
         t["uploaded_line"].format(n=snapshot.uploaded_today),
-        t["waiting_line"].format(n=_waiting(stats)),
+        t["waiting_split"].format(
+            n=_waiting(stats),
+            live=snapshot.live,
+            backlog=max(0, stats.totals.get("waiting", 0) - snapshot.live),
+        )
+        if snapshot.live
+        else t["waiting_line"].format(n=_waiting(stats)),
         t["failed_line"].format(n=stats.totals.get("failed", 0)),
     ]
     last = stats.last_upload

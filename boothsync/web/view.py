@@ -61,6 +61,8 @@ class Overview:
     destinations: tuple[DestinationView, ...]
     missing_folders: tuple[str, ...]
     uploaded_today: int
+    live: int
+    backlog: int
 
 
 def overview(
@@ -104,6 +106,8 @@ def overview(
         destinations=tuple(destinations),
         missing_folders=current.missing_folders,
         uploaded_today=current.uploaded_today,
+        live=current.live,
+        backlog=max(0, stats.totals.get("waiting", 0) - current.live),
     )
 
 
