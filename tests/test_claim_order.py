@@ -4,6 +4,7 @@ starve; `"oldest"` keeps strict queue order."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -184,3 +185,30 @@ def test_a_new_picture_overtakes_the_backlog_for_real(
     # At most the upload in flight (and one more claimed meanwhile) went before it.
     assert order.index("new.jpg") <= before + 2, order
     assert order.index("new.jpg") < 8, order
+
+
+def test_status_counts_new_and_backlog(tmp_path: Path) -> None:
+    """`boothsync status` (and its JSON) say how many waiting pictures are new and how many
+    are the backlog, read from the queue of a boothsync that is not running."""
+    from boothsync.config import load_config
+    from boothsync.paths import outbox_path
+    from tests.test_cli import boothsync, write_config
+
+    config_file = write_config(tmp_path, "http://127.0.0.1:9")
+    outbox = Outbox(outbox_path(load_config(config_file)))
+    try:
+        for name, written in (("old.jpg", time.time() - 3600), ("new.jpg", time.time())):
+            outbox.add(
+                tmp_path / "hot" / name,
+                size=100,
+                mtime_ns=int(written * 1e9),
+                watch=str(tmp_path / "hot"),
+                destinations={"eventpics": "a1"},
+            )
+    finally:
+        outbox.close()
+    result = boothsync("status", "-c", str(config_file), "--json")
+    report = json.loads(result.stdout)
+    assert (report["live"], report["backlog"]) == (1, 1)
+    text = boothsync("status", "-c", str(config_file)).stdout
+    assert "waiting: 1 new (they go first), 1 backlog" in text

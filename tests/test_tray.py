@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -706,3 +707,12 @@ def test_the_daemon_never_loads_the_tray_and_the_tray_loads_pystray_lazily() -> 
         [sys.executable, "-c", code], capture_output=True, text=True, env=env(), check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_menu_says_how_many_waiting_pictures_are_new() -> None:
+    """While new pictures wait (they go first), the waiting line splits new and backlog; in
+    German too."""
+    snapshot = replace(snap(waiting=5, uploading=1), live=2)
+    assert "Waiting: 6 (2 new, 3 backlog)" in labels(menu_model(snapshot, "en"))
+    assert "Wartend: 6 (2 neu, 3 Rückstand)" in labels(menu_model(snapshot, "de"))
+    assert "Waiting: 6" in labels(menu_model(snap(waiting=5, uploading=1), "en"))
