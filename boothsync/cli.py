@@ -467,6 +467,8 @@ def _queue_lines(report: dict[str, Any]) -> list[str]:
     lines.extend(f"watch folder missing: {folder}" for folder in report["missing_folders"])
     if report["totals"]["waiting"]:
         lines.append(f"waiting: {report['live']} new (they go first), {report['backlog']} backlog")
+    if report["keeping_awake"]:
+        lines.append("keeping the computer awake until the pictures are uploaded")
     return lines
 
 

@@ -38,12 +38,14 @@ from datetime import datetime
 from datetime import time as dt_time
 from pathlib import Path
 
+from boothsync.awake import Awake
+from boothsync.awake import shared as shared_awake
 from boothsync.bandwidth import Bandwidth
 from boothsync.config import Config, WatchConfig, secrets
 from boothsync.destinations import Destination, DestinationContext, create
 from boothsync.errors import BoothsyncError, OutboxError
 from boothsync.health import DestinationHealth
-from boothsync.outbox import MISSING_FOLDERS_FLAG, PAUSED_FLAG, Job, Outbox, Stats
+from boothsync.outbox import AWAKE_FLAG, MISSING_FOLDERS_FLAG, PAUSED_FLAG, Job, Outbox, Stats
 from boothsync.paths import free_name, outbox_path
 from boothsync.triggers import DslrBoothTriggers, SparkboothStatus
 from boothsync.uploader import (
@@ -107,6 +109,7 @@ class Engine:
         on_reload: Callable[[], None] | None = None,
         after_upload_grace: float = AFTER_UPLOAD_GRACE,
         commands_since: float | None = None,
+        awake: Awake | None = None,
     ) -> None:
         self.config = config
         # Commands sent before this (wall clock) are dropped at start (see _restored_pause).
@@ -137,6 +140,9 @@ class Engine:
         self._control_error: str | None = None
         # Set when the queue could not be rebuilt (see failure).
         self._failure: OutboxError | None = None
+        # The process's way to keep the computer awake, and the flag as last written.
+        self._awake = awake if awake is not None else shared_awake()
+        self._awake_written: str | None = None
 
     @property
     def outbox(self) -> Outbox:
@@ -277,6 +283,9 @@ class Engine:
         if self._uploader is not None:
             finished = self._uploader.stop(max(0.0, deadline - time.monotonic()))
             self._uploader = None
+        self._awake.release()
+        if self._outbox is not None and self._awake_written == "1":
+            self._write_flag(self._outbox, AWAKE_FLAG, "0")
         if finished:
             # Closing under a running upload would turn its "done" into an
             # error; a process that exits lets the next start recover it.
@@ -322,6 +331,11 @@ class Engine:
         """Each destination's health now (cheaper than a whole :meth:`snapshot`)."""
         uploader = self._uploader
         return uploader.health() if uploader is not None else {}
+
+    @property
+    def keeping_awake(self) -> bool:
+        """Whether this engine keeps the computer from sleeping now (pictures wait)."""
+        return self._awake.held
 
     @property
     def paused(self) -> bool:
@@ -421,6 +435,14 @@ class Engine:
         if missing != self._missing_written:
             outbox.set_flag(MISSING_FOLDERS_FLAG, missing)
             self._missing_written = missing
+        self._keep_awake(outbox)
+
+    def _keep_awake(self, outbox: Outbox) -> None:
+        """Keep the computer from sleeping while pictures wait; say so to other processes."""
+        held = "1" if self._awake.update(outbox.busy()) else "0"
+        if held != self._awake_written:
+            outbox.set_flag(AWAKE_FLAG, held)
+            self._awake_written = held
 
     def _heal(self, outbox: Outbox) -> None:
         """Have the queue repair a database file deleted, replaced or damaged under it; then

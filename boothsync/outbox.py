@@ -68,6 +68,7 @@ from boothsync.names import printable
 from boothsync.paths import PRIVATE_FILE, private_file, private_folder
 
 __all__ = [
+    "AWAKE_FLAG",
     "COMMANDS",
     "LONGEST_WAIT",
     "MISSING_FOLDERS_FLAG",
@@ -404,6 +405,8 @@ SYNCED_FLAG = "synced"
 #: uploads are paused, else "0"; the watch folders it finds missing, as a JSON list.
 PAUSED_FLAG = "paused"
 MISSING_FOLDERS_FLAG = "missing_folders"
+#: "1" while the running boothsync keeps the computer from sleeping (pictures wait).
+AWAKE_FLAG = "keeping_awake"
 
 #: The commands another process may send the running service (see :meth:`Outbox.send_command`).
 COMMANDS = frozenset({"pause", "resume", "retry", "reload"})
@@ -2008,6 +2011,15 @@ class Outbox:
                 (due, self._clock(), JobState.WAITING, destination, due),
             )
             return cur.rowcount
+
+    def busy(self) -> bool:
+        """Whether any picture waits or uploads (one index lookup)."""
+        with self._read("look for waiting jobs") as conn:
+            row = conn.execute(
+                "SELECT 1 FROM jobs WHERE state IN (?, ?) LIMIT 1",
+                (JobState.WAITING, JobState.UPLOADING),
+            ).fetchone()
+        return row is not None
 
     def next_due(self, *, only: Collection[str] | None = None) -> float | None:
         """When the earliest waiting job (of ``only``, if given) is due, on the schedule's clock

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from boothsync.outbox import (
+    AWAKE_FLAG,
     MISSING_FOLDERS_FLAG,
     PAUSED_FLAG,
     Event,
@@ -92,6 +93,7 @@ class Status:
     missing_folders: tuple[str, ...] = ()
     uploaded_today: int = 0
     live: int = 0  # waiting jobs queued in the live window, never tried (order = "live")
+    keeping_awake: bool = False  # the running boothsync keeps the computer from sleeping
 
     def snapshot(self) -> Snapshot:
         """The tray's view of this status: an unknown health reads as unknown."""
@@ -141,6 +143,7 @@ def read_database(
         missing_folders=tuple(_json_list(flags.get(MISSING_FOLDERS_FLAG))),
         uploaded_today=_uploaded_today(outbox) if count_today else 0,
         live=outbox.live_count(live_window) if live_window is not None else 0,
+        keeping_awake=flags.get(AWAKE_FLAG) == "1",
     )
 
 
@@ -161,6 +164,7 @@ def from_engine(engine: Engine) -> Status:
         missing_folders=snapshot.missing_folders,
         uploaded_today=snapshot.uploaded_today,
         live=snapshot.live,
+        keeping_awake=engine.keeping_awake,
     )
 
 
@@ -422,6 +426,7 @@ def to_json(
         "missing_folders": [],
         "live": 0,
         "backlog": 0,
+        "keeping_awake": False,
     }
     if status is None:
         return result
@@ -440,6 +445,8 @@ def to_json(
             destinations[name]["detail"] = detail
     result["totals"] = {state: stats.totals.get(state, 0) for state in STATES}
     result["live"] = status.live
+    # Only a running boothsync holds it (a stale flag of one that was killed says nothing).
+    result["keeping_awake"] = status.keeping_awake and bool(result["running"])
     result["backlog"] = max(0, result["totals"]["waiting"] - status.live)
     result["last_upload"] = _event_json(stats.last_upload)
     result["last_error"] = _event_json(stats.last_error)
