@@ -92,6 +92,7 @@ class Status:
     missing_folders: tuple[str, ...] = ()
     uploaded_today: int = 0
     live: int = 0  # waiting jobs queued in the live window, never tried (order = "live")
+    to_go: int = 0  # pictures some destination does not have yet (Outbox.to_go)
 
     def snapshot(self) -> Snapshot:
         """The tray's view of this status: an unknown health reads as unknown."""
@@ -112,6 +113,7 @@ class Status:
             missing_folders=self.missing_folders,
             uploaded_today=self.uploaded_today,
             live=self.live,
+            to_go=self.to_go,
         )
 
 
@@ -141,6 +143,7 @@ def read_database(
         missing_folders=tuple(_json_list(flags.get(MISSING_FOLDERS_FLAG))),
         uploaded_today=_uploaded_today(outbox) if count_today else 0,
         live=outbox.live_count(live_window) if live_window is not None else 0,
+        to_go=outbox.to_go(),
     )
 
 
@@ -161,6 +164,7 @@ def from_engine(engine: Engine) -> Status:
         missing_folders=snapshot.missing_folders,
         uploaded_today=snapshot.uploaded_today,
         live=snapshot.live,
+        to_go=snapshot.to_go,
     )
 
 
@@ -422,6 +426,8 @@ def to_json(
         "missing_folders": [],
         "live": 0,
         "backlog": 0,
+        "to_go": 0,
+        "safe_to_pack_up": True,
     }
     if status is None:
         return result
@@ -441,6 +447,8 @@ def to_json(
     result["totals"] = {state: stats.totals.get(state, 0) for state in STATES}
     result["live"] = status.live
     result["backlog"] = max(0, result["totals"]["waiting"] - status.live)
+    result["to_go"] = status.to_go
+    result["safe_to_pack_up"] = status.to_go == 0
     result["last_upload"] = _event_json(stats.last_upload)
     result["last_error"] = _event_json(stats.last_error)
     rejected = _rejection(status.health, status.health_times, after=stats.last_error)

@@ -299,3 +299,31 @@ def test_a_bad_config_is_exit_2(tmp_path: Path) -> None:
     result = boothsync("verify", "-c", str(config))
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_status_counts_the_pictures_still_to_go(tmp_path: Path) -> None:
+    """`status --json` counts the pictures some destination does not have yet (waiting,
+    uploading or failed) as ``to_go``; ``safe_to_pack_up`` is true only at 0."""
+    copies = tmp_path / "nas"
+    copies.mkdir()
+    config = write_config(
+        tmp_path,
+        f'[destinations.folder]\ntype = "folder"\npath = "{copies.as_posix()}"\n'
+        f'[destinations.other]\ntype = "folder"\npath = "{copies.as_posix()}"\n',
+    )
+    outbox, _ = queue_by_hand(config, ["A.jpg", "B.jpg"])
+    try:
+        report = status(config)
+        assert (report["to_go"], report["safe_to_pack_up"]) == (2, False)
+        while (job := outbox.claim()) is not None:
+            if job.path.name == "B.jpg" and job.destination == "other":
+                outbox.fail(job.id, error="refused")
+            else:
+                outbox.complete(job.id)
+        report = status(config)
+        assert (report["to_go"], report["safe_to_pack_up"]) == (1, False)
+        outbox.forget_failed()
+        report = status(config)
+        assert (report["to_go"], report["safe_to_pack_up"]) == (0, True)
+    finally:
+        outbox.close()

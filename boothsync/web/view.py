@@ -63,6 +63,7 @@ class Overview:
     uploaded_today: int
     live: int
     backlog: int
+    to_go: int  # pictures some destination does not have yet; 0: safe to pack up
 
 
 def overview(
@@ -108,6 +109,7 @@ def overview(
         uploaded_today=current.uploaded_today,
         live=current.live,
         backlog=max(0, stats.totals.get("waiting", 0) - current.live),
+        to_go=current.to_go,
     )
 
 
