@@ -140,6 +140,13 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="one JSON object instead of text")
     status.set_defaults(handler=_status)
 
+    verify = commands.add_parser(
+        "verify",
+        parents=[with_config],
+        help="is every picture in the gallery? (safe to pack up: exit 0 only then)",
+    )
+    verify.set_defaults(handler=_verify)
+
     retry = commands.add_parser(
         "retry", parents=[with_config], help="put failed pictures back in the queue"
     )
@@ -457,6 +464,17 @@ def _status(args: argparse.Namespace) -> int:
             " `boothsync forget` drops them"
         )
     return code
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """One line per destination: every picture there, or the names of those missing."""
+    from boothsync.verify import describe, verify
+
+    config = _load(args)
+    checks = verify(config, outbox_path(config))
+    for check in checks:
+        _say(describe(check))
+    return EXIT_OK if all(check.ok for check in checks) else EXIT_FAILED
 
 
 def _queue_lines(report: dict[str, Any]) -> list[str]:

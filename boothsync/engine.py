@@ -89,6 +89,8 @@ class Snapshot:
     missing_folders: tuple[str, ...] = ()
     uploaded_today: int = 0
     live: int = 0
+    # Pictures some destination does not have yet (a job waits, uploads or failed).
+    to_go: int = 0
 
 
 def local_midnight(now: float | None = None) -> float:
@@ -321,6 +323,7 @@ class Engine:
             missing_folders=tuple(str(path) for path in self.missing_folders()),
             uploaded_today=self.outbox.uploaded_since(local_midnight()),
             live=self._live_count(),
+            to_go=self.outbox.to_go(),
         )
 
     def _live_count(self) -> int:

@@ -83,6 +83,7 @@ __all__ = [
     "Outbox",
     "QueueNotCreated",
     "RecentUpload",
+    "RecordedFile",
     "Stats",
     "Throughput",
     "WaitingJob",
@@ -220,6 +221,19 @@ class FailedJob:
     attempts: int
     last_error: str | None
     failed_at: float
+
+
+@dataclass(frozen=True)
+class RecordedFile:
+    """One file version the queue holds (:meth:`Outbox.recorded_files`), with its jobs:
+    ``jobs`` maps each destination to ``(state, album_id, note)``; ``note`` is set on an
+    uploaded job that needed no upload (the destination already had that content)."""
+
+    id: int
+    path: Path
+    size: int
+    mtime_ns: int
+    jobs: Mapping[str, tuple[JobState, str | None, str | None]]
 
 
 @dataclass(frozen=True)
@@ -1985,6 +1999,46 @@ class Outbox:
                 (_stored(watch),),
             ).fetchall()
         return [(int(r[0]), Path(_loaded(r[1])), int(r[2]), int(r[3])) for r in rows]
+
+    def recorded_files(self) -> list[RecordedFile]:
+        """Every file version the queue holds, oldest first, each with its jobs (works
+        read-only): what ``boothsync verify`` holds against the watch folders and galleries."""
+        with self._read("list queued files") as conn:
+            conn.execute("BEGIN")
+            try:
+                rows = conn.execute(
+                    "SELECT f.id, f.path, f.size, f.mtime_ns, j.destination, j.state,"
+                    " j.album_id, j.note FROM files AS f LEFT JOIN jobs AS j ON j.file_id = f.id"
+                    " ORDER BY f.id"
+                ).fetchall()
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        files: list[RecordedFile] = []
+        for _, group in groupby(rows, key=lambda row: row[0]):
+            items = list(group)
+            first = items[0]
+            files.append(
+                RecordedFile(
+                    id=int(first[0]),
+                    path=Path(_loaded(first[1])),
+                    size=int(first[2]),
+                    mtime_ns=int(first[3]),
+                    jobs={
+                        str(r[4]): (JobState(r[5]), r[6], r[7]) for r in items if r[4] is not None
+                    },
+                )
+            )
+        return files
+
+    def to_go(self) -> int:
+        """How many pictures (file versions) some destination does not have yet: a job of
+        theirs waits, uploads or failed."""
+        with self._read("count pictures to go") as conn:
+            row = conn.execute(
+                "SELECT COUNT(DISTINCT file_id) FROM jobs WHERE state != 'uploaded'"
+            ).fetchone()
+        return int(row[0])
 
     def send_file_again(self, file_id: int) -> int:
         """Queue every uploaded job of this file version again, due now: what is on disk is

@@ -94,6 +94,7 @@ class Status:
     uploaded_today: int = 0
     live: int = 0  # waiting jobs queued in the live window, never tried (order = "live")
     keeping_awake: bool = False  # the running boothsync keeps the computer from sleeping
+    to_go: int = 0  # pictures some destination does not have yet (Outbox.to_go)
 
     def snapshot(self) -> Snapshot:
         """The tray's view of this status: an unknown health reads as unknown."""
@@ -114,6 +115,7 @@ class Status:
             missing_folders=self.missing_folders,
             uploaded_today=self.uploaded_today,
             live=self.live,
+            to_go=self.to_go,
         )
 
 
@@ -144,6 +146,7 @@ def read_database(
         uploaded_today=_uploaded_today(outbox) if count_today else 0,
         live=outbox.live_count(live_window) if live_window is not None else 0,
         keeping_awake=flags.get(AWAKE_FLAG) == "1",
+        to_go=outbox.to_go(),
     )
 
 
@@ -165,6 +168,7 @@ def from_engine(engine: Engine) -> Status:
         uploaded_today=snapshot.uploaded_today,
         live=snapshot.live,
         keeping_awake=engine.keeping_awake,
+        to_go=snapshot.to_go,
     )
 
 
@@ -427,6 +431,8 @@ def to_json(
         "live": 0,
         "backlog": 0,
         "keeping_awake": False,
+        "to_go": 0,
+        "safe_to_pack_up": True,
     }
     if status is None:
         return result
@@ -448,6 +454,8 @@ def to_json(
     # Only a running boothsync holds it (a stale flag of one that was killed says nothing).
     result["keeping_awake"] = status.keeping_awake and bool(result["running"])
     result["backlog"] = max(0, result["totals"]["waiting"] - status.live)
+    result["to_go"] = status.to_go
+    result["safe_to_pack_up"] = status.to_go == 0
     result["last_upload"] = _event_json(stats.last_upload)
     result["last_error"] = _event_json(stats.last_error)
     rejected = _rejection(status.health, status.health_times, after=stats.last_error)

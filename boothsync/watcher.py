@@ -92,6 +92,7 @@ __all__ = [
     "Watcher",
     "matches",
     "outside_link",
+    "pictures_in",
     "writer_holds",
 ]
 
@@ -974,6 +975,49 @@ class Watcher:
         observer, folder.observer = folder.observer, None
         if observer is not None:
             _shut(observer, timeout)
+
+
+def pictures_in(watch: WatchConfig, watches: Sequence[WatchConfig]) -> list[Path]:
+    """Every file a scan of ``watch`` (one of ``watches``) takes for a picture now, finished or
+    not: its patterns and ignores, the built-in ignores, the subfolders a recursive watch
+    skips (hidden ones, the move folder, other watches' folders) and links that lead outside
+    the watched folders where the watch does not allow them. Reads only the filesystem (for
+    ``boothsync verify``); a folder that cannot be listed holds none."""
+    folder = _Folder(0, watch, _skip_keys(watch, watches))
+    roots = [w.path for w in watches]
+    found: list[Path] = []
+    later = [watch.path]
+    while later:
+        here = later.pop()
+        try:
+            with os.scandir(here) as entries:
+                listed = [(e.name, _is_folder(e)) for e in entries]
+        except OSError:
+            continue
+        for name, is_folder in listed:
+            if is_folder:
+                if watch.recursive and not folder.skips(str(here), name):
+                    later.append(here / name)
+                continue
+            if not matches(name, watch):
+                continue
+            path = here / name
+            if _regular_within(path, watch, roots):
+                found.append(path)
+    return sorted(found)
+
+
+def _regular_within(path: Path, watch: WatchConfig, roots: Sequence[Path]) -> bool:
+    """Whether ``path`` is a regular file, through a link only where the watch allows it."""
+    try:
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            if not watch.allow_outside_links and outside_link(path, roots) is not None:
+                return False
+            st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode)
 
 
 def _waited_out(

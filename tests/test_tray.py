@@ -69,7 +69,12 @@ def snap(
         for name, value in (health or {"eventpics": Health.ONLINE}).items()
     }
     return Snapshot(
-        stats=stats, health=healths, paused=paused, missing_folders=missing, uploaded_today=today
+        stats=stats,
+        health=healths,
+        paused=paused,
+        missing_folders=missing,
+        uploaded_today=today,
+        to_go=waiting + uploading + failed,  # one destination: one job per picture
     )
 
 
@@ -208,6 +213,7 @@ def test_menu_shows_status_lines_and_every_action() -> None:
         "Uploaded today: 45",
         "Waiting: 3",
         "Failed: 1",
+        "4 pictures still to go",
         "Last upload: IMG_7.jpg at 14:32",
         "backup: offline",
         "eventpics: online",
@@ -223,7 +229,7 @@ def test_menu_shows_status_lines_and_every_action() -> None:
     ]
     assert entries[0].action == "open_dashboard" and entries[0].enabled
     assert entries[1].separator
-    assert all(not e.enabled and e.action is None for e in entries[2:8])
+    assert all(not e.enabled and e.action is None for e in entries[2:9])
     assert by_action(entries, "retry").enabled
     assert by_action(entries, "forget").enabled
     assert by_action(entries, "autostart").checked is True
@@ -716,3 +722,12 @@ def test_the_menu_says_how_many_waiting_pictures_are_new() -> None:
     assert "Waiting: 6 (2 new, 3 backlog)" in labels(menu_model(snapshot, "en"))
     assert "Wartend: 6 (2 neu, 3 Rückstand)" in labels(menu_model(snapshot, "de"))
     assert "Waiting: 6" in labels(menu_model(snap(waiting=5, uploading=1), "en"))
+
+
+def test_the_menu_says_whether_it_is_safe_to_pack_up() -> None:
+    """With nothing left to upload the menu says it is safe to pack up; else how many
+    pictures are still to go, in English and German."""
+    assert "Safe to pack up" in labels(menu_model(snap(uploaded=4), "en"))
+    assert "Sicher zum Abbauen" in labels(menu_model(snap(uploaded=4), "de"))
+    assert "2 pictures still to go" in labels(menu_model(snap(waiting=1, failed=1), "en"))
+    assert "Noch 2 Bilder ausstehend" in labels(menu_model(snap(waiting=1, failed=1), "de"))

@@ -63,3 +63,11 @@ def test_durations_and_sizes_read_as_words() -> None:
     assert view.duration(3900) == "1 h 05 min"
     assert view.size(512) == "512 B"
     assert view.size(2_500_000) == "2.5 MB"
+
+
+def test_the_overview_says_how_many_pictures_are_still_to_go(tmp_path: Path) -> None:
+    """The live part carries the pictures some destination does not have yet: 0 reads as
+    safe to pack up."""
+    assert view.overview(status(uploaded=3), config(tmp_path)).to_go == 0
+    current = Status(stats=status(waiting=2).stats, to_go=2)
+    assert view.overview(current, config(tmp_path)).to_go == 2

@@ -31,6 +31,7 @@ __all__ = [
     "DestinationConfig",
     "DestinationContext",
     "GalleryEvent",
+    "Listable",
     "Service",
     "TimeBounded",
     "UploadItem",
@@ -255,6 +256,20 @@ class Verifiable(Protocol):
         only when the gallery's answer says so clearly; no answer is a
         :class:`~boothsync.errors.NetworkError`, a server in trouble a RetryableError.
         """
+
+
+@runtime_checkable
+class Listable(Protocol):
+    """A destination that may be able to say which pictures it holds (``boothsync verify``)."""
+
+    def list_pictures(self) -> list[str] | None:
+        """The names of the pictures the gallery holds now, as :meth:`gallery_name` gives
+        them (one entry per picture, a name as often as it is there); None when the service
+        has no way to list them. Raises :class:`~boothsync.errors.UploadError` when it cannot
+        be asked (unreachable, the key refused)."""
+
+    def gallery_name(self, file_name: str, album_id: str | None) -> str:
+        """The name a picture uploaded as ``file_name`` (into ``album_id``) has in that list."""
 
 
 @dataclass(frozen=True)

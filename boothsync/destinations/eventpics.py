@@ -120,6 +120,14 @@ class EventPicsDestination(HttpDestination):
         )
         self._config = config
 
+    def list_pictures(self) -> None:
+        """EventPics has no endpoint that lists a link's pictures: only boothsync's own record
+        can say what it holds."""
+        return None
+
+    def gallery_name(self, file_name: str, album_id: str | None) -> str:
+        return file_name
+
     def __repr__(self) -> str:
         return f"EventPicsDestination(name={self.name!r}, base_url={self._config.base_url!r})"
 

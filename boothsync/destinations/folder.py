@@ -149,6 +149,39 @@ class FolderDestination:
     def events(self) -> list[GalleryEvent]:
         return []
 
+    def list_pictures(self) -> list[str]:
+        """The files in the folder (and, with ``album_folders``, in its album subfolders, as
+        ``album/name``), boothsync's own temporary files left out; NetworkError when the folder
+        is not there."""
+        if not self._root.is_dir():
+            raise NetworkError(self._missing_message())
+        names: list[str] = []
+        try:
+            with os.scandir(self._root) as entries:
+                listed = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+            for name, is_dir in listed:
+                if name.startswith("."):
+                    continue
+                if not is_dir:
+                    names.append(name)
+                elif self._config.album_folders:
+                    with os.scandir(self._root / name) as inner:
+                        names.extend(
+                            f"{name}/{e.name}"
+                            for e in inner
+                            if not e.name.startswith(".") and not e.is_dir(follow_symlinks=False)
+                        )
+        except OSError as exc:
+            raise NetworkError(f"cannot list {self._root}: {exc.strerror or exc}") from exc
+        return names
+
+    def gallery_name(self, file_name: str, album_id: str | None) -> str:
+        """The name :meth:`upload` gives the copy (before a taken name gets " (1)")."""
+        name = safe_name(file_name)
+        if self._config.album_folders and album_id:
+            return f"{safe_name(album_id)}/{name}"
+        return name
+
     def probe(self) -> None:
         """The configured folder exists and is a folder; NetworkError if not."""
         if not self._root.is_dir():

@@ -74,6 +74,8 @@ may be lower; the server then answers 400 with its limit, which fails the one fi
 
 _PAGE_SIZE = 100  # the largest ``limit`` the events listing accepts
 _MAX_PAGES = 20
+# Photo list pages followed at most (``boothsync verify``): 200,000 photos.
+_MAX_LIST_PAGES = 2000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,6 +182,41 @@ class PicPeakDestination(HttpDestination):
             if not more or not batch:
                 break
         return events
+
+    def list_pictures(self) -> list[str]:
+        """The names the event's photos were uploaded under: every page of ``GET
+        /api/v1/events/{id}/photos`` (``read`` scope), matched on ``source_filename`` (the
+        client's name, kept across replaces), else ``original_filename``, else ``filename``."""
+        names: list[str] = []
+        url = f"{self._api}/events/{self._config.event_id}/photos"
+        page = 1
+        while True:
+            response = self.send(
+                "read",
+                "GET",
+                url,
+                what="the photo list",
+                limit=LIST_LIMIT,
+                params={"page": page, "limit": _PAGE_SIZE},
+            )
+            data = self.json(response, "the photo list")
+            photos = data.get("photos") if isinstance(data, Mapping) else None
+            if not isinstance(photos, list):
+                raise ServerBusy(f"{self.where} answered the photo list without photos")
+            for photo in photos:
+                if isinstance(photo, Mapping):
+                    for key in ("source_filename", "original_filename", "filename"):
+                        value = photo.get(key)
+                        if isinstance(value, str) and value:
+                            names.append(value)
+                            break
+            more = _has_more(data.get("pagination"), page, len(photos))
+            if not photos or not more or page >= _MAX_LIST_PAGES:
+                return names
+            page += 1
+
+    def gallery_name(self, file_name: str, album_id: str | None) -> str:
+        return file_name
 
     def verify(self, album_ids: Collection[str] = ()) -> None:
         """The token may list events and the event is among them (PicPeak has no albums)."""

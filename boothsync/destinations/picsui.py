@@ -78,6 +78,8 @@ CAPTION_FIELDS = ("booth", "file", "taken")
 
 # Listing pages followed at most while looking for a file that may have arrived.
 _MAX_PAGES = 20
+# Listing pages followed at most to list the whole event (``boothsync verify``).
+_MAX_LIST_PAGES = 2000
 _LIST_KEYS = ("photos", "data", "items")
 _NAME_KEYS = ("filename", "file_name", "original_filename", "name")
 _SIZE_KEYS = ("size", "size_bytes", "filesize")
@@ -386,6 +388,25 @@ class PicsuiDestination(HttpDestination):
         with self._maybe_lock:
             self._maybe_sent.discard(key)
 
+    def list_pictures(self) -> list[str]:
+        """The names of the event's photos, every page of ``GET /events/{id}/photos``."""
+        names: list[str] = []
+        url: str | None = f"{self._event_url}/photos"
+        seen: set[str] = set()
+        while url is not None and url not in seen and len(seen) < _MAX_LIST_PAGES:
+            seen.add(url)
+            response = self.send("read", "GET", url, what="the photo list", limit=LIST_LIMIT)
+            data = self.json(response, "the photo list")
+            entries = _photo_list(data)
+            if entries is None:
+                raise ServerBusy(f"{self.where} answered the photo list in an unknown shape")
+            names.extend(name for entry in entries if (name := _entry_name(entry)) is not None)
+            url = _next_page(data, url)
+        return names
+
+    def gallery_name(self, file_name: str, album_id: str | None) -> str:
+        return file_name
+
     def caption(self, item: UploadItem) -> str:
         """The caption the config's template gives this picture ("" without a template)."""
         template = self._config.caption
@@ -578,6 +599,16 @@ def _photo_list(data: Any) -> list[Any] | None:
         for key in _LIST_KEYS:
             value = data.get(key)
             if isinstance(value, list):
+                return value
+    return None
+
+
+def _entry_name(entry: Any) -> str | None:
+    """The name a listed photo was uploaded under, if the entry says."""
+    if isinstance(entry, Mapping):
+        for key in _NAME_KEYS:
+            value = entry.get(key)
+            if isinstance(value, str) and value:
                 return value
     return None
 

@@ -64,6 +64,7 @@ class Overview:
     live: int
     backlog: int
     keeping_awake: bool
+    to_go: int  # pictures some destination does not have yet; 0: safe to pack up
 
 
 def overview(
@@ -110,6 +111,7 @@ def overview(
         live=current.live,
         backlog=max(0, stats.totals.get("waiting", 0) - current.live),
         keeping_awake=current.keeping_awake,
+        to_go=current.to_go,
     )
 
 

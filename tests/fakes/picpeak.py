@@ -1,10 +1,14 @@
 """A PicPeak-like local server for the tests: its public API v1, with fault injection.
 
-Owns the far side of the two PicPeak routes boothsync uses, answered as PicPeak answers them:
+Owns the far side of the three PicPeak routes boothsync uses, answered as PicPeak answers them:
 ``POST /api/v1/events/<id>/photos`` (Bearer ``pp_live_`` token with the ``write`` scope,
 multipart with one file in field ``photo``, images only, ``201`` with ``{id, filename, path,
-thumbnail_path, size_bytes, category_id}``) and ``GET /api/v1/events?page=&limit=`` (``read``
-scope, ``{"events": [...], "pagination": {page, limit, total}}``). Checks run in PicPeak's
+thumbnail_path, size_bytes, category_id}``), ``GET /api/v1/events?page=&limit=`` (``read``
+scope, ``{"events": [...], "pagination": {page, limit, total}}``) and ``GET
+/api/v1/events/<id>/photos?page=&limit=`` (``read`` scope, ``limit`` at most 100, default 50,
+ordered by the server's file name: ``{"photos": [{id, filename, original_filename,
+source_filename, ...}], "pagination": {page, limit, total, filtered, pages}}``, as
+``backend/src/routes/v1/events.js`` of PicPeak answers it). Checks run in PicPeak's
 order: token, scope, event (404 before the body is read), then the body (400 for a missing
 ``photo`` part or a file over the size setting). Error bodies are PicPeak's ``{"error",
 "code"}`` shapes, or only one of the two keys when asked. Stored pictures land at
@@ -66,7 +70,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEMO_TOKEN: Final = "pp_live_demo"
-ENDPOINTS: Final = ("photos", "events")
+ENDPOINTS: Final = ("photos", "events", "list")
 """The endpoints faults apply to (``Faults.fail_next`` entries name one of these)."""
 MAX_FILE_BYTES: Final = 100 * 1024 * 1024
 
@@ -158,6 +162,17 @@ class PicPeakServer(LocalServer):
         with self._lock:
             return list(self._received)
 
+    def remove(self, file_name: str) -> bool:
+        """Delete the first stored photo sent as ``file_name``, as PicPeak's admin can: it
+        leaves the photo list. Returns whether there was one."""
+        with self._lock:
+            for index, record in enumerate(self._received):
+                if record.file_name == file_name:
+                    del self._received[index]
+                    record.path.unlink(missing_ok=True)
+                    return True
+        return False
+
     def requests(self) -> dict[str, int]:
         """How many requests reached each endpoint (``photos``, ``events``, ``other``)."""
         with self._lock:
@@ -241,6 +256,35 @@ class PicPeakServer(LocalServer):
             "events": [self._event_json(event_id) for event_id in chosen],
             "pagination": {"page": page, "limit": limit, "total": len(self._events)},
         }
+
+    def _list_photos(self, event_id: int, query: str) -> dict[str, Any]:
+        params = parse_qs(query)
+        page = _query_int(params, "page", 1, low=1, high=None)
+        limit = _query_int(params, "limit", 50, low=1, high=100)
+        with self._lock:
+            held = sorted(
+                (r for r in self._received if r.event_id == event_id), key=lambda r: r.path.name
+            )
+        chosen = held[(page - 1) * limit : page * limit]
+        photos = [
+            {
+                "id": r.photo_id,
+                "filename": r.path.name,
+                "original_filename": r.file_name,
+                "source_filename": r.file_name,
+                "size_bytes": r.size,
+            }
+            for r in chosen
+        ]
+        pages = (len(held) + limit - 1) // limit
+        pagination = {
+            "page": page,
+            "limit": limit,
+            "total": len(held),
+            "filtered": len(held),
+            "pages": pages,
+        }
+        return {"photos": photos, "pagination": pagination}
 
     def _store(
         self, temp: Path, event_id: int, file_name: str, content_type: str, size: int, sha: str
@@ -408,6 +452,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             endpoint = "photos"
         elif self.command == "GET" and parts.path.rstrip("/") == "/api/v1/events":
             endpoint = "events"
+        elif self.command == "GET" and photos:
+            endpoint = "list"
         self._owner._count(endpoint)
         try:
             if framing == "invalid":
@@ -420,6 +466,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             elif endpoint == "events":
                 self._owner._authorize(self.headers.get("Authorization"), "read")
                 self._reply(200, self._owner._list_events(parts.query))
+            elif endpoint == "list":
+                assert photos is not None
+                self._owner._authorize(self.headers.get("Authorization"), "read")
+                event_id, _ = self._owner._event(photos.group(1))
+                self._reply(200, self._owner._list_photos(event_id, parts.query))
             else:
                 raise _Reject(404, f"Route {parts.path} not found", "NOT_FOUND")
         except MultipartError as exc:

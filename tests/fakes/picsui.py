@@ -138,6 +138,17 @@ class PicsuiServer(LocalServer):
         with self._lock:
             return list(self._received)
 
+    def remove(self, file_name: str) -> bool:
+        """Delete the first stored photo sent as ``file_name``, as the gallery's owner can in
+        Picsui's web app: it leaves the listing. Returns whether there was one."""
+        with self._lock:
+            for index, record in enumerate(self._received):
+                if record.file_name == file_name:
+                    del self._received[index]
+                    record.path.unlink(missing_ok=True)
+                    return True
+        return False
+
     @property
     def requests_seen(self) -> int:
         """Every request the server read, whatever the answer."""
