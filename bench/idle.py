@@ -354,13 +354,17 @@ def write_config(
     poll_interval: float = 2.0,
     concurrency: int = 2,
     dashboard: bool = False,
+    upload_order: str | None = None,
 ) -> Path:
     """The config a benchmark's daemon runs with: one folder, the local receiver; the
-    dashboard only when asked for (on a free port)."""
+    dashboard only when asked for (on a free port). ``upload_order``: ``[upload] order``,
+    written only when given, so that the daemon's own default applies otherwise."""
 
     def toml(value: Path) -> str:
         # A JSON string of a path is a valid TOML basic string.
         return json.dumps(value.as_posix())
+
+    order = "" if upload_order is None else f"order = {json.dumps(upload_order)}\n"
 
     path.write_text(
         f"""\
@@ -383,7 +387,7 @@ base_url = "{base_url}"
 
 [upload]
 concurrency = {concurrency}
-
+{order}
 [state]
 dir = {toml(state)}
 

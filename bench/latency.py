@@ -160,10 +160,15 @@ class Gallery:
         records: list[dict[str, Any]] = self._get("/_control/received")
         return records
 
+    def counts(self) -> dict[str, dict[str, int]]:
+        """The receiver's answers so far, ``{endpoint: {status: n}}``: a small answer, cheap
+        to ask often."""
+        counts: dict[str, dict[str, int]] = self._get("/_control/counts")["counts"]
+        return counts
+
     def stored(self) -> int:
-        """How many uploads the receiver has stored: a small answer, cheap to ask often."""
-        counts = self._get("/_control/counts")["counts"]
-        return int(counts.get("put", {}).get("200", 0))
+        """How many uploads the receiver has stored."""
+        return int(self.counts().get("put", {}).get("200", 0))
 
     def wait_for(self, count: int, timeout: float, what: str) -> list[dict[str, Any]]:
         """The records once at least ``count`` uploads are stored; BenchError at the deadline.

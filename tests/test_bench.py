@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+from bench.idle import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,3 +214,60 @@ def test_link_self_check_runs_and_reports_rates_and_round_trips() -> None:
         r"^venue +80\.0 +[0-9.]+ +[0-9.]+ +160\.0 +[0-9.]+ +[0-9.]+$", result.stdout, re.M
     ), output
     assert re.search(r"^target: .*: (met|MISSED)$", result.stdout, re.MULTILINE), output
+
+
+def test_live_benchmark_runs_and_reports_fresh_pictures() -> None:
+    """`python -m bench.live` with a small backlog behind a 4 Mbit/s link and two fresh
+    pictures exits 0 and prints the own upload (the baseline), one backlog upload under the
+    load, and for each fresh picture its latency (or that it missed the cap), the backlog
+    left and gone meanwhile, and its target with the verdict."""
+    result = _run_bench(
+        "bench.live",
+        *("--backlog", "20", "--size-mb", "0.2", "--fresh", "2", "--every", "1"),
+        *("--up", "4", "--cap", "15"),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert re.search(r"^machine: \S", result.stdout, re.MULTILINE), output
+    assert re.search(r"^order: the daemon's default", result.stdout, re.MULTILINE), output
+    assert re.search(
+        r"^own upload \(empty queue, through the link\): median [0-9.]+ s of 3 ",
+        result.stdout,
+        re.M,
+    ), output
+    assert re.search(
+        r"^one backlog upload under the load: (?:[0-9.]+ s = [0-9.]+ in flight|n/a)",
+        result.stdout,
+        re.MULTILINE,
+    ), output
+    for name in ("FRESH_01.jpg", "FRESH_02.jpg"):
+        row = re.search(
+            rf"^{name} +[0-9]+\.[0-9] +(?:[0-9]+\.[0-9]+|> 15) +{FIGURE} +[0-9]+ +[0-9]+"
+            r"  (?:<= [0-9.]+ s: (?:met|MISSED)|n/a)",
+            result.stdout,
+            re.MULTILINE,
+        )
+        assert row is not None, f"no figures for {name}:\n{output}"
+    assert re.search(
+        r"^fresh pictures in the gallery within the 15 s cap: \d of 2", result.stdout, re.M
+    ), output
+
+
+def test_benchmark_config_has_an_upload_order_only_when_given(tmp_path: Path) -> None:
+    """The benchmarks' config carries `[upload] order` only when one is given, so that
+    without it the daemon's own default order applies."""
+
+    def upload(name: str, order: str | None) -> dict[str, object]:
+        config = write_config(
+            tmp_path / name,
+            watch=tmp_path,
+            state=tmp_path / "state",
+            base_url="http://127.0.0.1:9",
+            upload_order=order,
+        )
+        table: dict[str, object] = tomllib.loads(config.read_text("utf-8"))["upload"]
+        return table
+
+    assert upload("plain.toml", None) == {"concurrency": 2}
+    assert upload("live.toml", "live") == {"concurrency": 2, "order": "live"}
