@@ -180,7 +180,9 @@ def menu_model(
         if snapshot.live
         else t["waiting_line"].format(n=_waiting(stats)),
         t["failed_line"].format(n=stats.totals.get("failed", 0)),
-        t["to_go_line"].format(n=snapshot.to_go) if snapshot.to_go else t["safe_line"],
+        (t["to_go_one"] if snapshot.to_go == 1 else t["to_go_line"].format(n=snapshot.to_go))
+        if snapshot.to_go
+        else t["safe_line"],
     ]
     last = stats.last_upload
     if last is None:
