@@ -352,13 +352,16 @@ def write_config(
     name: str = "bench-idle",
     poll: bool = False,
     poll_interval: float = 2.0,
-    concurrency: int = 2,
+    concurrency: int | None = 2,
     dashboard: bool = False,
     upload_order: str | None = None,
+    bandwidth_limit: int | None = None,
 ) -> Path:
     """The config a benchmark's daemon runs with: one folder, the local receiver; the
     dashboard only when asked for (on a free port). ``upload_order``: ``[upload] order``,
-    written only when given, so that the daemon's own default applies otherwise."""
+    written only when given, so that the daemon's own default applies otherwise;
+    ``concurrency`` None leaves boothsync's default; ``bandwidth_limit`` is in bytes per
+    second."""
 
     def toml(value: Path) -> str:
         # A JSON string of a path is a valid TOML basic string.
@@ -386,8 +389,10 @@ album_id = "a1"
 base_url = "{base_url}"
 
 [upload]
-concurrency = {concurrency}
+{"" if concurrency is None else f"concurrency = {concurrency}"}
 {order}
+{"" if bandwidth_limit is None else f"bandwidth_limit = {json.dumps(str(bandwidth_limit))}"}
+
 [state]
 dir = {toml(state)}
 

@@ -271,3 +271,36 @@ def test_benchmark_config_has_an_upload_order_only_when_given(tmp_path: Path) ->
 
     assert upload("plain.toml", None) == {"concurrency": 2}
     assert upload("live.toml", "live") == {"concurrency": 2, "order": "live"}
+
+
+def test_slowlink_benchmark_runs_and_reports_every_run() -> None:
+    """`python -m bench.slowlink` with 3 small files over the venue profile, without rclone,
+    exits 0 and prints the floor, the bare loop and boothsync (seconds, pictures per minute,
+    MB/s, fraction of the floor), the fraction against its target and the bandwidth limit's
+    achieved rate against the limit."""
+    result = _run_bench(
+        "bench.slowlink", "--files", "3", "--size-mb", "0.2", "--profile", "venue", "--no-rclone"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert re.search(r"^machine: \S", result.stdout, re.MULTILINE), output
+    for name, at_once in (("floor", ""), ("bare loop", "2 threads"), ("boothsync", "2 workers")):
+        row = re.search(
+            rf"^venue +{name} +3 +{re.escape(at_once)}( +[0-9]+\.[0-9]+){{4}}$",
+            result.stdout,
+            re.MULTILINE,
+        )
+        assert row is not None, f"no figures for {name}:\n{output}"
+    assert not re.search(r"^venue +rclone ", result.stdout, re.MULTILINE), output
+    assert re.search(
+        r"^venue: boothsync [0-9.]+ of the floor; target >= 0\.90: (met|MISSED)$",
+        result.stdout,
+        re.MULTILINE,
+    ), output
+    assert re.search(
+        r"^venue: bandwidth_limit 1250000 B/s, 2 file\(s\): [0-9]+ B/s = [0-9.]+x the limit;"
+        r" target within 5%: (met|MISSED)$",
+        result.stdout,
+        re.MULTILINE,
+    ), output
