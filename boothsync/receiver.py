@@ -163,6 +163,10 @@ class Faults:
     trickle: dict[str, float] = field(default_factory=dict)
     """Per endpoint, seconds before each byte of its answers, status line and headers
     included: ``{"getuploadurl": 0.5}``; stop() cuts it short."""
+    answer_delay: dict[str, float] = field(default_factory=dict)
+    """Per endpoint, seconds between reading a request's whole body and answering, as a
+    gallery behind a slow uplink answers only once the last bytes crossed it while the
+    sender's system took them at once: ``{"put": 2.0}``; stop() cuts it short."""
     redirect_next: list[tuple[str, int, str]] = field(default_factory=list)
     """Redirects ``(endpoint, status, location)`` for the next requests to an endpoint, taken
     like ``fail_next`` (and before it). ``{path}`` in the location stands for the request's
@@ -383,6 +387,10 @@ class Receiver(LocalServer):
         with self._lock:
             return float(self.faults.delay)
 
+    def _answer_delay(self, endpoint: str) -> float:
+        with self._lock:
+            return float(self.faults.answer_delay.get(endpoint, 0.0))
+
     def _draw_stall(self) -> float:
         with self._lock:
             return self.faults.draw_stall()
@@ -565,7 +573,7 @@ def _by_endpoint(name: str, value: Any) -> dict[str, Any]:
 def _trickle(name: str, value: Any) -> dict[str, float]:
     delays = {key: _as_number(name, v) for key, v in _by_endpoint(name, value).items()}
     if any(v < 0 for v in delays.values()):
-        raise Rejected(400, "trickle must not be negative")
+        raise Rejected(400, f"{name} must not be negative")
     return delays
 
 
@@ -644,6 +652,7 @@ _FAULT_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "stall": _seconds,
     "answer_bytes": _answer_bytes,
     "trickle": _trickle,
+    "answer_delay": _trickle,
     "echo_key": _echo_key,
     "upload_scheme": _upload_scheme,
     "redirect_next": _redirect_next,
@@ -945,6 +954,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+        late = self._receiver._answer_delay("put")
+        if late > 0 and self._receiver._stopping.wait(late):
+            return
         self._reply("put", 200, headers=[("ETag", f'"{record.sha256}"')])
 
     def _events(self) -> None:

@@ -231,6 +231,16 @@ class HttpDestination:
         where = where or self.where
         deadline = Deadline(self.request_deadline(body_size, limit))
         extensions = {**kwargs.pop("extensions", {}), DEADLINE: deadline}
+        if body_size and "timeout" not in kwargs:
+            # The body's last bytes leave boothsync long before they cross a slow link: the
+            # system's send buffer holds seconds of a poor uplink, more with several uploads
+            # sharing it. The answer can only come once they arrived, so its wait gets the
+            # time the body may take at the floor rate too (the deadline bounds it all).
+            kwargs["timeout"] = httpx.Timeout(
+                self.timeout,
+                connect=min(10.0, self.timeout),
+                read=self.timeout + body_size / FLOOR_RATE,
+            )
         try:
             with self.client.stream(method, url, extensions=extensions, **kwargs) as streamed:
                 status = streamed.status_code
