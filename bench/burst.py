@@ -111,38 +111,46 @@ def _finished(gallery: Gallery, before: int, count: int, timeout: float, what: s
     return max(float(r["received_at"]) for r in records[before:])
 
 
-def floor(gallery: Gallery, paths: Sequence[Path], name: str) -> Run:
-    """The bare loop: 4 threads, one httpx client each, the two requests per file."""
-    url = gallery.receiver.base_url
-    before = len(gallery.records())
+def upload_all(
+    base_url: str, paths: Sequence[Path], threads: int, *, name: str, timeout: float
+) -> float:
+    """The bare loop: ``threads`` threads, one httpx client each, the two requests per file
+    to ``base_url``; returns when it started (Unix time). BenchError if an upload failed."""
     lock = threading.Lock()
     todo = list(reversed(paths))
     errors: list[BaseException] = []
 
     def work() -> None:
-        with httpx.Client(trust_env=False, timeout=60.0) as client:
+        with httpx.Client(trust_env=False, timeout=timeout) as client:
             while True:
                 with lock:
                     if not todo or errors:
                         return
                     path = todo.pop()
                 try:
-                    bare_upload(client, url, path)
+                    bare_upload(client, base_url, path)
                 except BaseException as exc:
                     with lock:
                         errors.append(exc)
                     return
 
-    threads = [threading.Thread(target=work, name=f"floor-{i}") for i in range(CONCURRENCY)]
-    receiver_cpu = cpu_seconds(gallery.receiver.child.pid)
-    client_cpu = time.process_time()
+    workers = [threading.Thread(target=work, name=f"{name}-{i}") for i in range(threads)]
     started = time.time()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
     if errors:
         raise BenchError(f"{name}: a bare upload failed: {errors[0]!r}")
+    return started
+
+
+def floor(gallery: Gallery, paths: Sequence[Path], name: str) -> Run:
+    """The bare loop with 4 threads, straight to the receiver."""
+    before = len(gallery.records())
+    receiver_cpu = cpu_seconds(gallery.receiver.child.pid)
+    client_cpu = time.process_time()
+    started = upload_all(gallery.receiver.base_url, paths, CONCURRENCY, name=name, timeout=60.0)
     timeout = max(MIN_WAIT, SECONDS_PER_FILE * len(paths))
     last = _finished(gallery, before, len(paths), timeout, f"{name} uploads")
     client_cpu = time.process_time() - client_cpu

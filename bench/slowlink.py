@@ -48,9 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-
-from bench.burst import _finished, clear_stored, flush, make_files, receiver_folder
+from bench.burst import _finished, clear_stored, flush, make_files, receiver_folder, upload_all
 from bench.idle import (
     READY_SECONDS,
     STOP_SECONDS,
@@ -62,7 +60,7 @@ from bench.idle import (
     workspace,
     write_config,
 )
-from bench.latency import Gallery, bare_upload, sample_jpeg
+from bench.latency import Gallery, sample_jpeg
 from bench.link import PROFILES, Link, Profile
 from boothsync.config import UploadConfig
 
@@ -118,32 +116,9 @@ def _wait(profile: Profile, size: int) -> float:
 def bare_loop(gallery: Gallery, link: Link, profile: str, paths: Sequence[Path]) -> Run:
     """The two requests per file from DEFAULT_CONCURRENCY threads, one httpx client each."""
     before = len(gallery.records())
-    lock = threading.Lock()
-    todo = list(reversed(paths))
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        with httpx.Client(trust_env=False, timeout=120.0) as client:
-            while True:
-                with lock:
-                    if not todo or errors:
-                        return
-                    path = todo.pop()
-                try:
-                    bare_upload(client, link.base_url, path)
-                except BaseException as exc:
-                    with lock:
-                        errors.append(exc)
-                    return
-
-    threads = [threading.Thread(target=work, name=f"bare-{i}") for i in range(DEFAULT_CONCURRENCY)]
-    started = time.time()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise BenchError(f"{profile}: a bare upload failed: {errors[0]!r}")
+    started = upload_all(
+        link.base_url, paths, DEFAULT_CONCURRENCY, name=f"{profile} bare", timeout=120.0
+    )
     size = sum(p.stat().st_size for p in paths)
     wait = _wait(PROFILES[profile], size)
     last = _finished(gallery, before, len(paths), wait, f"{profile}: the bare loop's uploads")
