@@ -507,7 +507,8 @@ def test_commands_sent_since_the_run_began_are_applied_at_an_engine_start(
     send(config, "pause")
     engine: Engine = engine_for(config, commands_since=began)
     wait_for(lambda: engine.paused, what="the pause to be applied")
-    assert flags_of(config)["paused"] == "1"
+    # The flag is written right after the engine took the pause.
+    wait_for(lambda: flags_of(config)["paused"] == "1", what="the paused flag")
 
 
 def test_missing_folders_are_flagged_while_they_are_missing(

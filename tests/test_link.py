@@ -440,7 +440,9 @@ def test_an_upload_to_the_receiver_crosses_the_link_with_both_requests(
         assert answer.json()["uploadUrl"].startswith(f"{link.base_url}/")
         bare_upload(client, link.base_url, picture)
         assert link.bytes_up > picture.stat().st_size
-    (stored,) = [r for r in receiver.received() if r.file_name == picture.name]
+    matches = [r for r in receiver.received() if r.file_name == picture.name]
+    assert len(matches) == 1
+    stored = matches[0]
     assert stored.sha256 == hashlib.sha256(picture.read_bytes()).hexdigest()
 
 
