@@ -66,7 +66,7 @@ from urllib.parse import urlsplit
 
 from bench.idle import machine, positive
 
-__all__ = ["PROFILES", "QUEUE_SECONDS", "Link", "Profile", "main"]
+__all__ = ["PROFILES", "QUEUE_SECONDS", "Link", "Profile", "add_shape_options", "main", "shape_of"]
 
 log = logging.getLogger(__name__)
 
@@ -830,24 +830,9 @@ def _not_negative(text: str) -> float:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.link",
-        description=(
-            "A shaped TCP proxy on 127.0.0.1 that makes the way to a server look like a venue's"
-            " uplink; or, with --measure, a check that it does."
-        ),
-        epilog="profiles: "
-        + "; ".join(f"{n}: {p.describe()} ({p.about})" for n, p in PROFILES.items()),
-    )
-    parser.add_argument(
-        "--target", type=_target, metavar="HOST:PORT", help="where to forward connections"
-    )
-    parser.add_argument(
-        "--profile",
-        choices=sorted(PROFILES),
-        help="the link's shape (default 4g; with --measure, every profile)",
-    )
+def add_shape_options(parser: argparse.ArgumentParser, *, profile_help: str) -> None:
+    """--profile, and --up, --down, --rtt put over it (read back with :func:`shape_of`)."""
+    parser.add_argument("--profile", choices=sorted(PROFILES), help=profile_help)
     parser.add_argument(
         "--up",
         type=positive(float),
@@ -862,6 +847,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rtt", type=_not_negative, metavar="MS", help="round trip in ms, over the profile's"
+    )
+
+
+def shape_of(args: argparse.Namespace, default: str = "4g") -> tuple[str, Profile, bool]:
+    """The profile asked for (its name), with --up, --down and --rtt put over it, and
+    whether any of them changed it."""
+    name = args.profile or default
+    shape = PROFILES[name]
+    if args.up is None and args.down is None and args.rtt is None:
+        return name, shape, False
+    custom = Profile(
+        shape.up_bps if args.up is None else args.up * 1e6,
+        shape.down_bps if args.down is None else args.down * 1e6,
+        shape.rtt if args.rtt is None else args.rtt / 1000,
+        f"{name} with figures of the command line",
+    )
+    return name, custom, True
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.link",
+        description=(
+            "A shaped TCP proxy on 127.0.0.1 that makes the way to a server look like a venue's"
+            " uplink; or, with --measure, a check that it does."
+        ),
+        epilog="profiles: "
+        + "; ".join(f"{n}: {p.describe()} ({p.about})" for n, p in PROFILES.items()),
+    )
+    parser.add_argument(
+        "--target", type=_target, metavar="HOST:PORT", help="where to forward connections"
+    )
+    add_shape_options(
+        parser, profile_help="the link's shape (default 4g; with --measure, every profile)"
     )
     parser.add_argument(
         "--port", type=int, default=0, help="port to listen on (default: a free one)"
@@ -880,17 +899,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _shape(args: argparse.Namespace) -> tuple[str, Profile]:
     """The profile asked for, with --up, --down and --rtt put over it."""
-    name = args.profile or "4g"
-    shape = PROFILES[name]
-    if args.up is None and args.down is None and args.rtt is None:
-        return name, shape
-    custom = Profile(
-        shape.up_bps if args.up is None else args.up * 1e6,
-        shape.down_bps if args.down is None else args.down * 1e6,
-        shape.rtt if args.rtt is None else args.rtt / 1000,
-        f"{name} with figures of the command line",
-    )
-    return "custom", custom
+    name, shape, changed = shape_of(args)
+    return ("custom" if changed else name), shape
 
 
 def serve(target: tuple[str, int], name: str, shape: Profile, port: int) -> int:

@@ -64,7 +64,7 @@ from bench.idle import (
     write_config,
 )
 from bench.latency import Gallery, picture_bytes, sample_jpeg
-from bench.link import PROFILES, Link, Profile
+from bench.link import PROFILES, Link, Profile, add_shape_options, shape_of
 from boothsync.config import load_config
 from boothsync.errors import ConfigError
 
@@ -602,13 +602,6 @@ def run(plan: Plan) -> int:
 # -- the command -------------------------------------------------------------------------------
 
 
-def _not_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative (got {text})")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.live",
@@ -670,35 +663,13 @@ def _parser() -> argparse.ArgumentParser:
         help="[upload] order written into the config; default: none written, the daemon's"
         " own default",
     )
-    parser.add_argument(
-        "--profile", choices=sorted(PROFILES), default="4g", help="the link (default: 4g)"
-    )
-    parser.add_argument(
-        "--up", type=positive(float), metavar="MBIT", help="up rate in Mbit/s, over the profile's"
-    )
-    parser.add_argument(
-        "--down",
-        type=positive(float),
-        metavar="MBIT",
-        help="down rate in Mbit/s, over the profile's",
-    )
-    parser.add_argument(
-        "--rtt", type=_not_negative, metavar="MS", help="round trip in ms, over the profile's"
-    )
+    add_shape_options(parser, profile_help="the link (default: 4g)")
     return parser
 
 
 def _shape(args: argparse.Namespace) -> tuple[str, Profile]:
-    shape = PROFILES[args.profile]
-    if args.up is None and args.down is None and args.rtt is None:
-        return args.profile, shape
-    custom = Profile(
-        shape.up_bps if args.up is None else args.up * 1e6,
-        shape.down_bps if args.down is None else args.down * 1e6,
-        shape.rtt if args.rtt is None else args.rtt / 1000,
-        f"{args.profile} with figures of the command line",
-    )
-    return f"{args.profile}, changed", custom
+    name, shape, changed = shape_of(args)
+    return (f"{name}, changed" if changed else name), shape
 
 
 def main(argv: Sequence[str] | None = None) -> int:

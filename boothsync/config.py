@@ -503,6 +503,11 @@ class UploadConfig:
     order: str = "live"
     live_window: float = 120.0
 
+    @property
+    def live(self) -> float | None:
+        """The live window the claim order uses, None when it is oldest first."""
+        return self.live_window if self.order == "live" else None
+
 
 @dataclass(frozen=True, kw_only=True)
 class StateConfig:

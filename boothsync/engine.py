@@ -159,8 +159,7 @@ class Engine:
         outbox = Outbox.open_or_rebuild(outbox_path(self.config), secrets=secrets(self.config))
         self._outbox = outbox
         self._failure = None
-        upload = self.config.upload
-        outbox.order_live(upload.live_window if upload.order == "live" else None)
+        outbox.order_live(self.config.upload.live)
         outbox.recover()
         if self._given_destinations is not None:
             self._destinations = dict(self._given_destinations)
@@ -327,8 +326,8 @@ class Engine:
         )
 
     def _live_count(self) -> int:
-        upload = self.config.upload
-        return self.outbox.live_count(upload.live_window) if upload.order == "live" else 0
+        window = self.config.upload.live
+        return self.outbox.live_count(window) if window is not None else 0
 
     def health(self) -> dict[str, DestinationHealth]:
         """Each destination's health now (cheaper than a whole :meth:`snapshot`)."""

@@ -58,7 +58,6 @@ __all__ = [
     "empty_stats",
     "from_engine",
     "iso",
-    "live_window",
     "needs_attention",
     "pictures",
     "plain_reason",
@@ -119,12 +118,6 @@ class Status:
         )
 
 
-def live_window(config: Config) -> float | None:
-    """The live window of ``[upload]``, None when the order is oldest first."""
-    upload = config.upload
-    return upload.live_window if upload.order == "live" else None
-
-
 def read_database(
     outbox: Outbox, *, count_today: bool = True, live_window: float | None = None
 ) -> Status:
@@ -182,7 +175,7 @@ def report(config: Config, database: Path, instance: InstanceState) -> dict[str,
         pass  # nothing queued yet (or its owner is creating it this moment)
     else:
         try:
-            status = read_database(outbox, count_today=False, live_window=live_window(config))
+            status = read_database(outbox, count_today=False, live_window=config.upload.live)
         finally:
             outbox.close()
     return to_json(status, config, database, instance)

@@ -93,8 +93,6 @@ def create_app(dashboard: Dashboard) -> ASGIApp:
     templates.filters.update(
         duration=view.duration,
         size=view.size,
-        clock=view.clock,
-        name=view.name_of,
         taken=view.taken,
     )
     pages = _Pages(dashboard, templates)

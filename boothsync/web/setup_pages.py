@@ -35,7 +35,7 @@ __all__ = ["FirstSetup", "SetupPages"]
 
 log = logging.getLogger(__name__)
 
-#: Field names a page may send (the option names of every gallery type, and the wizard's own).
+#: Where a browser's session keeps the wizard's answers between its steps.
 _DRAFT: Final = "wizard"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from boothsync.status import STATES, Status
@@ -163,21 +162,9 @@ def size(count: float | None) -> str:
     return ""  # pragma: no cover - the loop returns
 
 
-def clock(timestamp: float | None) -> str:
-    if timestamp is None:
-        return ""
-    when = datetime.fromtimestamp(timestamp)
-    today = datetime.now().date()
-    return when.strftime("%H:%M:%S" if when.date() == today else "%d %b %H:%M")
-
-
 def taken(ms: int | None, tz: tzinfo) -> str:
     """A capture time (Unix milliseconds) in the booth's time zone."""
     if ms is None:
         return "at an unknown time"
     when = datetime.fromtimestamp(ms / 1000, tz)
     return when.strftime("%H:%M:%S" if when.date() == datetime.now(tz).date() else "%d %b %H:%M")
-
-
-def name_of(path: str) -> str:
-    return Path(path).name or path
