@@ -297,7 +297,9 @@ def test_recursive_watch_routes_albums_and_moves_keeping_subfolders(
     wait_for(lambda: names(receiver) == ["o1.jpg", "p1.jpg", "top.jpg"], timeout=30)
     albums = {r.file_name: r.album_id for r in receiver.received()}
     assert albums == {"p1.jpg": "a1", "o1.jpg": "a2", "top.jpg": None}
-    wait_for(lambda: not print_path.exists() and not (hot / "top.jpg").exists(), timeout=30)
+    # Each picture is moved its own grace time after its own upload: wait for all three.
+    moved = (print_path, hot / "top.jpg", hot / "Originals" / "o1.jpg")
+    wait_for(lambda: not any(path.exists() for path in moved), timeout=30)
     assert occupied.read_bytes() == b"an earlier print, not to be overwritten"
     assert (hot / "uploaded" / "Prints" / "p1 (1).jpg").read_bytes() == print_bytes
     assert (hot / "uploaded" / "Originals" / "o1.jpg").exists()
