@@ -748,6 +748,11 @@ class Watcher:
             destinations = {name: album for name in entry.folder.watch.destinations}
             watch = str(entry.folder.path)
             files.append(NewFile(path, entry.size, entry.mtime_ns, watch, destinations))
+        if self._outbox.failure is not None:
+            # The queue cannot be written (a full disk, a failing drive): its owner stops
+            # with one line saying so. The files stay where they are, found again by the
+            # scan of the next start; an error line each until then would only bury that line.
+            return list(batch) if failed else []
         try:
             counts = self._outbox.add_many(files) if files else []
         except Exception as exc:

@@ -1022,6 +1022,34 @@ def test_failing_outbox_keeps_the_file_pending_until_it_can_be_added(
     assert "disk I/O error" in errors[0]
 
 
+def test_a_queue_that_failed_for_good_is_not_tried_again_for_each_picture(
+    hot: Path,
+    outbox: RecordingOutbox,
+    start_watcher: StartWatcher,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the queue cannot be written (its owner stops on ``failure`` with one line), the
+    watcher neither tries to add the pictures that settle meanwhile nor logs an error for
+    each: they stay in the folder for the next start's scan."""
+    caplog.set_level(logging.INFO, logger="boothsync.watcher")
+    outbox.failure = OutboxError("queue database outbox.sqlite3: the disk is full")
+    offered: list[Path] = []
+    original = Watcher._enqueue
+
+    def noting(watcher: Watcher, batch: Any, *, failed: bool = False) -> Any:
+        offered.extend(path for path, _ in batch)
+        return original(watcher, batch, failed=failed)
+
+    monkeypatch.setattr(Watcher, "_enqueue", noting)
+    start_watcher(watch_of(hot, settle_seconds=0.1))
+    paths = [write(hot / f"guest-{i}.jpg") for i in range(5)]
+
+    wait_for(lambda: set(paths) <= set(offered), timeout=10, what="every picture to settle")
+    assert outbox.batches == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 def burst_behind_a_held_add(
     tmp_path: Path, hot: Path, outbox: RecordingOutbox, start_watcher: StartWatcher, count: int
 ) -> list[Path]:
