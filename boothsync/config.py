@@ -373,7 +373,8 @@ UPLOAD_OPTIONS: Final[tuple[Option, ...]] = (
         "str",
         '"live": pictures queued in the last live_window seconds go first, newest first, the '
         "backlog oldest first behind them (every second upload is the backlog's while both "
-        'wait); "oldest": strictly in the order they were queued.',
+        'wait; none starts beside a live one while no other waits); "oldest": strictly in '
+        "the order they were queued.",
         default="live",
         choices=("live", "oldest"),
     ),

@@ -58,7 +58,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
 from itertools import groupby
 from pathlib import Path
@@ -127,6 +127,9 @@ class Job:
     last_error: str | None
     taken_at_ms: int | None
     taken_at_source: str | None
+    #: Claimed as a live one (:meth:`Outbox.order_live`): the backlog of its destination is
+    #: held while it is uploaded, so its end is worth waking the other workers for.
+    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -1465,7 +1468,9 @@ class Outbox:
                 since = due - window
                 # One statement: the newest live job and the backlog's oldest due one, the
                 # live one first unless the last claim took a live one (then the backlog's
-                # turn: while both wait, every second upload is the backlog's).
+                # turn: while both wait, every second upload is the backlog's). Otherwise a
+                # backlog job is held while a live one of its destination is being uploaded:
+                # that one then has the link to itself once the uploads before it are done.
                 live_turn = 1 if self._last_live else 0
                 row = conn.execute(
                     "SELECT id, live FROM ("
@@ -1474,12 +1479,18 @@ class Outbox:
                     "  AND next_attempt_at <= ?" + clause + " ORDER BY queued_at DESC, id DESC"
                     "  LIMIT 1)"
                     " UNION ALL"
-                    " SELECT * FROM (SELECT id, 0 AS live FROM (SELECT id, attempts, queued_at,"
-                    "  next_attempt_at FROM jobs INDEXED BY jobs_due"
+                    " SELECT * FROM (SELECT id, 0 AS live FROM (SELECT id, destination, attempts,"
+                    "  queued_at, next_attempt_at FROM jobs INDEXED BY jobs_due"
                     "  WHERE state = ? AND next_attempt_at <= ?"
                     + clause
-                    + "  ORDER BY next_attempt_at, id LIMIT ?)"
+                    + "  ORDER BY next_attempt_at, id LIMIT ?) AS b"
                     "  WHERE NOT (attempts = 0 AND queued_at >= ?)"
+                    "  AND ((? = 1 AND EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_fresh"
+                    "   WHERE state = ? AND attempts = 0 AND queued_at >= ?"
+                    "   AND next_attempt_at <= ?" + clause + "))"
+                    "   OR NOT EXISTS (SELECT 1 FROM jobs AS f"
+                    "   INDEXED BY jobs_destination_state WHERE f.destination = b.destination"
+                    "   AND f.state = ? AND f.attempts = 1 AND f.queued_at >= ?))"
                     "  ORDER BY next_attempt_at, id LIMIT 1)"
                     ") ORDER BY live = ? LIMIT 1",
                     [
@@ -1491,6 +1502,13 @@ class Outbox:
                         due,
                         *params,
                         _BACKLOG_LOOK,
+                        since,
+                        live_turn,
+                        JobState.WAITING,
+                        since,
+                        due,
+                        *params,
+                        JobState.UPLOADING,
                         since,
                         live_turn,
                     ],
@@ -1505,7 +1523,8 @@ class Outbox:
                 " updated_at = ? WHERE id = ?",
                 (JobState.UPLOADING, at, at, job_id),
             )
-            return self._job(conn, job_id)
+            job = self._job(conn, job_id)
+            return replace(job, live=True) if row[1] else job
 
     def complete(
         self,

@@ -20,9 +20,9 @@ destinations it calls active; the tracker probes an offline one and runs the che
 :class:`~boothsync.retry.RetryBudget`.
 
 ``concurrency`` workers upload at once; as many spare workers wait for a gallery that
-keeps every upload in flight standing still (no byte moved for :data:`_HEDGE_AFTER`),
-and then start on the next pictures one by one, so a stalled answer delays only its
-own picture.
+keeps every upload in flight standing still (no byte moved for :data:`_HEDGE_AFTER`, and
+for longer than the recent uploads took, see :data:`_DURATIONS_KEPT`), and then start on
+the next pictures one by one, so a stalled answer delays only its own picture.
 
 A worker still busy a minute past the time its destination allows for a job
 (every request of a gallery has a deadline) counts as stuck: :attr:`Uploader.alive`
@@ -52,6 +52,7 @@ import os
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -119,6 +120,13 @@ _CHANGED_ERROR = "changed while it was being uploaded; sending it again"
 # after as long again, up to ``concurrency`` spares: a stalled request delays its own
 # picture, not the queue. On a healthy link no request stands still that long.
 _HEDGE_AFTER = 1.0
+# Unless uploads usually take longer: on a slow link the kernel takes a whole picture into
+# its send buffer at once, and its request then stands still, as far as the worker can see,
+# until the link has carried it and the answer comes. So the wait before a spare starts is
+# also at least the lower quartile of how long the last _DURATIONS_KEPT uploads took: a
+# spare starts for a request slower than the uploads usually are, not for a slow link (more
+# uploads at once would only share it and make every picture later, the fresh one too).
+_DURATIONS_KEPT = 16
 # A job whose file is being sent to the same destination by another worker (another version
 # of it) is handed back for this long, uncounted: two versions of one picture never travel
 # at once, so the second finds the first's content and is not sent twice.
@@ -360,6 +368,7 @@ class Uploader:
                 self._idle(generation, self._hedge_after / 2)
                 continue
             try:
+                looked = self._outbox.now()
                 with self._pause_lock:
                     paused = self._paused
                     job = None if paused else self._outbox.claim(only=self._health.active())
@@ -375,7 +384,7 @@ class Uploader:
             if job is None:
                 # Nothing left to send now: what was recorded goes to the disk at once.
                 self._sync()
-                self._idle(generation, self._until_next_due())
+                self._idle(generation, self._until_next_due(looked))
                 continue
             if not self._sending.take(job):
                 # Another version of this file is on its way to this destination: this one
@@ -389,6 +398,9 @@ class Uploader:
                     self._process(job)
             finally:
                 self._sending.drop(job)
+                if job.live:
+                    # The backlog of its destination may have been held for it.
+                    self.wake()
         self._sync()
 
     def _progressing(self, on_read: Callable[[int, bytes], None]) -> Callable[[int, bytes], None]:
@@ -426,10 +438,15 @@ class Uploader:
                 lambda: self._generation != generation or self._stopping.is_set(), timeout
             )
 
-    def _until_next_due(self) -> float:
+    def _until_next_due(self, looked: float) -> float:
+        """How long to wait after a claim at ``looked`` (the queue's clock) found nothing."""
         try:
             due = self._outbox.next_due(only=self._health.active())
         except OutboxError:
+            return _IDLE_CHECK
+        if due is not None and due <= looked:
+            # Due when the claim looked, yet not handed out: backlog held while a live picture
+            # is uploaded (see Outbox.claim). That upload's end wakes the workers.
             return _IDLE_CHECK
         # A due time is on the queue's own schedule, which no wall-clock step moves.
         wait = _IDLE_CHECK if due is None else due - self._outbox.now()
@@ -507,7 +524,10 @@ class Uploader:
         with self._shrunk(job, item) as sent:
             for attempt in attempt_policy(self._stopping, budget=self._budget):
                 with attempt:
+                    began = time.monotonic()
                     destination.upload(sent)
+                    # The answer came: moving, not standing still, while it is recorded.
+                    self._busy.took(time.monotonic() - began)
         if digest is not None:
             return digest
         # Hashed on the way out, unless the destination read the file otherwise
@@ -923,7 +943,7 @@ class _Sending:
 
 class _Busy:
     """Which job each worker is on, by when it should be done (for :attr:`Uploader.alive`),
-    and when its upload last moved (for the spare workers)."""
+    when its upload last moved, and how long the last uploads took (for the spare workers)."""
 
     def __init__(self, grace: float) -> None:
         self._grace = grace
@@ -931,6 +951,7 @@ class _Busy:
         self._until: dict[str, tuple[float, str]] = {}  # worker -> (deadline, what)
         self._moved: dict[str, float] = {}  # worker -> when its job last made progress
         self._told: set[str] = set()
+        self._durations: deque[float] = deque(maxlen=_DURATIONS_KEPT)
 
     @contextmanager
     def job(self, seconds: float, what: str) -> Iterator[None]:
@@ -954,14 +975,26 @@ class _Busy:
             if worker in self._moved:
                 self._moved[worker] = time.monotonic()
 
+    def took(self, seconds: float) -> None:
+        """The calling worker's upload went through in ``seconds`` (its request, from its
+        first byte to the answer)."""
+        worker = threading.current_thread().name
+        with self._lock:
+            self._durations.append(seconds)
+            if worker in self._moved:
+                self._moved[worker] = time.monotonic()
+
     def all_stalled(self, after: float, *, at_least: int) -> bool:
         """Whether at least ``at_least`` workers are busy and none of them made progress in the
-        last ``after`` seconds."""
+        last ``after`` seconds, nor in the time most recent uploads took (see
+        :data:`_DURATIONS_KEPT`)."""
         now = time.monotonic()
         with self._lock:
-            return len(self._moved) >= at_least and all(
-                now - moved >= after for moved in self._moved.values()
-            )
+            if len(self._moved) < at_least:
+                return False
+            if self._durations:
+                after = max(after, sorted(self._durations)[len(self._durations) // 4])
+            return all(now - moved >= after for moved in self._moved.values())
 
     def stuck(self) -> bool:
         """Whether a worker is busy more than the grace past its job's deadline (said once)."""

@@ -4,9 +4,10 @@ Owns the check, destination by destination: the pictures that should be there (e
 watch folders hold now that a scan takes for a picture, by the watcher's own filters, and every
 file the queue recorded, moved or deleted ones included) against what the queue says was
 uploaded there; then, where the service can list what it holds (the folder's files, Picsui's
-photo list, PicPeak's event photos), the uploaded ones against that list, by the name the
-upload used. EventPics cannot list what it holds: there boothsync's own record is all there is,
-and :class:`DestinationCheck` says so.
+photo list, the photos of PicPeak's gallery), the uploaded ones against that list, by the key
+the destination gives each (the name the upload used; for PicPeak, which renames what it
+keeps, the size of what was sent). EventPics cannot list what it holds: there boothsync's own
+record is all there is, and :class:`DestinationCheck` says so.
 
 Reads the queue read-only (it works while boothsync runs) and must not print, write to the
 queue or upload anything: the CLI words and prints what :func:`verify` finds.
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from boothsync.destinations.base import SentPicture
 from boothsync.errors import BoothsyncError
 from boothsync.names import upload_name
 from boothsync.outbox import JobState, Outbox, QueueNotCreated, RecordedFile
@@ -65,7 +67,9 @@ class DestinationCheck:
     """What :func:`verify` found for one destination.
 
     ``total`` pictures should be there; ``missing`` are those boothsync has not uploaded there
-    (by its record), ``absent`` those it uploaded that the gallery's list lacks. ``listed``: the
+    (by its record), ``absent`` those it uploaded that the gallery's list lacks, and
+    ``absent_unnamed`` how many more it lacks where the list cannot tell which (a count only:
+    pictures the gallery keeps neither by name nor by size). ``listed``: the
     gallery's list was read and compared; False where the service cannot list (EventPics) or
     could not be asked (``error`` then says why, and the destination is not verified).
     """
@@ -75,6 +79,7 @@ class DestinationCheck:
     total: int
     missing: tuple[Shortfall, ...]
     absent: tuple[Shortfall, ...] = ()
+    absent_unnamed: int = 0
     listed: bool = False
     can_list: bool = True
     error: str | None = None
@@ -82,13 +87,16 @@ class DestinationCheck:
     @property
     def ok(self) -> bool:
         """Whether this destination verifiably has every picture."""
-        return self.error is None and not self.missing and not self.absent
+        return (
+            self.error is None and not self.missing and not self.absent and not self.absent_unnamed
+        )
 
 
 @dataclass(frozen=True)
 class _Expected:
     path: Path
     state: str  # a JobState value, or NOT_QUEUED
+    size: int  # of the version the state is about
     album_id: str | None
     duplicate: bool  # uploaded without sending: the gallery has it under another name
 
@@ -155,19 +163,19 @@ def _expected(
             continue  # gone since it was listed: the queue's record speaks for it below
         version = versions.get((path, st.st_size, st.st_mtime_ns))
         job = None if version is None else version.jobs.get(destination)
-        found[path] = _entry(path, job)
+        found[path] = _entry(path, st.st_size, job)
     for path, record in latest.items():
         if path in found or destination not in record.jobs:
             continue
-        found[path] = _entry(path, record.jobs[destination])
+        found[path] = _entry(path, record.size, record.jobs[destination])
     return sorted(found.values(), key=lambda e: (e.path.name, str(e.path)))
 
 
-def _entry(path: Path, job: tuple[JobState, str | None, str | None] | None) -> _Expected:
+def _entry(path: Path, size: int, job: tuple[JobState, str | None, str | None] | None) -> _Expected:
     if job is None:
-        return _Expected(path, NOT_QUEUED, None, duplicate=False)
+        return _Expected(path, NOT_QUEUED, size, None, duplicate=False)
     state, album_id, note = job
-    return _Expected(path, state.value, album_id, duplicate=note is not None)
+    return _Expected(path, state.value, size, album_id, duplicate=note is not None)
 
 
 def _against_gallery(
@@ -193,13 +201,16 @@ def _against_gallery(
         if held is None:
             return _replace(check, can_list=False)
         uploaded = [e for e in expected if e.state == JobState.UPLOADED.value and not e.duplicate]
-        names = [upload_name(e.path.name) for e in uploaded]
         keys = [
-            destination.gallery_name(n, e.album_id) for n, e in zip(names, uploaded, strict=True)
+            destination.gallery_key(SentPicture(upload_name(e.path.name), e.album_id, e.size))
+            for e in uploaded
         ]
-        lacking = _not_held(keys, held)
-        absent = tuple(Shortfall(uploaded[i].path, "not in the gallery") for i in lacking)
-        return _replace(check, absent=absent, listed=True)
+        named = [i for i, key in enumerate(keys) if key is not None]
+        lacking, left = _not_held([k for k in keys if k is not None], held)
+        absent = tuple(Shortfall(uploaded[named[i]].path, "not in the gallery") for i in lacking)
+        # What the keys could not tell apart is counted against what the list holds besides.
+        unnamed = max(0, len(keys) - len(named) - left)
+        return _replace(check, absent=absent, absent_unnamed=unnamed, listed=True)
     finally:
         destination.close()
 
@@ -211,10 +222,10 @@ def _create(config: Config, name: str) -> Destination:
     return create(config.destinations[name], context=context)
 
 
-def _not_held(keys: Sequence[str], held: Iterable[str]) -> list[int]:
+def _not_held(keys: Sequence[str], held: Iterable[str]) -> tuple[list[int], int]:
     """The indexes of ``keys`` the gallery's list ``held`` does not account for, each listed
     name standing for one picture: exact names first, then the names a taken name turns into
-    ("IMG_1 (1).jpg" for a second "IMG_1.jpg")."""
+    ("IMG_1 (1).jpg" for a second "IMG_1.jpg"); and how many listed ones are left over."""
     left = Counter(held)
     unmatched = []
     for index, key in enumerate(keys):
@@ -235,7 +246,7 @@ def _not_held(keys: Sequence[str], held: Iterable[str]) -> list[int]:
             pool.pop()
         else:
             lacking.append(index)
-    return lacking
+    return lacking, sum(left.values()) - (len(unmatched) - len(lacking))
 
 
 def _replace(check: DestinationCheck, **changes: object) -> DestinationCheck:
@@ -255,6 +266,14 @@ def describe(check: DestinationCheck, *, shown: int = SHOWN_NAMES) -> str:
     if check.absent:
         parts.append(
             f"{len(check.absent)} uploaded but not in the gallery: {_names(check.absent, shown)}"
+        )
+    if check.absent_unnamed:
+        parts.append(
+            f"{check.absent_unnamed} more uploaded but not in the gallery (which ones, its list"
+            " cannot tell: the pictures were sent shrunk)"
+            if check.absent
+            else f"{check.absent_unnamed} uploaded but not in the gallery (which ones, its list"
+            " cannot tell: the pictures were sent shrunk)"
         )
     if check.error is not None:
         parts.insert(0, f"not verified: the gallery could not be asked ({check.error})")

@@ -91,6 +91,43 @@ def test_fresh_pictures_go_newest_first_and_the_backlog_gets_every_second_turn(
     ]
 
 
+def test_the_backlog_waits_while_a_fresh_picture_is_uploaded(box: Outbox, clock: Clock) -> None:
+    """While a fresh picture is being uploaded and no other waits, the backlog of its
+    destination is held (it then has the link to itself once the uploads before it are
+    done); another destination's backlog is not; its end lets the backlog go again."""
+    backlog_then_fresh(box, clock, backlog=2, fresh=1)
+    box.add(
+        Path("/booth/prints/old-folder.jpg"),
+        size=100,
+        mtime_ns=int((box.now() - WINDOW * 3) * 1e9),
+        watch="prints",
+        destinations={"folder": None},
+    )
+    fresh = box.claim()
+    assert fresh is not None and fresh.path.name == "new-1.jpg" and fresh.live
+    other = box.claim()
+    assert other is not None and other.destination == "folder" and not other.live
+    assert box.claim() is None
+    box.complete(fresh.id, xxh128=f"{fresh.id:032x}")
+    assert claims(box) == ["old-1.jpg", "old-2.jpg"]
+
+
+def test_while_fresh_ones_wait_the_backlog_keeps_its_turn(box: Outbox, clock: Clock) -> None:
+    """Held or not, the backlog still gets every second claim while fresh pictures wait:
+    a stream of new pictures does not starve it."""
+    backlog_then_fresh(box, clock, backlog=2, fresh=2)
+    first = box.claim()
+    assert first is not None and first.path.name == "new-2.jpg"
+    turn = box.claim()
+    assert turn is not None and turn.path.name == "old-1.jpg"
+    second = box.claim()
+    assert second is not None and second.path.name == "new-1.jpg"
+    assert box.claim() is None  # fresh ones in flight, none waiting: the backlog holds
+    for job in (first, turn, second):
+        box.complete(job.id, xxh128=f"{job.id:032x}")
+    assert claims(box) == ["old-2.jpg"]
+
+
 def test_a_picture_is_live_only_for_the_live_window(box: Outbox, clock: Clock) -> None:
     """Once the window has passed, a picture never uploaded is backlog like the others, in
     queue order."""

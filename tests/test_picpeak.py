@@ -4,6 +4,7 @@ answers a real server should never give)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from boothsync.destinations import UploadItem
+from boothsync.destinations import SentPicture, UploadItem
 from boothsync.destinations.picpeak import PicPeakConfig, PicPeakDestination
 from boothsync.engine import Engine
 from boothsync.errors import FileRejected, ServerBusy, Unauthorized, UnknownTarget
@@ -275,3 +276,91 @@ def test_engine_delivers_several_files(tmp_path: Path, server: PicPeakServer) ->
         destination.close()
     by_name = {r.file_name: r.path.read_bytes() for r in server.received()}
     assert by_name == contents
+
+
+# -- what the event holds (boothsync verify) ---------------------------------------------------
+
+
+def test_the_gallery_is_listed_by_size_through_a_guests_share_login(
+    server: PicPeakServer, picture: Path, tmp_path: Path
+) -> None:
+    """PicPeak's API lists no photos and its gallery renames them: the list comes from the
+    gallery its guests see (share link, share login), one key per photo, its size, which is
+    the key of a picture sent as it is; a photo deleted by the admin leaves the list."""
+    second = tmp_path / "IMG_0002.JPG"
+    second.write_bytes(os.urandom(123_456))
+    destination = PicPeakDestination(config(server.base_url))
+    try:
+        destination.upload(item_for(picture))
+        destination.upload(item_for(second))
+        assert sorted(destination.list_pictures()) == ["123456 bytes", "300000 bytes"]
+        assert destination.gallery_key(SentPicture("IMG_0002.JPG", None, 123_456)) == (
+            "123456 bytes"
+        )
+        assert server.remove("IMG_0001.JPG")
+        assert destination.list_pictures() == ["123456 bytes"]
+    finally:
+        destination.close()
+    assert server.requests().get("share-login") == 2
+
+
+def test_a_picture_sent_shrunk_has_no_key(server: PicPeakServer) -> None:
+    """With max_edge a picture may be sent shrunk, at a size boothsync does not keep: it has no
+    key, and verify can only count."""
+    destination = PicPeakDestination(config(server.base_url, max_edge=2048))
+    try:
+        assert destination.gallery_key(SentPicture("IMG_0001.JPG", None, 1000)) is None
+    finally:
+        destination.close()
+
+
+def test_an_archived_gallery_is_said_in_one_line(server: PicPeakServer) -> None:
+    """A gallery PicPeak shows nobody (archived) cannot be listed: one error naming the event,
+    not the token's fault."""
+    server.archived.add(1)
+    destination = PicPeakDestination(config(server.base_url))
+    try:
+        with pytest.raises(UnknownTarget, match="does not show the gallery of event 1"):
+            destination.list_pictures()
+    finally:
+        destination.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"slug": "gala-7"}, {"share_token": "abc"}, [], {"slug": 7, "share_token": "abc"}],
+    ids=["no token", "no slug", "a list", "a number"],
+)
+def test_a_share_link_without_slug_and_token_is_a_server_in_trouble(answer: object) -> None:
+    """A share link answer that lacks what the login needs: ServerBusy naming it, and no
+    login is tried with it."""
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(200, json=answer)
+
+    with pytest.raises(ServerBusy, match="without its slug and share token"):
+        mocked(handler).list_pictures()
+    assert seen == ["/api/v1/events/1/share-link"]
+
+
+def test_the_guest_login_travels_instead_of_the_api_token() -> None:
+    """The gallery's photo list is asked with the guest's token from the share login, not the
+    API token, and the slug is one path segment however it is spelt."""
+    asked: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        if request.url.path.endswith("/share-link"):
+            return httpx.Response(200, json={"slug": "a/b c", "share_token": "s3cr3t"})
+        if request.url.path == "/api/auth/gallery/share-login":
+            return httpx.Response(200, json={"token": "guest-jwt", "event": {}})
+        return httpx.Response(200, json={"photos": [{"id": 1, "size": 5}, {"id": 2}]})
+
+    assert mocked(handler).list_pictures() == ["5 bytes", "a photo of unknown size"]
+    login, listing = asked[1], asked[2]
+    assert json.loads(login.content) == {"slug": "a/b c", "token": "s3cr3t"}
+    assert listing.url.raw_path == b"/api/gallery/a%2Fb%20c/photos"
+    assert listing.headers["Authorization"] == "Bearer guest-jwt"
+    assert DEMO_TOKEN not in str(listing.headers)

@@ -9,11 +9,13 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import xxhash
 
+import boothsync.uploader as uploader_module
 from boothsync.destinations import CheckItem, GalleryEvent, UploadItem
 from boothsync.errors import (
     FileRejected,
@@ -842,6 +844,45 @@ def test_an_upload_that_keeps_moving_starts_no_spare(tmp_path: Path, outbox: Out
         uploader.stop(5)
 
 
+def test_no_spare_starts_for_an_upload_no_slower_than_the_uploads_before_it(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """On a slow link the kernel takes a whole picture at once and its answer comes once the
+    link carried it: the upload stands still, as far as the worker sees, for all of it. When
+    the uploads before took that long too, no spare worker starts another upload beside it
+    (it would only share the link): the next picture waits its turn."""
+    events: list[str] = []
+    lock = threading.Lock()
+    takes = {"a.jpg": 3.0, "b.jpg": 1.8, "c.jpg": 0.0}
+
+    class BufferedLink(FakeGallery):
+        def upload(self, item: UploadItem) -> None:
+            with lock:
+                events.append(f"start {item.file_name}")
+            reader = item.reader()
+            try:
+                while reader.read(64 * 1024):
+                    pass  # all of it into the send buffer at once
+            finally:
+                reader.close()
+            threading.Event().wait(takes[item.file_name])  # the link carrying it, the answer
+            with lock:
+                events.append(f"end {item.file_name}")
+
+    gallery = BufferedLink("eventpics")
+    queue(outbox, picture(tmp_path, "a.jpg"), "eventpics")
+    uploader = running(outbox, gallery, concurrency=1, spares=1)
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 1, timeout=10, what="a.jpg")
+        queue(outbox, picture(tmp_path, "b.jpg"), "eventpics")
+        queue(outbox, picture(tmp_path, "c.jpg"), "eventpics")
+        uploader.wake()
+        wait_for(lambda: totals(outbox)["uploaded"] == 3, timeout=20, what="b.jpg and c.jpg")
+        assert events == [f"{step} {name}" for name in takes for step in ("start", "end")]
+    finally:
+        uploader.stop(5)
+
+
 def test_a_network_error_with_the_destination_reachable_is_a_plain_retry(
     tmp_path: Path, outbox: Outbox
 ) -> None:
@@ -1003,3 +1044,51 @@ def test_the_last_bytes_check_reads_the_file_not_only_its_times(tmp_path: Path) 
     elsewhere = picture(tmp_path, "other.jpg", b"\xff\xd8the other print")
     with pytest.raises(SourceChanged):
         _unchanged_guard(path, before, _head(elsewhere, before.size))()
+
+
+def test_a_held_backlog_goes_on_as_soon_as_the_live_upload_ends(
+    tmp_path: Path, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the live order the second worker finds the backlog held while a fresh picture
+    uploads (it would only share the link with it); it does not wait out its idle time (a
+    minute here), nor asks again and again meanwhile, but is woken when that upload ends:
+    then both workers send the backlog."""
+    monkeypatch.setattr(uploader_module, "_IDLE_CHECK", 60.0)
+    outbox.order_live(120.0)
+    hour_ago = time.time() - 3600
+    for name in ("old-1.jpg", "old-2.jpg"):
+        old = picture(tmp_path, name)
+        os.utime(old, (hour_ago, hour_ago))
+        queue(outbox, old, "eventpics")
+    queue(outbox, picture(tmp_path, "new.jpg"), "eventpics")
+    release = threading.Event()
+    both = threading.Barrier(2, timeout=30)
+
+    def slow(item: UploadItem) -> None:
+        if item.file_name == "new.jpg":
+            release.wait(30)
+        else:
+            both.wait()  # the two backlog uploads run side by side
+
+    claimed: list[Job | None] = []
+    claim = outbox.claim
+
+    def noting(**kwargs: Any) -> Job | None:
+        job = claim(**kwargs)
+        claimed.append(job)
+        return job
+
+    monkeypatch.setattr(outbox, "claim", noting)
+    gallery = FakeGallery("eventpics", slow)
+    uploader = running(outbox, gallery, concurrency=2, spares=0)
+    try:
+        wait_for(lambda: None in claimed, what="a claim to find the backlog held")
+        threading.Event().wait(0.5)  # a worker that asked again and again would show here
+        assert claimed.count(None) == 1
+        assert [item.file_name for item in gallery.items] == ["new.jpg"]
+        release.set()
+        wait_for(lambda: totals(outbox)["uploaded"] == 3, timeout=20, what="the backlog")
+    finally:
+        release.set()
+        both.abort()
+        uploader.stop(5)

@@ -327,3 +327,48 @@ def test_status_counts_the_pictures_still_to_go(tmp_path: Path) -> None:
         assert (report["to_go"], report["safe_to_pack_up"]) == (0, True)
     finally:
         outbox.close()
+
+
+def test_pictures_sent_shrunk_to_picpeak_are_counted(tmp_path: Path) -> None:
+    """PicPeak keeps photos under names of its own; a picture sent shrunk (``max_edge``) has a
+    size boothsync does not keep, so verify counts: of two uploaded, one in the gallery is one
+    missing there, said without a name it cannot know, and exit 1."""
+    from boothsync.destinations import UploadItem
+    from boothsync.destinations.picpeak import PicPeakConfig, PicPeakDestination
+
+    with PicPeakServer(
+        tmp_path / "picpeak", tokens={"pp_live_booth": {"write"}}, events={3: "W"}
+    ) as picpeak:
+        config = write_config(
+            tmp_path,
+            f"""
+[destinations.picpeak]
+type = "picpeak"
+api_token = "pp_live_booth"
+event_id = 3
+base_url = "{picpeak.base_url}"
+max_edge = 1024
+""",
+        )
+        outbox, files = queue_by_hand(config, ["A.jpg", "B.jpg"])
+        destination = PicPeakDestination(
+            PicPeakConfig(
+                name="picpeak", api_token="pp_live_booth", event_id=3, base_url=picpeak.base_url
+            )
+        )
+        try:
+            sent = files[0]
+            destination.upload(
+                UploadItem(sent.path, sent.path.name, sent.size, "image/jpeg", None, None)
+            )
+            while (job := outbox.claim()) is not None:
+                outbox.complete(job.id)
+        finally:
+            destination.close()
+            outbox.close()
+        result = boothsync("verify", "-c", str(config))
+    assert result.returncode == 1, result.stdout
+    assert result.stdout.strip() == (
+        "picpeak: 1 uploaded but not in the gallery (which ones, its list cannot tell: the"
+        " pictures were sent shrunk)"
+    )

@@ -32,6 +32,7 @@ __all__ = [
     "DestinationContext",
     "GalleryEvent",
     "Listable",
+    "SentPicture",
     "Service",
     "TimeBounded",
     "UploadItem",
@@ -258,18 +259,30 @@ class Verifiable(Protocol):
         """
 
 
+@dataclass(frozen=True)
+class SentPicture:
+    """A picture boothsync uploaded, as ``boothsync verify`` looks for it in a gallery's list:
+    the name it was sent under, its album, and the size of the version that was sent."""
+
+    file_name: str
+    album_id: str | None
+    size: int
+
+
 @runtime_checkable
 class Listable(Protocol):
     """A destination that may be able to say which pictures it holds (``boothsync verify``)."""
 
     def list_pictures(self) -> list[str] | None:
-        """The names of the pictures the gallery holds now, as :meth:`gallery_name` gives
-        them (one entry per picture, a name as often as it is there); None when the service
-        has no way to list them. Raises :class:`~boothsync.errors.UploadError` when it cannot
-        be asked (unreachable, the key refused)."""
+        """The pictures the gallery holds now, each by the key :meth:`gallery_key` gives it
+        (one entry per picture, a key as often as it is there); None when the service has no
+        way to list them. Raises :class:`~boothsync.errors.UploadError` when it cannot be asked
+        (unreachable, the key refused)."""
 
-    def gallery_name(self, file_name: str, album_id: str | None) -> str:
-        """The name a picture uploaded as ``file_name`` (into ``album_id``) has in that list."""
+    def gallery_key(self, picture: SentPicture) -> str | None:
+        """The key ``picture`` has in that list (the name the gallery keeps it under, or what
+        else tells it apart); None when the list cannot tell it from the others, and then only
+        how many there are counts."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from boothsync.destinations.base import (
     DestinationConfig,
     DestinationContext,
     GalleryEvent,
+    SentPicture,
     Service,
     UploadItem,
 )
@@ -125,8 +126,8 @@ class EventPicsDestination(HttpDestination):
         can say what it holds."""
         return None
 
-    def gallery_name(self, file_name: str, album_id: str | None) -> str:
-        return file_name
+    def gallery_key(self, picture: SentPicture) -> str:
+        return picture.file_name
 
     def __repr__(self) -> str:
         return f"EventPicsDestination(name={self.name!r}, base_url={self._config.base_url!r})"

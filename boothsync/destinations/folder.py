@@ -34,6 +34,7 @@ from boothsync.destinations.base import (
     CheckItem,
     DestinationConfig,
     GalleryEvent,
+    SentPicture,
     Service,
     UploadItem,
 )
@@ -175,11 +176,11 @@ class FolderDestination:
             raise NetworkError(f"cannot list {self._root}: {exc.strerror or exc}") from exc
         return names
 
-    def gallery_name(self, file_name: str, album_id: str | None) -> str:
+    def gallery_key(self, picture: SentPicture) -> str:
         """The name :meth:`upload` gives the copy (before a taken name gets " (1)")."""
-        name = safe_name(file_name)
-        if self._config.album_folders and album_id:
-            return f"{safe_name(album_id)}/{name}"
+        name = safe_name(picture.file_name)
+        if self._config.album_folders and picture.album_id:
+            return f"{safe_name(picture.album_id)}/{name}"
         return name
 
     def probe(self) -> None:

@@ -9,6 +9,14 @@ The protocol, as PicPeak's own v1 routes answer it:
 2. ``GET {base_url}/api/v1/events?page=N&limit=100`` (``read`` scope, which ``write``
    implies) answers ``{"events": [{"id", "slug", "event_name", ...}], "pagination":
    {"page", "limit", "total"}}``.
+3. What the event holds (``boothsync verify``; v1 lists no photos): ``GET
+   /api/v1/events/{event_id}/share-link`` (``read``) answers ``{"slug", "share_token",
+   "share_url"}``; ``POST /api/auth/gallery/share-login`` with ``{"slug", "token"}`` logs in
+   as a guest with the share link (no gallery password needed) and answers ``{"token": JWT,
+   "event"}``; ``GET /api/gallery/{slug}/photos`` with ``Authorization: Bearer JWT`` answers
+   ``{"event", "categories", "photos": [{"id", "filename", "size", "uploaded_at", ...}]}``,
+   every photo guests see, at once: ``filename`` is the server's own name for it, ``size``
+   its bytes as they were sent.
 
 Errors come as ``{"error": ..., "code": ...}`` (either key may be missing): 401 for a missing,
 malformed, unknown, revoked or expired token; 403 for a token without the scope (or an event
@@ -24,12 +32,14 @@ import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
+from urllib.parse import quote
 
 from boothsync.destinations.base import (
     CheckItem,
     DestinationConfig,
     DestinationContext,
     GalleryEvent,
+    SentPicture,
     Service,
     UploadItem,
 )
@@ -73,9 +83,9 @@ MAX_FILE_BYTES = 100 * 1024 * 1024
 may be lower; the server then answers 400 with its limit, which fails the one file)."""
 
 _PAGE_SIZE = 100  # the largest ``limit`` the events listing accepts
+# The gallery's photo list comes in one answer of about 1 KB per photo: up to about 30,000.
+_GALLERY_LIMIT = 32 * 1024 * 1024
 _MAX_PAGES = 20
-# Photo list pages followed at most (``boothsync verify``): 200,000 photos.
-_MAX_LIST_PAGES = 2000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,39 +194,72 @@ class PicPeakDestination(HttpDestination):
         return events
 
     def list_pictures(self) -> list[str]:
-        """The names the event's photos were uploaded under: every page of ``GET
-        /api/v1/events/{id}/photos`` (``read`` scope), matched on ``source_filename`` (the
-        client's name, kept across replaces), else ``original_filename``, else ``filename``."""
-        names: list[str] = []
-        url = f"{self._api}/events/{self._config.event_id}/photos"
-        page = 1
-        while True:
-            response = self.send(
+        """The event's photos as its guests' gallery lists them, each by its size in bytes
+        (see :meth:`gallery_key`). PicPeak's API v1 lists no photos, and the gallery keeps
+        them under names of its own; so: the event's share link (``GET
+        /api/v1/events/{id}/share-link``, the token's ``read`` scope), a guest's login with it
+        (``POST /api/auth/gallery/share-login``, which needs no gallery password), then ``GET
+        /api/gallery/{slug}/photos`` with that login: every photo it shows, with its
+        ``size``."""
+        link = self.json(
+            self.send(
                 "read",
                 "GET",
-                url,
-                what="the photo list",
-                limit=LIST_LIMIT,
-                params={"page": page, "limit": _PAGE_SIZE},
+                f"{self._api}/events/{self._config.event_id}/share-link",
+                what="the event's share link",
+            ),
+            "the event's share link",
+        )
+        slug = link.get("slug") if isinstance(link, Mapping) else None
+        share = link.get("share_token") if isinstance(link, Mapping) else None
+        if not isinstance(slug, str) or not slug or not isinstance(share, str) or not share:
+            raise ServerBusy(
+                f"{self.where} answered the share link of event {self._config.event_id}"
+                " without its slug and share token"
             )
-            data = self.json(response, "the photo list")
-            photos = data.get("photos") if isinstance(data, Mapping) else None
-            if not isinstance(photos, list):
-                raise ServerBusy(f"{self.where} answered the photo list without photos")
-            for photo in photos:
-                if isinstance(photo, Mapping):
-                    for key in ("source_filename", "original_filename", "filename"):
-                        value = photo.get(key)
-                        if isinstance(value, str) and value:
-                            names.append(value)
-                            break
-            more = _has_more(data.get("pagination"), page, len(photos))
-            if not photos or not more or page >= _MAX_LIST_PAGES:
-                return names
-            page += 1
+        try:
+            login = self.json(
+                self.send(
+                    "read",
+                    "POST",
+                    f"{self.base_url}/api/auth/gallery/share-login",
+                    what="the gallery's share login",
+                    json={"slug": slug, "token": share},
+                ),
+                "the gallery's share login",
+            )
+            guest = login.get("token") if isinstance(login, Mapping) else None
+            if not isinstance(guest, str) or not guest:
+                raise ServerBusy(f"{self.where} answered the gallery's share login without a token")
+            photos = self.json(
+                self.send(
+                    "read",
+                    "GET",
+                    f"{self.base_url}/api/gallery/{quote(slug, safe='')}/photos",
+                    what="the gallery's photo list",
+                    limit=_GALLERY_LIMIT,
+                    headers={"Authorization": f"Bearer {guest}"},
+                ),
+                "the gallery's photo list",
+            )
+        except (Unauthorized, UnknownTarget) as exc:
+            raise UnknownTarget(
+                f"PicPeak does not show the gallery of event {self._config.event_id} to its"
+                f" guests ({exc.status}): is it archived, inactive or a draft?",
+                status=exc.status,
+            ) from exc
+        listed = photos.get("photos") if isinstance(photos, Mapping) else None
+        if not isinstance(listed, list):
+            raise ServerBusy(f"{self.where} answered the gallery's photo list without photos")
+        return [_size_key(photo.get("size")) for photo in listed if isinstance(photo, Mapping)]
 
-    def gallery_name(self, file_name: str, album_id: str | None) -> str:
-        return file_name
+    def gallery_key(self, picture: SentPicture) -> str | None:
+        """Its size: the gallery keeps a photo under a name of its own, but byte for byte as
+        it was sent (two pictures of one size stand for each other). None with ``max_edge``:
+        a picture sent shrunk has a size boothsync does not keep, so only the count tells."""
+        if self._config.max_edge is not None:
+            return None
+        return _size_key(picture.size)
 
     def verify(self, album_ids: Collection[str] = ()) -> None:
         """The token may list events and the event is among them (PicPeak has no albums)."""
@@ -314,6 +357,13 @@ def picpeak_message(response: httpx.Response, secrets: Collection[str] = ()) -> 
         msg = first.get("msg") or "invalid"
         return one_line(redact(f"{field}: {msg}" if field else str(msg), secrets))
     return message
+
+
+def _size_key(size: object) -> str:
+    """The key of a photo of ``size`` bytes in :meth:`PicPeakDestination.list_pictures`."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        return "a photo of unknown size"
+    return f"{size} bytes"
 
 
 def _parse_page(data: Any, page: int) -> tuple[list[GalleryEvent], bool]:

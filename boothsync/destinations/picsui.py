@@ -32,6 +32,7 @@ from boothsync.destinations.base import (
     DestinationConfig,
     DestinationContext,
     GalleryEvent,
+    SentPicture,
     Service,
     UploadItem,
 )
@@ -404,8 +405,8 @@ class PicsuiDestination(HttpDestination):
             url = _next_page(data, url)
         return names
 
-    def gallery_name(self, file_name: str, album_id: str | None) -> str:
-        return file_name
+    def gallery_key(self, picture: SentPicture) -> str:
+        return picture.file_name
 
     def caption(self, item: UploadItem) -> str:
         """The caption the config's template gives this picture ("" without a template)."""

@@ -1,20 +1,32 @@
 """A PicPeak-like local server for the tests: its public API v1, with fault injection.
 
-Owns the far side of the three PicPeak routes boothsync uses, answered as PicPeak answers them:
-``POST /api/v1/events/<id>/photos`` (Bearer ``pp_live_`` token with the ``write`` scope,
-multipart with one file in field ``photo``, images only, ``201`` with ``{id, filename, path,
-thumbnail_path, size_bytes, category_id}``), ``GET /api/v1/events?page=&limit=`` (``read``
-scope, ``{"events": [...], "pagination": {page, limit, total}}``) and ``GET
-/api/v1/events/<id>/photos?page=&limit=`` (``read`` scope, ``limit`` at most 100, default 50,
-ordered by the server's file name: ``{"photos": [{id, filename, original_filename,
-source_filename, ...}], "pagination": {page, limit, total, filtered, pages}}``, as
-``backend/src/routes/v1/events.js`` of PicPeak answers it). Checks run in PicPeak's
-order: token, scope, event (404 before the body is read), then the body (400 for a missing
-``photo`` part or a file over the size setting). Error bodies are PicPeak's ``{"error",
-"code"}`` shapes, or only one of the two keys when asked. Stored pictures land at
-``directory/<event slug>/<server name>``. Faults come from :class:`boothsync.receiver.Faults`
-with the endpoints ``photos`` and ``events``; its ``error_rate`` applies to uploads only, and
-of the rest only ``delay``, ``fail_next``, ``redirect_next`` and ``echo_key`` are used.
+Owns the far side of the PicPeak routes boothsync uses, answered as PicPeak's backend answers
+them (``backend/src/routes/v1/events.js``, ``routes/auth.js``, ``routes/gallery.js``):
+
+- ``POST /api/v1/events/<id>/photos`` (Bearer ``pp_live_`` token with the ``write`` scope,
+  multipart with one file in field ``photo``, images only): ``201`` with ``{id, filename,
+  path, thumbnail_path, size_bytes, category_id}``;
+- ``GET /api/v1/events?page=&limit=`` (``read`` scope): ``{"events": [...], "pagination":
+  {page, limit, total}}``;
+- ``GET /api/v1/events/<id>/share-link`` (``read`` scope): ``{slug, share_token,
+  share_url}``;
+- ``POST /api/auth/gallery/share-login`` with JSON ``{slug, token}`` (no API token): ``400``
+  without them, ``404`` for a gallery that is archived or unknown, ``401`` for another share
+  token, else ``{token, event}`` with a guest's token (PicPeak's is a JWT);
+- ``GET /api/gallery/<slug>/photos`` with ``Authorization: Bearer <guest token>``: ``401``
+  without a valid one (PicPeak lets a gallery without a password be read without one; every
+  gallery here has one), ``403`` for another gallery's, ``404`` for an archived one, else
+  ``{"event", "categories", "photos": [{id, filename, url, thumbnail_url, size, uploaded_at,
+  ...}]}``, newest first, all at once: ``filename`` is the server's own name, ``size`` the
+  bytes that were sent.
+
+Checks run in PicPeak's order: token, scope, event (404 before the body is read), then the
+body (400 for a missing ``photo`` part or a file over the size setting). Error bodies are
+PicPeak's ``{"error", "code"}`` shapes, or only one of the two keys when asked. Stored
+pictures land at ``directory/<event slug>/<server name>``. Faults come from
+:class:`boothsync.receiver.Faults` with the endpoints ``photos``, ``events`` and ``list`` (the
+gallery's photo list); its ``error_rate`` applies to uploads only, and of the rest only
+``delay``, ``fail_next``, ``redirect_next`` and ``echo_key`` are used.
 
 Must not: import the client side of boothsync (it stands in for the other end of the network),
 hold a whole upload in memory (the form is streamed through :mod:`tests.fakes.multipart`), or
@@ -39,7 +51,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePath
 from typing import IO, Any, Final, Literal, cast
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from boothsync.localserver import (
     ClientGone,
@@ -83,6 +95,9 @@ _IDLE_SECONDS = 60.0
 # A body nobody will use is read away (keeping the connection) only when it is this small.
 _DRAIN_LIMIT = 1024 * 1024
 _PHOTOS = re.compile(r"/api/v1/events/([^/]+)/photos/?")
+_SHARE_LINK = re.compile(r"/api/v1/events/([^/]+)/share-link/?")
+_GALLERY_PHOTOS = re.compile(r"/api/gallery/([^/]+)/photos/?")
+_SHARE_LOGIN = "/api/auth/gallery/share-login"
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,7 @@ class PicPeakFile:
     sha256: str
     path: Path
     photo_id: int
+    uploaded_at: str
 
 
 class _Reject(Exception):
@@ -150,6 +166,10 @@ class PicPeakServer(LocalServer):
             event_id: (created + timedelta(minutes=n)).isoformat().replace("+00:00", "Z")
             for n, event_id in enumerate(self._events)
         }
+        self._share_tokens = {event_id: secrets.token_hex(16) for event_id in self._events}
+        self._guests: dict[str, int] = {}  # guest token -> event id
+        #: Events whose gallery is archived: PicPeak shows it to nobody.
+        self.archived: set[int] = set()
         self._lock = threading.Lock()
         self._received: list[PicPeakFile] = []
         self._requests: dict[str, int] = {}
@@ -164,7 +184,7 @@ class PicPeakServer(LocalServer):
 
     def remove(self, file_name: str) -> bool:
         """Delete the first stored photo sent as ``file_name``, as PicPeak's admin can: it
-        leaves the photo list. Returns whether there was one."""
+        leaves the gallery. Returns whether there was one."""
         with self._lock:
             for index, record in enumerate(self._received):
                 if record.file_name == file_name:
@@ -257,34 +277,76 @@ class PicPeakServer(LocalServer):
             "pagination": {"page": page, "limit": limit, "total": len(self._events)},
         }
 
-    def _list_photos(self, event_id: int, query: str) -> dict[str, Any]:
-        params = parse_qs(query)
-        page = _query_int(params, "page", 1, low=1, high=None)
-        limit = _query_int(params, "limit", 50, low=1, high=100)
+    def _share_link(self, event_id: int) -> dict[str, Any]:
+        slug = _slug(self._events[event_id], event_id)
+        token = self._share_tokens[event_id]
+        return {"slug": slug, "share_token": token, "share_url": f"{self.origin}/gallery/{token}"}
+
+    def _open_gallery(self, slug: str) -> int:
+        """The event whose gallery ``slug`` names, if guests may see it; else 404."""
+        for event_id, name in self._events.items():
+            if _slug(name, event_id) == slug and event_id not in self.archived:
+                return event_id
+        raise _Reject(404, "Gallery not found", "NOT_FOUND")
+
+    def _share_login(self, body: bytes) -> dict[str, Any]:
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            raise _Reject(400, "Invalid JSON", "BAD_REQUEST") from None
+        slug = data.get("slug") if isinstance(data, dict) else None
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(slug, str) or not slug.strip() or not token:
+            field = {
+                "type": "field",
+                "msg": "Invalid value",
+                "path": "slug" if not slug else "token",
+            }
+            raise _Reject(400, "Invalid value", "VALIDATION_ERROR", errors=[field])
+        event_id = self._open_gallery(slug.strip())
+        if token != self._share_tokens[event_id]:
+            raise _Reject(401, "Invalid or expired share link", "INVALID_SHARE")
+        guest = secrets.token_urlsafe(24)
         with self._lock:
-            held = sorted(
-                (r for r in self._received if r.event_id == event_id), key=lambda r: r.path.name
-            )
-        chosen = held[(page - 1) * limit : page * limit]
+            self._guests[guest] = event_id
+        event = {"id": event_id, "event_name": self._events[event_id], "require_password": True}
+        return {"token": guest, "event": event}
+
+    def _gallery_photos(self, slug: str, authorization: str | None) -> dict[str, Any]:
+        header = authorization or ""
+        guest = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else ""
+        with self._lock:
+            allowed = self._guests.get(guest) if guest else None
+        if not guest:
+            self._open_gallery(slug)  # an archived or unknown one is 404 first
+            raise _Reject(401, "No token provided", "NO_TOKEN")
+        if allowed is None:
+            raise _Reject(401, "Invalid token", "INVALID_TOKEN")
+        event_id = self._open_gallery(slug)
+        if event_id != allowed:
+            raise _Reject(403, "Token does not match requested gallery", "FORBIDDEN")
+        with self._lock:
+            held = [r for r in self._received if r.event_id == event_id]
         photos = [
             {
                 "id": r.photo_id,
                 "filename": r.path.name,
-                "original_filename": r.file_name,
-                "source_filename": r.file_name,
-                "size_bytes": r.size,
+                "url": f"/api/gallery/{slug}/photo/{r.photo_id}",
+                "thumbnail_url": None,
+                "type": "individual",
+                "category_id": None,
+                "size": r.size,
+                "uploaded_at": r.uploaded_at,
+                "width": None,
+                "height": None,
+                "captured_at": None,
+                "media_type": "image",
+                "mime_type": r.content_type,
             }
-            for r in chosen
+            for r in reversed(held)
         ]
-        pages = (len(held) + limit - 1) // limit
-        pagination = {
-            "page": page,
-            "limit": limit,
-            "total": len(held),
-            "filtered": len(held),
-            "pages": pages,
-        }
-        return {"photos": photos, "pagination": pagination}
+        event = {"id": event_id, "event_name": self._events[event_id]}
+        return {"event": event, "categories": [], "photos": photos}
 
     def _store(
         self, temp: Path, event_id: int, file_name: str, content_type: str, size: int, sha: str
@@ -298,7 +360,10 @@ class PicPeakServer(LocalServer):
         with self._lock:
             photo_id = self._next_photo
             self._next_photo += 1
-            record = PicPeakFile(event_id, file_name, content_type, size, sha, final, photo_id)
+            uploaded = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            record = PicPeakFile(
+                event_id, file_name, content_type, size, sha, final, photo_id, uploaded
+            )
             self._received.append(record)
         return record, f"{slug}/{final_name}"
 
@@ -447,18 +512,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._answered = False
         parts = urlsplit(self.path)
         photos = _PHOTOS.fullmatch(parts.path)
+        share_link = _SHARE_LINK.fullmatch(parts.path)
+        gallery = _GALLERY_PHOTOS.fullmatch(parts.path)
         endpoint = "other"
         if self.command == "POST" and photos:
             endpoint = "photos"
         elif self.command == "GET" and parts.path.rstrip("/") == "/api/v1/events":
             endpoint = "events"
-        elif self.command == "GET" and photos:
+        elif self.command == "GET" and gallery:
             endpoint = "list"
+        elif self.command == "GET" and share_link:
+            endpoint = "share-link"
+        elif self.command == "POST" and parts.path == _SHARE_LOGIN:
+            endpoint = "share-login"
         self._owner._count(endpoint)
         try:
             if framing == "invalid":
                 raise _Reject(400, "Invalid Content-Length", "BAD_REQUEST")
-            if endpoint != "other" and self._inject_fault(endpoint):
+            if endpoint in ENDPOINTS and self._inject_fault(endpoint):
                 return
             if endpoint == "photos":
                 assert photos is not None
@@ -466,11 +537,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             elif endpoint == "events":
                 self._owner._authorize(self.headers.get("Authorization"), "read")
                 self._reply(200, self._owner._list_events(parts.query))
-            elif endpoint == "list":
-                assert photos is not None
+            elif endpoint == "share-link":
+                assert share_link is not None
                 self._owner._authorize(self.headers.get("Authorization"), "read")
-                event_id, _ = self._owner._event(photos.group(1))
-                self._reply(200, self._owner._list_photos(event_id, parts.query))
+                event_id, _ = self._owner._event(share_link.group(1))
+                self._reply(200, self._owner._share_link(event_id))
+            elif endpoint == "share-login":
+                self._reply(200, self._owner._share_login(self._small_body()))
+            elif endpoint == "list":
+                assert gallery is not None
+                slug = unquote(gallery.group(1))
+                authorization = self.headers.get("Authorization")
+                self._reply(200, self._owner._gallery_photos(slug, authorization))
             else:
                 raise _Reject(404, f"Route {parts.path} not found", "NOT_FOUND")
         except MultipartError as exc:
@@ -589,6 +667,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             temp.unlink(missing_ok=True)
 
     # Bodies and answers
+
+    def _small_body(self) -> bytes:
+        """A JSON request's body (at most 64 KiB)."""
+        data = bytearray()
+        while chunk := self._body.read(_CHUNK):
+            data += chunk
+            if len(data) > 64 * 1024:
+                raise _Reject(413, "request entity too large", "TOO_LARGE")
+        return bytes(data)
 
     def _settle_body(self) -> None:
         """Before answering: read away a small unread body, or give up the connection."""
