@@ -1483,14 +1483,13 @@ class Outbox:
                     "  queued_at, next_attempt_at FROM jobs INDEXED BY jobs_due"
                     "  WHERE state = ? AND next_attempt_at <= ?"
                     + clause
-                    + "  ORDER BY next_attempt_at, id LIMIT ?) AS b"
+                    + "  ORDER BY next_attempt_at, id LIMIT ?)"
                     "  WHERE NOT (attempts = 0 AND queued_at >= ?)"
                     "  AND ((? = 1 AND EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_fresh"
                     "   WHERE state = ? AND attempts = 0 AND queued_at >= ?"
                     "   AND next_attempt_at <= ?" + clause + "))"
-                    "   OR NOT EXISTS (SELECT 1 FROM jobs AS f"
-                    "   INDEXED BY jobs_destination_state WHERE f.destination = b.destination"
-                    "   AND f.state = ? AND f.attempts = 1 AND f.queued_at >= ?))"
+                    "   OR destination NOT IN (SELECT destination FROM jobs INDEXED BY jobs_due"
+                    "   WHERE state = ? AND attempts = 1 AND queued_at >= ?))"
                     "  ORDER BY next_attempt_at, id LIMIT 1)"
                     ") ORDER BY live = ? LIMIT 1",
                     [
