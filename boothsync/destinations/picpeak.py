@@ -201,13 +201,9 @@ class PicPeakDestination(HttpDestination):
         (``POST /api/auth/gallery/share-login``, which needs no gallery password), then ``GET
         /api/gallery/{slug}/photos`` with that login: every photo it shows, with its
         ``size``."""
-        link = self.json(
-            self.send(
-                "read",
-                "GET",
-                f"{self._api}/events/{self._config.event_id}/share-link",
-                what="the event's share link",
-            ),
+        link = self._ask(
+            "GET",
+            f"{self._api}/events/{self._config.event_id}/share-link",
             "the event's share link",
         )
         slug = link.get("slug") if isinstance(link, Mapping) else None
@@ -218,29 +214,21 @@ class PicPeakDestination(HttpDestination):
                 " without its slug and share token"
             )
         try:
-            login = self.json(
-                self.send(
-                    "read",
-                    "POST",
-                    f"{self.base_url}/api/auth/gallery/share-login",
-                    what="the gallery's share login",
-                    json={"slug": slug, "token": share},
-                ),
+            login = self._ask(
+                "POST",
+                f"{self.base_url}/api/auth/gallery/share-login",
                 "the gallery's share login",
+                json={"slug": slug, "token": share},
             )
             guest = login.get("token") if isinstance(login, Mapping) else None
             if not isinstance(guest, str) or not guest:
                 raise ServerBusy(f"{self.where} answered the gallery's share login without a token")
-            photos = self.json(
-                self.send(
-                    "read",
-                    "GET",
-                    f"{self.base_url}/api/gallery/{quote(slug, safe='')}/photos",
-                    what="the gallery's photo list",
-                    limit=_GALLERY_LIMIT,
-                    headers={"Authorization": f"Bearer {guest}"},
-                ),
+            photos = self._ask(
+                "GET",
+                f"{self.base_url}/api/gallery/{quote(slug, safe='')}/photos",
                 "the gallery's photo list",
+                limit=_GALLERY_LIMIT,
+                headers={"Authorization": f"Bearer {guest}"},
             )
         except (Unauthorized, UnknownTarget) as exc:
             raise UnknownTarget(
@@ -252,6 +240,10 @@ class PicPeakDestination(HttpDestination):
         if not isinstance(listed, list):
             raise ServerBusy(f"{self.where} answered the gallery's photo list without photos")
         return [_size_key(photo.get("size")) for photo in listed if isinstance(photo, Mapping)]
+
+    def _ask(self, method: str, url: str, what: str, **kwargs: Any) -> Any:
+        """The JSON answer of one request of the ``read`` phase."""
+        return self.json(self.send("read", method, url, what=what, **kwargs), what)
 
     def gallery_key(self, picture: SentPicture) -> str | None:
         """Its size: the gallery keeps a photo under a name of its own, but byte for byte as
