@@ -1433,11 +1433,18 @@ class Outbox:
             ).fetchone()
         return int(row[0])
 
-    def claim(self, *, only: Collection[str] | None = None, now: float | None = None) -> Job | None:
+    def claim(
+        self,
+        *,
+        only: Collection[str] | None = None,
+        now: float | None = None,
+        hold: bool = True,
+    ) -> Job | None:
         """Take the next waiting job (of the ``only`` destinations, if given), or None: the one
         due longest ago, or in the live order (:meth:`order_live`) the newest live one or the
         backlog's oldest due one. ``now``: the time on the schedule (:meth:`now`) to look from,
-        if not now.
+        if not now. ``hold=False``: the backlog is not held for a live upload in flight (for a
+        spare worker, which starts only when every upload in flight stands still).
 
         The uploader passes the destinations it can serve now: configured and
         not paused. Jobs of the others simply wait.
@@ -1485,7 +1492,7 @@ class Outbox:
                     + clause
                     + "  ORDER BY next_attempt_at, id LIMIT ?)"
                     "  WHERE NOT (attempts = 0 AND queued_at >= ?)"
-                    "  AND ((? = 1 AND EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_fresh"
+                    "  AND (? = 0 OR (? = 1 AND EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_fresh"
                     "   WHERE state = ? AND attempts = 0 AND queued_at >= ?"
                     "   AND next_attempt_at <= ?" + clause + "))"
                     "   OR destination NOT IN (SELECT destination FROM jobs INDEXED BY jobs_due"
@@ -1502,6 +1509,7 @@ class Outbox:
                         *params,
                         _BACKLOG_LOOK,
                         since,
+                        1 if hold else 0,
                         live_turn,
                         JobState.WAITING,
                         since,

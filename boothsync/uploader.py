@@ -371,7 +371,13 @@ class Uploader:
                 looked = self._outbox.now()
                 with self._pause_lock:
                     paused = self._paused
-                    job = None if paused else self._outbox.claim(only=self._health.active())
+                    # A spare starts only while every upload in flight stands still: a live
+                    # one that stalls holds no backlog back then.
+                    job = (
+                        None
+                        if paused
+                        else self._outbox.claim(only=self._health.active(), hold=not spare)
+                    )
             except OutboxError as exc:
                 log.error("%s", exc)
                 self._idle(generation, _IDLE_CHECK)

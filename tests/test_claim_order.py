@@ -249,3 +249,14 @@ def test_status_counts_new_and_backlog(tmp_path: Path) -> None:
     assert (report["live"], report["backlog"]) == (1, 1)
     text = boothsync("status", "-c", str(config_file)).stdout
     assert "waiting: 1 new (they go first), 1 backlog" in text
+
+
+def test_a_spare_worker_is_not_held(box: Outbox, clock: Clock) -> None:
+    """The hold is for a live upload that moves: a spare worker (it claims only while every
+    upload in flight stands still) gets the backlog beside a live upload in flight."""
+    backlog_then_fresh(box, clock, backlog=1, fresh=1)
+    fresh = box.claim()
+    assert fresh is not None and fresh.live
+    assert box.claim() is None
+    spare = box.claim(hold=False)
+    assert spare is not None and spare.path.name == "old-1.jpg"

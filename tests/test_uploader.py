@@ -1092,3 +1092,31 @@ def test_a_held_backlog_goes_on_as_soon_as_the_live_upload_ends(
         release.set()
         both.abort()
         uploader.stop(5)
+
+
+def test_a_live_upload_that_stands_still_holds_no_backlog_from_a_spare(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A fresh picture whose upload stands still (an overloaded gallery keeps its answer) does
+    not hold the backlog: once it has stood still a second, a spare worker sends the next
+    picture of the backlog beside it."""
+    outbox.order_live(120.0)
+    old = picture(tmp_path, "old.jpg")
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    queue(outbox, old, "eventpics")
+    queue(outbox, picture(tmp_path, "new.jpg"), "eventpics")
+    answer = threading.Event()
+
+    def stall(item: UploadItem) -> None:
+        if item.file_name == "new.jpg":
+            answer.wait(30)
+
+    gallery = FakeGallery("eventpics", stall)
+    uploader = running(outbox, gallery, concurrency=1, spares=1)
+    try:
+        wait_for(lambda: totals(outbox)["uploaded"] == 1, timeout=10, what="old.jpg by a spare")
+        assert [item.file_name for item in gallery.items] == ["new.jpg", "old.jpg"]
+    finally:
+        answer.set()
+        uploader.stop(5)
