@@ -163,8 +163,9 @@ def test_a_picture_deleted_in_the_real_gallery_is_named(
     exit 1."""
     config, sizes = uploaded
     name = sorted(sizes)[1]
-    (photo,) = [p for p in picpeak.gallery() if p.get("size") == sizes[name]]
-    picpeak.delete(photo["id"])
+    matching = [p for p in picpeak.gallery() if p.get("size") == sizes[name]]
+    assert len(matching) == 1, matching
+    picpeak.delete(matching[0]["id"])
     result = boothsync("verify", "-c", str(config))
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout.strip() == f"picpeak: 1 uploaded but not in the gallery: {name}"
