@@ -987,8 +987,8 @@ def first_setup(
             )
         try:
             log.info(
-                "no config yet (%s): set boothsync up in the browser: `boothsync setup`, or"
-                " `boothsync dashboard` for its address",
+                "no config yet (%s): the setup is served; `boothsync dashboard` opens it in"
+                " the browser (or `boothsync init` asks in the terminal)",
                 target,
             )
             if on_serving is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from boothsync import __version__
@@ -499,8 +500,6 @@ def test_log_level_from_the_environment_is_validated(tmp_path: Path, receiver: R
 
 def test_receiver_command_serves_the_protocol(tmp_path: Path) -> None:
     """`boothsync receiver --port 0 --dir D` serves EventPics on a free port until Ctrl+C."""
-    import httpx
-
     daemon = Daemon("receiver", "--port", "0", "--dir", str(tmp_path / "recv"))
     try:
         line = wait_for(
@@ -515,12 +514,19 @@ def test_receiver_command_serves_the_protocol(tmp_path: Path) -> None:
 
 
 def test_demo_uploads_samples_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    """`boothsync demo` writes samples, shows each upload with time and album, stops on Ctrl+C."""
+    """`boothsync demo` writes samples, shows each upload with time and album, stops on Ctrl+C.
+    Its dashboard offers no Reload config: the demo has no config file to read again."""
     folder = tmp_path / "demo"
     daemon = Daemon("demo", "--dir", str(folder), "--no-browser")
     try:
         wait_for(lambda: daemon.output.count("uploaded  demo-") == 3, timeout=60, what="3 uploads")
         wait_for(lambda: "Ctrl+C" in daemon.output, timeout=10)
+        login = re.search(r"Dashboard: (http://127\.0\.0\.1:\d+/login\?token=\S+)", daemon.output)
+        assert login is not None, daemon.output
+        with httpx.Client(follow_redirects=True, timeout=10) as client:
+            page = client.get(login.group(1))
+            assert page.status_code == 200 and 'id="state"' in page.text, page.text
+            assert 'id="reload"' not in page.text
     finally:
         code = daemon.stop(signal.SIGINT)
     assert code == 0, daemon.output

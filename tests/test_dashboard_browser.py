@@ -73,7 +73,19 @@ def test_first_setup_then_the_live_dashboard(
         shot(browser, request, "1-gallery")
         click(browser, "#next-type")
 
+        # A key the gallery refuses: the step comes back saying so, on the page.
         key = wait_for_element(browser, By.NAME, "api_key")
+        key.send_keys("not-the-key")
+        base = browser.find_element(By.NAME, "base_url")
+        base.clear()
+        base.send_keys(receiver.base_url)
+        click(browser, "#next-key")
+        wait_for_text(browser, "rejected", by=By.ID, value="wizard")
+        shot(browser, request, "2-wrong-key")
+        assert "not-the-key" not in browser.page_source
+
+        key = wait_for_element(browser, By.NAME, "api_key")
+        key.clear()
         key.send_keys(DEMO_API_KEY)
         base = browser.find_element(By.NAME, "base_url")
         base.clear()
@@ -132,6 +144,9 @@ def test_first_setup_then_the_live_dashboard(
         wait_for_element(browser, By.ID, "resume")
         report = boothsync("status", "-c", str(config), "--json", **environ)
         assert json.loads(report.stdout)["paused"] is True
+        # While paused a waiting picture is not "empty in" any time.
+        drop(hot, "IMG_0003.jpg", 3)
+        wait_for_text(browser, "paused", by=By.CSS_SELECTOR, value="tr.dest td.eta")
         page = browser.page_source
         assert DEMO_API_KEY not in page
         shot(browser, request, "9-paused")
@@ -174,3 +189,32 @@ def test_changing_the_album_keeps_the_config_comments(
     finally:
         assert run.stop() == 0
     assert "Traceback" not in run.output
+
+
+def test_a_refused_command_and_a_stopped_boothsync_are_said_on_the_page(
+    tmp_path: Path, receiver: Receiver, browser: WebDriver, request: pytest.FixtureRequest
+) -> None:
+    """A command boothsync turns down is not silently dropped: its reason shows at the top of
+    the page, as text. When boothsync stops, the page says it does not answer instead of
+    standing still as if all were well."""
+    config = write_config(tmp_path, receiver.base_url)
+    run = Daemon("run", "-c", str(config))
+    try:
+        wait_for(lambda: "dashboard on" in run.output, timeout=30)
+        link = boothsync("dashboard", "-c", str(config), "--print-url")
+        browser.get(link.stdout.strip())
+        wait_for_element(browser, By.ID, "state")
+        assert not browser.find_element(By.ID, "notice").is_displayed()
+        # As if the page's token were stale: the command is refused, and the page says why.
+        browser.execute_script(
+            "document.querySelector('meta[name=\"csrf-token\"]').content = 'stale'"
+        )
+        click(browser, "#pause")
+        wait_for_text(browser, "CSRF token", by=By.ID, value="notice")
+        assert browser.find_elements(By.ID, "pause"), "the refused pause paused"
+        shot(browser, request, "1-refused")
+    finally:
+        code = run.stop()
+    assert code == 0, run.output
+    wait_for_text(browser, "does not answer", by=By.ID, value="notice")
+    shot(browser, request, "2-stopped")

@@ -212,6 +212,8 @@ def test_retry_and_pause_from_the_dashboard(
         job = re.search(r'class="failed-job" data-job="(\d+)"', live)
         assert job is not None, live
         assert "415" in live
+        # A boothsync run on a config file can read it again.
+        assert 'id="reload"' in live
         token = running.csrf(client)
         answer = client.post(
             "/api/retry", json={"id": int(job.group(1))}, headers={"X-CSRF-Token": token}

@@ -340,6 +340,8 @@ class _Pages:
             "booth": config.booth.name,
             "tz": config.booth.tz,
             "o": view.overview(current, config, rates),
+            # A boothsync without a config file of its own (the demo) has nothing to reload.
+            "can_reload": backend.reload_request is not None,
             "pictures": pictures,
             "thumbs": thumbs,
             "now": time.time(),
