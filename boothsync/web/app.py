@@ -245,8 +245,7 @@ class _Pages:
                 request,
                 "login.html",
                 401,
-                problem="This login link was used already or is too old: run "
-                "`boothsync dashboard` (or use the tray's Open dashboard) for a new one.",
+                problem="This login link was used already or is too old: ask for a new one.",
                 password=bool(self.d.web.password),
             )
         if request.state.session is not None:
