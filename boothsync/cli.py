@@ -351,8 +351,12 @@ def _setup(args: argparse.Namespace) -> int:
     if explicit is not None and not explicit.expanduser().exists():
         config = _set_up(explicit.expanduser(), args, browser=True)
     else:
-        config = _load_or_set_up(args, browser=True)
-        if config is not None:
+        try:
+            config = _load(args)
+        except NoConfigFile:
+            # The wizard's page goes on to the dashboard by itself once boothsync runs.
+            config = _set_up(_first_config_target(), args, browser=True)
+        else:
             folder = outbox_path(config).parent
             if instance_state(folder).running:
                 return _open_dashboard(folder, "/settings")
@@ -366,8 +370,13 @@ def _load_or_set_up(args: argparse.Namespace, *, browser: bool) -> Config | None
         return _load(args)
     except NoConfigFile:
         pass
+    return _set_up(_first_config_target(), args, browser=browser)
+
+
+def _first_config_target() -> Path:
+    """Where the first setup saves the config: $BOOTHSYNC_CONFIG, else the user config folder."""
     named = os.environ.get(CONFIG_ENV)
-    return _set_up(Path(named) if named else user_config_file(), args, browser=browser)
+    return Path(named) if named else user_config_file()
 
 
 def _set_up(target: Path, args: argparse.Namespace, *, browser: bool) -> Config | None:

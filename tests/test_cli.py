@@ -1073,3 +1073,58 @@ def test_init_example_prints_the_reference_and_no_config_points_at_init(tmp_path
     missing = boothsync("status", cwd=tmp_path, XDG_CONFIG_HOME=str(tmp_path / "none"))
     assert missing.returncode == 2
     assert "boothsync init" in missing.stderr and "toml.example" not in missing.stderr
+
+
+# `boothsync setup` with the wizard and the run after it stood in for (a browser's clicks and
+# a daemon are not what is checked): prints where it would open a login link.
+SETUP_OPENS = """
+import sys
+from pathlib import Path
+
+import boothsync.cli as cli
+import boothsync.daemon as daemon
+
+source = Path(sys.argv[1])
+
+
+def first_setup(target, *, on_serving=None, **_):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    print("wizard saved", target.name)
+    return True
+
+
+daemon.first_setup = first_setup
+daemon.run_service = lambda config, level: print("runs") or 0
+cli._open_when_served = lambda folder, page: print("opens", page)
+sys.exit(cli.main(["setup"]))
+"""
+
+
+def test_setup_opens_the_settings_only_for_a_config_that_was_there(tmp_path: Path) -> None:
+    """After the first config is saved, the wizard's own page goes on to the dashboard:
+    `boothsync setup` opens no second login link. With a config there already, it opens that
+    config's settings once the boothsync it starts serves."""
+    source = write_config(tmp_path, "http://127.0.0.1:9")
+    script = tmp_path / "setup_opens.py"
+    script.write_text(SETUP_OPENS, encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    environ = env(XDG_CONFIG_HOME=str(tmp_path / "config"))
+
+    def setup() -> list[str]:
+        done = subprocess.run(
+            [sys.executable, str(script), str(source)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=elsewhere,
+            env=environ,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout.splitlines()
+
+    assert setup() == ["wizard saved boothsync.toml", "runs"]
+    assert (tmp_path / "config" / "boothsync" / "boothsync.toml").is_file()
+    assert setup() == ["opens /settings", "runs"]
