@@ -210,7 +210,7 @@ def test_a_refused_command_and_a_stopped_boothsync_are_said_on_the_page(
             "document.querySelector('meta[name=\"csrf-token\"]').content = 'stale'"
         )
         click(browser, "#pause")
-        wait_for_text(browser, "CSRF token", by=By.ID, value="notice")
+        wait_for_text(browser, "reload the page", by=By.ID, value="notice")
         assert browser.find_elements(By.ID, "pause"), "the refused pause paused"
         shot(browser, request, "1-refused")
     finally:

@@ -150,7 +150,8 @@ class _Guard:
             if method not in SAFE_METHODS and not auth.csrf_matches(
                 session, headers.get("x-csrf-token")
             ):
-                await _plain(403, "missing or wrong CSRF token")(scope, receive, send)
+                refusal = _plain(403, "missing or wrong CSRF token: reload the page")
+                await refusal(scope, receive, send)
                 return
         elif method == "POST" and not _same_origin(headers, web):
             await _plain(403, "a login from another site is refused")(scope, receive, send)
