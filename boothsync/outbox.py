@@ -2419,10 +2419,15 @@ class Outbox:
                 # a job and the UPDATE that claims it cannot interleave with another
                 # process doing the same.
                 conn.execute("BEGIN IMMEDIATE")
+                changes = conn.total_changes
                 try:
                     yield conn
                     conn.execute("COMMIT")
-                    if synced:
+                    if conn.total_changes == changes:
+                        # Nothing written (a claim that found no job): no log entry, nothing
+                        # to sync, and nothing synced either.
+                        pass
+                    elif synced:
                         # Syncing the WAL to its end took every earlier commit along.
                         self._unsynced_since = None
                     elif self._unsynced_since is None:

@@ -580,6 +580,21 @@ def test_sync_puts_unsynced_writes_on_the_disk_once_they_are_old_enough(
     assert box.sync() is False
 
 
+def test_a_claim_that_finds_nothing_leaves_nothing_to_sync(box: Outbox) -> None:
+    """An idle worker looks for a job every second or so: a claim that finds none writes
+    nothing, so it asks for no sync (no disk write a second while the booth is idle), and a
+    synced write does not hide an unsynced one behind an empty claim."""
+    add(box, "IMG_1.jpg")
+    assert claim(box) is not None
+    assert box.sync() is True
+    assert box.claim() is None
+    assert box.sync() is False
+    add(box, "IMG_2.jpg")  # not synced
+    assert box.claim(now=-1.0) is None  # due later than that
+    assert box.retry_failed() == 0  # a synced write that changes nothing syncs nothing
+    assert box.sync() is True
+
+
 # -- recovery -----------------------------------------------------------------
 
 CRASH = """
