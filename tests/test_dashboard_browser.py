@@ -45,6 +45,14 @@ def click(driver: WebDriver, css: str) -> None:
     wait_for_element(driver, By.CSS_SELECTOR, css).click()
 
 
+def fill_key(driver: WebDriver, api_key: str, base_url: str) -> None:
+    """The wizard's key step: the key and the gallery's address typed in afresh."""
+    for name, value in (("api_key", api_key), ("base_url", base_url)):
+        field = wait_for_element(driver, By.NAME, name)
+        field.clear()
+        field.send_keys(value)
+
+
 def drop(folder: Path, name: str, minute: int) -> None:
     write_sample_jpeg(folder / name, datetime(2026, 6, 1, 20, minute), name, (30, 90, 200))
 
@@ -74,22 +82,13 @@ def test_first_setup_then_the_live_dashboard(
         click(browser, "#next-type")
 
         # A key the gallery refuses: the step comes back saying so, on the page.
-        key = wait_for_element(browser, By.NAME, "api_key")
-        key.send_keys("not-the-key")
-        base = browser.find_element(By.NAME, "base_url")
-        base.clear()
-        base.send_keys(receiver.base_url)
+        fill_key(browser, "not-the-key", receiver.base_url)
         click(browser, "#next-key")
         wait_for_text(browser, "rejected", by=By.ID, value="wizard")
         shot(browser, request, "2-wrong-key")
         assert "not-the-key" not in browser.page_source
 
-        key = wait_for_element(browser, By.NAME, "api_key")
-        key.clear()
-        key.send_keys(DEMO_API_KEY)
-        base = browser.find_element(By.NAME, "base_url")
-        base.clear()
-        base.send_keys(receiver.base_url)
+        fill_key(browser, DEMO_API_KEY, receiver.base_url)
         shot(browser, request, "2-key")
         click(browser, "#next-key")
 
