@@ -141,11 +141,12 @@ def test_the_engine_keeps_awake_while_pictures_wait(
         (tmp_path / "hot" / "IMG_1.jpg").write_bytes(jpeg(b"one"))
         wait_for(lambda: engine.keeping_awake, timeout=15, what="the inhibitor")
         pid = recorded_pid(tmp_path / "bin" / "systemd-inhibit.log")
-        assert engine.outbox.flags().get("keeping_awake") == "1"
+        # The flag other processes read follows the inhibitor within the same pass.
+        wait_for(lambda: engine.outbox.flags().get("keeping_awake") == "1", timeout=5)
         wait_for(lambda: len(receiver.received()) == 1, timeout=30)
         wait_for(lambda: not engine.keeping_awake, timeout=15, what="the release")
         wait_for(lambda: not running(pid), timeout=10, what="the inhibitor to end")
-        assert engine.outbox.flags().get("keeping_awake") == "0"
+        wait_for(lambda: engine.outbox.flags().get("keeping_awake") == "0", timeout=5)
 
 
 def test_an_unavailable_way_holds_nothing() -> None:

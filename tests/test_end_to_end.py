@@ -469,7 +469,8 @@ def test_pause_resume_and_retry_sent_through_the_database_are_applied(
 
     send(config, "resume")
     wait_for(lambda: [r.file_name for r in receiver.received()] == ["held.jpg"])
-    assert flags_of(config)["paused"] == "0" and not engine.snapshot().paused
+    wait_for(lambda: flags_of(config)["paused"] == "0", what="the resume to be recorded")
+    assert not engine.snapshot().paused
 
     send(config, "retry")
     wait_for(lambda: sorted(received_by_name(receiver)) == ["held.jpg", "refused.jpg"])
