@@ -495,6 +495,25 @@ def test_rate_limiter_reserves_under_a_lock() -> None:
     assert limiter.reserve() > third
 
 
+def test_an_answered_request_is_not_counted_again_while_its_body_is_read() -> None:
+    """A request whose answer came (its body still being read) was counted by the server:
+    a later answer's Remaining is lowered only by the requests still unanswered."""
+    limiter = RateLimiter(clock=lambda: 100.0)
+    first = limiter.reserve()
+    limiter.observe(httpx.Headers({"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "60"}), first)
+    second = limiter.reserve()
+    third = limiter.reserve()
+    # `second` answered while `first` is still reading its body and `third` is out:
+    # the server counted first and second, so Remaining 2 less `third` leaves 1.
+    limiter.observe(
+        httpx.Headers({"X-RateLimit-Remaining": "2", "X-RateLimit-Reset": "60"}), second
+    )
+    fourth = limiter.reserve()
+    assert fourth > third
+    with pytest.raises(ServerBusy):
+        limiter.reserve()  # four of four spent
+
+
 def test_a_server_without_rate_limit_headers_is_not_paced() -> None:
     """No X-RateLimit headers: after the first answer, requests go side by side."""
     limiter = RateLimiter()

@@ -176,7 +176,7 @@ class RateLimiter:
     A request is reserved before it is sent: the remembered ``Remaining`` goes down at
     once, so two workers cannot both spend the last request; with none left,
     :meth:`reserve` raises ServerBusy (429) with the seconds until the reset. An answer's
-    ``Remaining`` is read as "minus the requests of ours still under way" (the server may
+    ``Remaining`` is read as "minus the requests of ours still unanswered" (the server may
     not have counted them yet); within one window the lower of the two counts wins, as
     answers can arrive out of order. Before the first answer, and once a window's reset has
     passed, nothing is known: one request goes alone (the others wait for its answer) and
@@ -200,6 +200,7 @@ class RateLimiter:
         self._in_flight = 0
         self._next_ticket = 0
         self._tickets: set[int] = set()
+        self._unanswered: set[int] = set()  # tickets whose answer has not come yet
 
     def reserve(self) -> int:
         """A ticket for one request, to hand to :meth:`observe` and :meth:`done`."""
@@ -225,6 +226,7 @@ class RateLimiter:
             self._in_flight += 1
             self._next_ticket += 1
             self._tickets.add(self._next_ticket)
+            self._unanswered.add(self._next_ticket)
             return self._next_ticket
 
     def observe(self, headers: httpx.Headers, ticket: int | None = None) -> None:
@@ -237,7 +239,10 @@ class RateLimiter:
                 self._cond.notify_all()
                 return
             self._paced = True
-            others = self._in_flight - (1 if ticket in self._tickets else 0)
+            # Only requests still unanswered may be missing from the server's count: one
+            # answered already was counted, even while its body is still being read.
+            others = len(self._unanswered - {ticket})
+            self._unanswered.discard(ticket)
             remaining = max(0, window.remaining - others)
             now = self._clock()
             if self._remaining is None or self._reset_at is None:
@@ -263,6 +268,7 @@ class RateLimiter:
         with self._cond:
             if ticket in self._tickets:
                 self._tickets.discard(ticket)
+                self._unanswered.discard(ticket)
                 self._in_flight -= 1
                 self._cond.notify_all()
 
