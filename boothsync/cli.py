@@ -35,7 +35,7 @@ from boothsync.daemon import (
 )
 from boothsync.errors import BoothsyncError, ConfigError, NoConfigFile
 from boothsync.names import printable
-from boothsync.outbox import Outbox
+from boothsync.outbox import PAUSED_FLAG, Outbox
 from boothsync.paths import CONFIG_FILE_NAME, default_state_dir, outbox_path, user_config_file
 from boothsync.status import STATES, iso, needs_attention
 from boothsync.status import report as status_json
@@ -537,6 +537,10 @@ _TAKEN = {
     "reload": "reload: boothsync (pid {pid}) rereads its config now; its log says how that went",
 }
 
+# The paused flag once the running boothsync has applied the command (it writes the flag just
+# after it takes the command, so `status` right after the command already says so).
+_PAUSED_AFTER = {"pause": "1", "resume": "0"}
+
 # Why each would do nothing without a running boothsync.
 _NOTHING_TO_DO = {
     "pause": "a fresh start always uploads",
@@ -583,6 +587,11 @@ def _send_command(args: argparse.Namespace) -> int:
                     " (a config reload may be under way); it will as soon as it can"
                 )
                 return EXIT_OK
+            stop.wait(0.05)
+        paused = _PAUSED_AFTER.get(control)
+        while paused is not None and outbox.flags().get(PAUSED_FLAG) != paused:
+            if time.monotonic() >= deadline:
+                break
             stop.wait(0.05)
     finally:
         outbox.close()

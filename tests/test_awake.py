@@ -46,8 +46,19 @@ def running(pid: int) -> bool:
     return not (status.exists() and "State:\tZ" in status.read_text())
 
 
+def logged(log: Path) -> str:
+    """What the stand-in recorded, once it has: it writes its line itself, after it started."""
+
+    def text() -> str:
+        content = log.read_text() if log.exists() else ""
+        return content if content.endswith("\n") else ""
+
+    wait_for(lambda: text() != "", timeout=10, what=f"a line in {log.name}")
+    return text()
+
+
 def recorded_pid(log: Path) -> int:
-    return int(log.read_text().split()[0])
+    return int(logged(log).split()[0])
 
 
 def test_an_inhibitor_is_held_while_busy_and_released_after(tmp_path: Path) -> None:
@@ -58,7 +69,7 @@ def test_an_inhibitor_is_held_while_busy_and_released_after(tmp_path: Path) -> N
     awake = keep_awake("linux", which=lambda _: str(program), logind=tmp_path / "seats")
     assert awake.update(True)
     log = tmp_path / "bin" / "systemd-inhibit.log"
-    words = log.read_text()
+    words = logged(log)
     assert "--what=sleep:idle" in words and "--who=boothsync" in words
     assert "--mode=block" in words and "waiting to be uploaded" in words
     pid = recorded_pid(log)

@@ -154,7 +154,7 @@ def test_ready_watchdog_status_and_stopping(
     pings = [at for at in pings if at >= ready_at]
     assert len(pings) >= 5
     gaps = [later - earlier for earlier, later in itertools.pairwise(pings)]
-    assert max(gaps) <= 1.0, gaps
+    assert max(gaps) < 2.0, gaps  # within the watchdog timeout systemd was given
     assert notify_socket.has("STOPPING=1")
     assert "Traceback" not in daemon.output
 

@@ -44,7 +44,9 @@ def test_a_picture_goes_through_a_slow_link(
         config = replace(config, destinations={"eventpics": gallery})
         picture = jpeg(os.urandom(96 * 1024))
         (tmp_path / "hot" / "IMG_slow.jpg").write_bytes(picture)
-        engine_for(config)
+        engine = engine_for(config)
         wait_for(lambda: len(receiver.received()) == 1, timeout=60, what="the upload")
+        # The receiver counts its answer once sent, a moment after it kept the file.
+        wait_for(lambda: engine.snapshot().stats.totals["uploaded"] == 1, timeout=30)
     assert receiver.counts()["put"] == {200: 1}, receiver.counts()
     assert (tmp_path / "received").rglob("IMG_slow.jpg")

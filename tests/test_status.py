@@ -63,6 +63,8 @@ def test_a_live_engine_and_its_database_give_the_same_status(tmp_path: Path) -> 
                 lambda: (
                     from_engine(engine).stats.totals.get("uploaded") == 1
                     and from_engine(engine).health["eventpics"][0] == Health.ONLINE
+                    # and recorded for other processes, just after
+                    and engine.outbox.health().get("eventpics", ("",))[0] == "online"
                 ),
                 timeout=30,
             )

@@ -227,12 +227,16 @@ def test_the_dashboard_makes_only_the_newest_thumbnails_of_a_burst(tmp_path: Pat
     from tests.helpers import engine_config, wait_for
 
     config = engine_config(tmp_path, "http://127.0.0.1:9")
+    pictures = []
+    for number in range(30):
+        picture = tmp_path / "hot" / f"IMG_{number}.jpg"
+        Image.new("RGB", (64, 48), (number * 8, 80, 120)).save(picture)
+        pictures.append(picture)
     backend = EngineBackend(lambda: None, lambda: config)
     backend.start()
     try:
-        for number in range(30):
-            picture = tmp_path / "hot" / f"IMG_{number}.jpg"
-            Image.new("RGB", (64, 48), (number * 8, 80, 120)).save(picture)
+        # The burst: 30 uploads reported back to back.
+        for number, picture in enumerate(pictures):
             job = SimpleNamespace(file_id=number, path=picture)
             backend.uploaded(SimpleNamespace(outcome="uploaded", job=job))
         folder = state_dir(config) / "thumbs"
