@@ -241,8 +241,9 @@ class RateLimiter:
             self._paced = True
             # Only requests still unanswered may be missing from the server's count: one
             # answered already was counted, even while its body is still being read.
-            others = len(self._unanswered - {ticket})
-            self._unanswered.discard(ticket)
+            others = len(self._unanswered) - (1 if ticket in self._unanswered else 0)
+            if ticket is not None:
+                self._unanswered.discard(ticket)
             remaining = max(0, window.remaining - others)
             now = self._clock()
             if self._remaining is None or self._reset_at is None:
