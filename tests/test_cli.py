@@ -573,9 +573,16 @@ def test_a_fixed_key_is_used_as_soon_as_the_config_is_saved(
         )
         config.write_text(config.read_text().replace("wrong-key-1234", DEMO_API_KEY))
         wait_for(lambda: len(receiver.received()) == 2, timeout=30)
-        report = wait_for(lambda: (s := status(config))["totals"]["uploaded"] == 2 and s)
+        # Online is recorded once the upload is on the disk, a moment after it is counted.
+        report = wait_for(
+            lambda: (
+                (s := status(config))["totals"]["uploaded"] == 2
+                and s["destinations"]["eventpics"]["health"] == "online"
+                and s
+            ),
+            timeout=15,
+        )
         assert report["totals"]["failed"] == 0
-        assert report["destinations"]["eventpics"]["health"] == "online"
     finally:
         assert daemon.stop() == 0
     assert "the config changed" in daemon.output

@@ -41,8 +41,22 @@ def free_port() -> int:
         return port
 
 
+# Clicks the element if htmx has wired it: content swapped in a moment ago is wired once it
+# settles (until then a form would submit as a plain page load), and the live part is
+# replaced every second (an element found before that is gone).
+_WIRED_CLICK = """
+const element = document.querySelector(arguments[0]);
+if (!element || element.closest('.htmx-added')) {
+  return false;
+}
+element.click();
+return true;
+"""
+
+
 def click(driver: WebDriver, css: str) -> None:
-    wait_for_element(driver, By.CSS_SELECTOR, css).click()
+    """Click the first element ``css`` finds, once htmx has wired it."""
+    wait_for(lambda: driver.execute_script(_WIRED_CLICK, css) is True, what=f"{css} to click")
 
 
 def fill_key(driver: WebDriver, api_key: str, base_url: str) -> None:
@@ -92,8 +106,7 @@ def test_first_setup_then_the_live_dashboard(
         shot(browser, request, "2-key")
         click(browser, "#next-key")
 
-        album = wait_for_element(browser, By.CSS_SELECTOR, "input[value='demo/a2']")
-        album.click()
+        click(browser, "input[value='demo/a2']")
         shot(browser, request, "3-event")
         click(browser, "#next-event")
 
@@ -120,10 +133,15 @@ def test_first_setup_then_the_live_dashboard(
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
         drop(hot, "IMG_0001.jpg", 1)
-        thumb = wait_for_element(
-            browser, By.CSS_SELECTOR, "#recent img[src^='/thumbs/']", timeout=30
+        # Looked up afresh each time: the live part is replaced every second.
+        wait_for(
+            lambda: browser.execute_script(
+                "const thumb = document.querySelector(\"#recent img[src^='/thumbs/']\");"
+                " return !!thumb && thumb.complete && thumb.naturalWidth > 0"
+            ),
+            timeout=30,
+            what="a thumbnail shown",
         )
-        wait_for(lambda: browser.execute_script("return arguments[0].naturalWidth", thumb) > 0)
         wait_for_text(browser, "IMG_0001.jpg", by=By.ID, value="recent")
         shot(browser, request, "6-uploaded")
 
@@ -190,6 +208,24 @@ def test_changing_the_album_keeps_the_config_comments(
     assert "Traceback" not in run.output
 
 
+# Sends the page's commands (POSTs under /api/) 2.5 s late, as over a slow link.
+_SLOW_COMMANDS = """
+const open = XMLHttpRequest.prototype.open;
+const send = XMLHttpRequest.prototype.send;
+XMLHttpRequest.prototype.open = function (method, url) {
+  this.slowCommand = method === 'POST' && String(url).indexOf('/api/') === 0;
+  return open.apply(this, arguments);
+};
+XMLHttpRequest.prototype.send = function (body) {
+  if (this.slowCommand) {
+    setTimeout(() => send.call(this, body), 2500);
+  } else {
+    send.call(this, body);
+  }
+};
+"""
+
+
 def test_a_refused_command_and_a_stopped_boothsync_are_said_on_the_page(
     tmp_path: Path, receiver: Receiver, browser: WebDriver, request: pytest.FixtureRequest
 ) -> None:
@@ -208,6 +244,9 @@ def test_a_refused_command_and_a_stopped_boothsync_are_said_on_the_page(
         browser.execute_script(
             "document.querySelector('meta[name=\"csrf-token\"]').content = 'stale'"
         )
+        # And its answer slow to come, over several of the live part's refreshes: they wait
+        # for it, or the button would be replaced and its answer lost with it.
+        browser.execute_script(_SLOW_COMMANDS)
         click(browser, "#pause")
         wait_for_text(browser, "reload the page", by=By.ID, value="notice")
         assert browser.find_elements(By.ID, "pause"), "the refused pause paused"

@@ -256,7 +256,7 @@ def test_closed_file_is_queued_once_without_waiting_to_settle(
     path = write(hot / "IMG_0001.jpg")
     st = path.stat()
 
-    wait_enqueued(outbox, path, timeout=3 if LINUX else 5)
+    wait_enqueued(outbox, path, timeout=10)
     settle_down(watcher, outbox, path)
 
     assert outbox.enqueued() == {path: [(st.st_size, st.st_mtime_ns)]}
@@ -311,7 +311,7 @@ def test_file_renamed_into_place_is_queued_once_and_the_temp_name_never(
     final = hot / "x.jpg"
     os.replace(temp, final)
 
-    wait_enqueued(outbox, final, timeout=3 if LINUX else 5)
+    wait_enqueued(outbox, final, timeout=10)
     settle_down(watcher, outbox, final)
 
     assert list(outbox.enqueued()) == [final]
@@ -331,7 +331,7 @@ def test_file_moved_in_from_another_folder_is_queued(
     target = hot / "moved.jpg"
     os.replace(source, target)
 
-    wait_enqueued(outbox, target, timeout=3 if LINUX else 5)
+    wait_enqueued(outbox, target, timeout=10)
     assert outbox.enqueued()[target] == [(target.stat().st_size, target.stat().st_mtime_ns)]
 
 
@@ -443,7 +443,7 @@ def test_closed_file_is_queued_after_a_short_quiet_window_not_the_settle_time(
     before_writing = time.monotonic()
     path = write(hot / "closed.jpg")
 
-    wait_enqueued(outbox, path, timeout=5)
+    wait_enqueued(outbox, path, timeout=10)
 
     assert outbox.first_queued_at[path] - before_writing >= CLOSE_QUIET
     assert outbox.enqueued()[path] == [(path.stat().st_size, path.stat().st_mtime_ns)]
@@ -473,7 +473,7 @@ def test_writer_that_closes_and_reopens_to_append_is_queued_once_complete(
     writer.start()
     writer.join()
 
-    wait_enqueued(outbox, path, timeout=5)
+    wait_enqueued(outbox, path, timeout=10)
     settle_down(watcher, outbox, path)
 
     assert path.stat().st_size == pieces * len(piece)
@@ -497,7 +497,7 @@ def test_closed_file_reopened_and_held_open_waits_for_the_next_close(
         let_time_pass(CLOSE_QUIET * 5)
         assert path not in outbox.enqueued()
 
-    wait_enqueued(outbox, path, timeout=5)
+    wait_enqueued(outbox, path, timeout=10)
     assert outbox.enqueued()[path] == [(path.stat().st_size, path.stat().st_mtime_ns)]
 
 
@@ -825,7 +825,7 @@ def test_notified_file_is_queued_without_events_or_settling(
 
     assert watcher.notify(path)
 
-    wait_enqueued(outbox, path, timeout=5)
+    wait_enqueued(outbox, path, timeout=10)
     assert outbox.first_queued_at[path] - notified >= CLOSE_QUIET
     assert outbox.enqueued()[path] == [(path.stat().st_size, path.stat().st_mtime_ns)]
 
@@ -849,7 +849,7 @@ def test_notified_path_as_a_string_in_a_subfolder_is_queued_with_its_album(
 
     assert watcher.notify(os.path.join(str(hot), "Prints", "..", "Prints", "x.jpg"))
 
-    wait_enqueued(outbox, path, timeout=5)
+    wait_enqueued(outbox, path, timeout=10)
     assert [job.album_id for job in outbox.claim_all()[path]] == ["p"]
 
 
@@ -971,7 +971,7 @@ def test_dead_observer_is_restarted(
     assert any("restarting" in r.getMessage() for r in caplog.records)
 
     path = write(hot / "after_restart.jpg")
-    wait_enqueued(outbox, path, timeout=3 if LINUX else 5)
+    wait_enqueued(outbox, path, timeout=10)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="Windows cannot delete an open file")
