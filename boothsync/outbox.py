@@ -1460,6 +1460,10 @@ class Outbox:
         syncs. Without that second sync per upload, a claim and its completion
         cost one sync instead of two.
         """
+        if only is not None and not only:
+            # No destination to serve (all paused): nothing to claim. The live order's
+            # statement cannot even be planned with a WHERE that is false from the start.
+            return None
         with self._write("claim a job", synced=False) as conn:
             due = self.now() if now is None else now
             clause, params = _among("destination", only)

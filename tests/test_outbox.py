@@ -184,8 +184,12 @@ def test_claim_skips_jobs_not_yet_due(box: Outbox, clock: Clock) -> None:
     assert claim(box, now=clock.now + 30).path.name == "IMG_1.jpg"
 
 
-def test_claim_only_serves_the_given_destinations(box: Outbox) -> None:
-    """Destinations left out (paused, no longer configured) are skipped; the others get jobs."""
+@pytest.mark.parametrize("live_window", [None, 120.0], ids=["oldest", "live"])
+def test_claim_only_serves_the_given_destinations(box: Outbox, live_window: float | None) -> None:
+    """Destinations left out (paused, no longer configured) are skipped; the others get jobs;
+    with every destination left out (all paused in an outage) nothing is claimed, in either
+    order, and nothing fails."""
+    box.order_live(live_window)
     add(box, "IMG_1.jpg", TWO)
     job = claim(box, only={"backup"})
     assert job.destination == "backup"
