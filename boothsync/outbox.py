@@ -2427,15 +2427,14 @@ class Outbox:
                 try:
                     yield conn
                     conn.execute("COMMIT")
-                    if conn.total_changes == changes:
-                        # Nothing written (a claim that found no job): no log entry, nothing
-                        # to sync, and nothing synced either.
-                        pass
-                    elif synced:
-                        # Syncing the WAL to its end took every earlier commit along.
-                        self._unsynced_since = None
-                    elif self._unsynced_since is None:
-                        self._unsynced_since = self._monotonic()
+                    # Nothing written (a claim that found no job) leaves no log entry:
+                    # nothing to sync, and nothing synced either.
+                    if conn.total_changes != changes:
+                        if synced:
+                            # Syncing the WAL to its end took every earlier commit along.
+                            self._unsynced_since = None
+                        elif self._unsynced_since is None:
+                            self._unsynced_since = self._monotonic()
                 except BaseException:
                     # SQLite may already have rolled back on its own (disk full, I/O error).
                     if conn.in_transaction:

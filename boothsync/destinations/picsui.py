@@ -197,9 +197,8 @@ class RateLimiter:
         self._paced: bool | None = None  # None: no answer yet
         self._remaining: int | None = None  # None: unknown in this window
         self._reset_at: float | None = None  # on ``clock``
-        self._in_flight = 0
         self._next_ticket = 0
-        self._tickets: set[int] = set()
+        self._tickets: set[int] = set()  # requests under way
         self._unanswered: set[int] = set()  # tickets whose answer has not come yet
 
     def reserve(self) -> int:
@@ -214,7 +213,7 @@ class RateLimiter:
                     break
                 if self._remaining is None:
                     # Unknown: one request goes and finds out; the rest wait for its answer.
-                    if self._in_flight == 0 or now >= deadline:
+                    if not self._tickets or now >= deadline:
                         break
                     self._cond.wait(max(0.01, deadline - now))
                     continue
@@ -223,7 +222,6 @@ class RateLimiter:
                     break
                 assert self._reset_at is not None
                 raise self.busy(self._reset_at - now + _RESET_MARGIN)
-            self._in_flight += 1
             self._next_ticket += 1
             self._tickets.add(self._next_ticket)
             self._unanswered.add(self._next_ticket)
@@ -270,7 +268,6 @@ class RateLimiter:
             if ticket in self._tickets:
                 self._tickets.discard(ticket)
                 self._unanswered.discard(ticket)
-                self._in_flight -= 1
                 self._cond.notify_all()
 
     def busy(self, seconds: float) -> ServerBusy:
